@@ -1,0 +1,72 @@
+// The contract every compute backend (CPU reference, CUDA) fulfils. The tensor front end
+// (src/tensor) owns shapes, views and autograd; a backend owns memory and the kernels below.
+// Kernels receive strided views and write into a freshly allocated contiguous output view unless
+// stated otherwise. Adding a kernel name here makes every backend that lacks it fail to compile.
+
+import type { DType, StorageArray } from '../tensor/dtype.js';
+
+/** Device memory of one backend. `handle` is the backend's own buffer type. */
+export interface Storage {
+  readonly backend: Backend;
+  readonly dtype: DType;
+  readonly length: number;
+  /** number of live tensors viewing this storage; freed when it drops to zero */
+  refs: number;
+  freed: boolean;
+}
+
+/** A strided window onto a Storage. */
+export interface View {
+  readonly storage: Storage;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
+
+export const UNARY_OPS = ['neg', 'exp', 'log', 'sqrt', 'rsqrt', 'sin', 'cos', 'tanh', 'sigmoid', 'silu', 'abs', 'reciprocal', 'relu', 'sign', 'square'] as const;
+export type UnaryOp = (typeof UNARY_OPS)[number];
+
+export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'pow'] as const;
+export type BinaryOp = (typeof BINARY_OPS)[number];
+
+export const COMPARE_OPS = ['eq', 'ne', 'lt', 'le', 'gt', 'ge'] as const;
+export type CompareOp = (typeof COMPARE_OPS)[number];
+
+export const REDUCE_OPS = ['sum', 'max', 'min'] as const;
+export type ReduceOp = (typeof REDUCE_OPS)[number];
+
+export interface Backend {
+  readonly name: string;
+
+  // memory
+  alloc(dtype: DType, length: number): Storage;
+  free(storage: Storage): void;
+  /** Uploads host data (storage array of the same dtype). */
+  fromHost(dtype: DType, data: StorageArray): Storage;
+  /** Downloads a view into a contiguous host array of its dtype. */
+  toHost(view: View): StorageArray;
+
+  // kernels; `out` views are contiguous and already allocated with the right shape and dtype
+  /** strided copy with dtype conversion (round to nearest even for floats, saturating for fp8) */
+  copy(src: View, out: View): void;
+  fill(out: View, value: number): void;
+  unary(op: UnaryOp, x: View, out: View): void;
+  /** a and b are already broadcast to out's shape (stride-0 views) */
+  binary(op: BinaryOp, a: View, b: View, out: View): void;
+  compare(op: CompareOp, a: View, b: View, out: View): void;
+  where(cond: View, a: View, b: View, out: View): void;
+  /** reduces the listed axes (sorted); out has those axes kept with size 1 */
+  reduce(op: ReduceOp, x: View, axes: readonly number[], out: View): void;
+  /** index of the max along `axis` (first on ties); out is int32 with that axis of size 1 */
+  argmax(x: View, axis: number, out: View): void;
+  /** batched matmul: a [..., m, k] @ b [..., k, n] with batch dims already broadcast to out's */
+  matmul(a: View, b: View, out: View): void;
+  /** out[i][j][k] = x[index[i][j][k]][j][k] for axis 0 (torch.gather semantics); index int32/int64 */
+  gather(x: View, axis: number, index: View, out: View): void;
+  /** out (pre-filled) [index[i][j]][j] += src[i][j] for axis 0 (torch.scatter_add_ semantics), in place */
+  scatterAdd(out: View, axis: number, index: View, src: View): void;
+  softmax(x: View, axis: number, out: View): void;
+  logSoftmax(x: View, axis: number, out: View): void;
+  /** fills out with uniform [0,1) or standard normal draws from a seeded stream */
+  random(kind: 'uniform' | 'normal', seed: number, out: View): void;
+}

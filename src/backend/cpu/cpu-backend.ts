@@ -1,0 +1,260 @@
+// The CPU reference backend: plain TypeScript kernels that every other backend is tested against.
+// Clarity over speed; float64 arithmetic, one rounding to the output dtype.
+
+import type { Backend, BinaryOp, CompareOp, ReduceOp, Storage, UnaryOp, View } from '../backend.js';
+import { allocStorage, type DType, type StorageArray } from '../../tensor/dtype.js';
+import { contiguousStrides, numel } from '../../tensor/shape.js';
+import { normalAt, uniformAt } from '../../tensor/random.js';
+import { BINARY_FN, COMPARE_FN, UNARY_FN } from './elementwise.js';
+import { matmulCpu } from './matmul.js';
+import { arrayOf, gatherRaw, readIndices, readNumbers, viewOffsets, writeNumbers } from './strided.js';
+
+class CpuStorage implements Storage {
+  refs = 0;
+  freed = false;
+  constructor(
+    readonly backend: Backend,
+    readonly dtype: DType,
+    public array: StorageArray,
+  ) {}
+  get length(): number {
+    return this.array.length;
+  }
+}
+
+/** Splits a shape around `axis` into (outer, len, inner) for row-wise kernels on contiguous data. */
+function around(shape: readonly number[], axis: number): [number, number, number] {
+  return [numel(shape.slice(0, axis)), shape[axis], numel(shape.slice(axis + 1))];
+}
+
+function checkIndex(i: number, size: number, op: string): void {
+  if (i < 0 || i >= size) throw new RangeError(`${op}: index ${i} is out of bounds for a dimension of size ${size}`);
+}
+
+class CpuBackend implements Backend {
+  readonly name = 'cpu';
+  private live = 0;
+
+  alloc(dtype: DType, length: number): Storage {
+    this.live++;
+    return new CpuStorage(this, dtype, allocStorage(dtype, length));
+  }
+  free(storage: Storage): void {
+    if (storage.freed) return;
+    storage.freed = true;
+    (storage as CpuStorage).array = allocStorage(storage.dtype, 0);
+    this.live--;
+  }
+  /** number of storages allocated and not yet freed (for leak tests) */
+  liveStorages(): number {
+    return this.live;
+  }
+  fromHost(dtype: DType, data: StorageArray): Storage {
+    this.live++;
+    return new CpuStorage(this, dtype, data);
+  }
+  toHost(view: View): StorageArray {
+    const arr = arrayOf(view);
+    return gatherRaw(arr, viewOffsets(view));
+  }
+
+  copy(src: View, out: View): void {
+    if (src.storage.dtype === out.storage.dtype) {
+      // same dtype: move bit patterns, never round-trip through numbers
+      const raw = gatherRaw(arrayOf(src), viewOffsets(src));
+      const dst = arrayOf(out);
+      const offs = viewOffsets(out);
+      if (dst instanceof BigInt64Array) for (let i = 0; i < offs.length; i++) dst[offs[i]] = (raw as BigInt64Array)[i];
+      else {
+        const d = dst as Exclude<StorageArray, BigInt64Array>;
+        const r = raw as Exclude<StorageArray, BigInt64Array>;
+        for (let i = 0; i < offs.length; i++) d[offs[i]] = r[i];
+      }
+      return;
+    }
+    writeNumbers(out, readNumbers(src));
+  }
+
+  fill(out: View, value: number): void {
+    const vals = new Float64Array(numel(out.shape)).fill(value);
+    writeNumbers(out, vals);
+  }
+
+  unary(op: UnaryOp, x: View, out: View): void {
+    const f = UNARY_FN[op];
+    const xs = readNumbers(x);
+    const r = new Float64Array(xs.length);
+    for (let i = 0; i < xs.length; i++) r[i] = f(xs[i]);
+    writeNumbers(out, r);
+  }
+
+  binary(op: BinaryOp, a: View, b: View, out: View): void {
+    const f = BINARY_FN[op];
+    const as = readNumbers(a);
+    const bs = readNumbers(b);
+    const r = new Float64Array(as.length);
+    switch (op) {
+      // hot ops without the indirect call
+      case 'add': for (let i = 0; i < r.length; i++) r[i] = as[i] + bs[i]; break;
+      case 'mul': for (let i = 0; i < r.length; i++) r[i] = as[i] * bs[i]; break;
+      default: for (let i = 0; i < r.length; i++) r[i] = f(as[i], bs[i]);
+    }
+    writeNumbers(out, r);
+  }
+
+  compare(op: CompareOp, a: View, b: View, out: View): void {
+    const f = COMPARE_FN[op];
+    const as = readNumbers(a);
+    const bs = readNumbers(b);
+    const r = new Float64Array(as.length);
+    for (let i = 0; i < r.length; i++) r[i] = f(as[i], bs[i]) ? 1 : 0;
+    writeNumbers(out, r);
+  }
+
+  where(cond: View, a: View, b: View, out: View): void {
+    const c = readNumbers(cond);
+    const as = readNumbers(a);
+    const bs = readNumbers(b);
+    const r = new Float64Array(c.length);
+    for (let i = 0; i < r.length; i++) r[i] = c[i] !== 0 ? as[i] : bs[i];
+    writeNumbers(out, r);
+  }
+
+  reduce(op: ReduceOp, x: View, axes: readonly number[], out: View): void {
+    const xs = readNumbers(x);
+    const n = numel(out.shape);
+    const init = op === 'sum' ? 0 : op === 'max' ? -Infinity : Infinity;
+    const acc = new Float64Array(n).fill(init);
+    // stride of each input dim in the output (0 on reduced dims)
+    const oStrides = contiguousStrides(out.shape).map((s, d) => (axes.includes(d) ? 0 : s));
+    const shape = x.shape;
+    const rank = shape.length;
+    const idx = new Array<number>(rank).fill(0);
+    let o = 0;
+    for (let i = 0; i < xs.length; i++) {
+      const v = xs[i];
+      if (op === 'sum') acc[o] += v;
+      else if (Number.isNaN(v) || Number.isNaN(acc[o])) acc[o] = NaN;
+      else if (op === 'max' ? v > acc[o] : v < acc[o]) acc[o] = v;
+      for (let d = rank - 1; d >= 0; d--) {
+        o += oStrides[d];
+        if (++idx[d] < shape[d]) break;
+        o -= oStrides[d] * shape[d];
+        idx[d] = 0;
+      }
+    }
+    writeNumbers(out, acc);
+  }
+
+  argmax(x: View, axis: number, out: View): void {
+    const xs = readNumbers(x);
+    const [outer, len, inner] = around(x.shape, axis);
+    const r = new Float64Array(outer * inner);
+    for (let o = 0; o < outer; o++) {
+      for (let i = 0; i < inner; i++) {
+        let best = -Infinity;
+        let bi = 0;
+        for (let j = 0; j < len; j++) {
+          const v = xs[(o * len + j) * inner + i];
+          if (v > best || (Number.isNaN(v) && !Number.isNaN(best))) {
+            best = v;
+            bi = j;
+          }
+        }
+        r[o * inner + i] = bi;
+      }
+    }
+    writeNumbers(out, r);
+  }
+
+  matmul(a: View, b: View, out: View): void {
+    matmulCpu(a, b, out);
+  }
+
+  gather(x: View, axis: number, index: View, out: View): void {
+    const idx = readIndices(index);
+    const xs = arrayOf(x);
+    const shape = index.shape;
+    const rank = shape.length;
+    const pos = new Array<number>(rank).fill(0);
+    const offs = new Int32Array(idx.length);
+    const size = x.shape[axis];
+    for (let i = 0; i < idx.length; i++) {
+      const j = idx[i] < 0 ? idx[i] + size : idx[i];
+      checkIndex(j, size, 'gather');
+      let off = x.offset;
+      for (let d = 0; d < rank; d++) off += (d === axis ? j : pos[d]) * x.strides[d];
+      offs[i] = off;
+      for (let d = rank - 1; d >= 0; d--) {
+        if (++pos[d] < shape[d]) break;
+        pos[d] = 0;
+      }
+    }
+    const raw = gatherRaw(xs, offs);
+    // `out` is contiguous and of x's dtype: place the gathered bit patterns directly
+    const dst = arrayOf(out);
+    if (dst instanceof BigInt64Array) dst.set(raw as BigInt64Array, out.offset);
+    else (dst as Exclude<StorageArray, BigInt64Array>).set(raw as Exclude<StorageArray, BigInt64Array>, out.offset);
+  }
+
+  scatterAdd(out: View, axis: number, index: View, src: View): void {
+    const idx = readIndices(index);
+    const s = readNumbers(src);
+    const cur = Float64Array.from(readNumbers(out));
+    const oStrides = contiguousStrides(out.shape);
+    const shape = index.shape;
+    const rank = shape.length;
+    const pos = new Array<number>(rank).fill(0);
+    const size = out.shape[axis];
+    for (let i = 0; i < idx.length; i++) {
+      const j = idx[i] < 0 ? idx[i] + size : idx[i];
+      checkIndex(j, size, 'scatterAdd');
+      let o = 0;
+      for (let d = 0; d < rank; d++) o += (d === axis ? j : pos[d]) * oStrides[d];
+      cur[o] += s[i];
+      for (let d = rank - 1; d >= 0; d--) {
+        if (++pos[d] < shape[d]) break;
+        pos[d] = 0;
+      }
+    }
+    writeNumbers(out, cur);
+  }
+
+  softmax(x: View, axis: number, out: View): void {
+    this.rowwise(x, axis, out, false);
+  }
+  logSoftmax(x: View, axis: number, out: View): void {
+    this.rowwise(x, axis, out, true);
+  }
+  private rowwise(x: View, axis: number, out: View, log: boolean): void {
+    const xs = readNumbers(x);
+    const [outer, len, inner] = around(x.shape, axis);
+    const r = new Float64Array(xs.length);
+    for (let o = 0; o < outer; o++) {
+      for (let i = 0; i < inner; i++) {
+        const base = o * len * inner + i;
+        let m = -Infinity;
+        for (let j = 0; j < len; j++) m = Math.max(m, xs[base + j * inner]);
+        if (m === -Infinity) m = 0; // an all -inf row: softmax is NaN like torch, logsoftmax -inf
+        let sum = 0;
+        for (let j = 0; j < len; j++) sum += Math.exp(xs[base + j * inner] - m);
+        const lse = m + Math.log(sum);
+        for (let j = 0; j < len; j++) {
+          const v = xs[base + j * inner];
+          r[base + j * inner] = log ? v - lse : Math.exp(v - lse);
+        }
+      }
+    }
+    writeNumbers(out, r);
+  }
+
+  random(kind: 'uniform' | 'normal', seed: number, out: View): void {
+    const n = numel(out.shape);
+    const r = new Float64Array(n);
+    for (let i = 0; i < n; i++) r[i] = kind === 'uniform' ? uniformAt(seed, i) : normalAt(seed, i);
+    writeNumbers(out, r);
+  }
+}
+
+export const cpuBackend = new CpuBackend();
+export type { CpuBackend };

@@ -1,0 +1,99 @@
+// AdamW with decoupled weight decay (Loshchilov & Hutter; torch.optim.AdamW semantics), global-norm
+// gradient clipping, and the warmup + cosine learning-rate schedule.
+
+import { Tensor, noGrad, keep, tidy, zeros, add, mul, sub, div, sum } from '../tensor/index.js';
+
+export interface AdamWOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+}
+
+export class AdamW {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  lr: number;
+  step = 0;
+  private readonly m = new Map<Tensor, Tensor>();
+  private readonly v = new Map<Tensor, Tensor>();
+
+  constructor(readonly params: Tensor[], o: AdamWOptions) {
+    this.lr = o.lr;
+    this.beta1 = o.beta1 ?? 0.9;
+    this.beta2 = o.beta2 ?? 0.999;
+    this.eps = o.eps ?? 1e-8;
+    this.weightDecay = o.weightDecay ?? 0.01;
+  }
+
+  /** One update from each parameter's .grad; parameters without a gradient are left alone. */
+  update(): void {
+    this.step++;
+    const bc1 = 1 - this.beta1 ** this.step;
+    const bc2 = 1 - this.beta2 ** this.step;
+    noGrad(() => {
+      for (const p of this.params) {
+        const g = p.grad;
+        if (g === null) continue;
+        tidy(() => {
+          const m0 = this.m.get(p) ?? keep(zeros([...p.shape], { dtype: p.dtype, device: p.backend }));
+          const v0 = this.v.get(p) ?? keep(zeros([...p.shape], { dtype: p.dtype, device: p.backend }));
+          const m1 = keep(add(mul(m0, this.beta1), mul(g, 1 - this.beta1)));
+          const v1 = keep(add(mul(v0, this.beta2), mul(mul(g, g), 1 - this.beta2)));
+          const denom = add(div(v1, bc2).sqrt(), this.eps);
+          const stepT = mul(div(div(m1, bc1), denom), this.lr);
+          // decoupled decay: p <- p * (1 - lr * wd) - lr * mhat / (sqrt(vhat) + eps)
+          const next = sub(mul(p, 1 - this.lr * this.weightDecay), stepT);
+          p.backend.copy(next, p);
+          if (this.m.has(p)) m0.dispose();
+          if (this.v.has(p)) v0.dispose();
+          this.m.set(p, m1);
+          this.v.set(p, v1);
+        });
+      }
+    });
+  }
+
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  /** Optimizer state for checkpoints: moments by parameter index. */
+  state(): { step: number; m: (Tensor | null)[]; v: (Tensor | null)[] } {
+    return { step: this.step, m: this.params.map((p) => this.m.get(p) ?? null), v: this.params.map((p) => this.v.get(p) ?? null) };
+  }
+}
+
+/** Scales all gradients so their global L2 norm is at most maxNorm; returns the norm before clipping. */
+export function clipGradNorm(params: Tensor[], maxNorm: number): number {
+  return noGrad(() => {
+    let sq = 0;
+    for (const p of params) if (p.grad) sq += tidy(() => sum(mul(p.grad!, p.grad!)).cast('float64').item());
+    const norm = Math.sqrt(sq);
+    const coef = maxNorm / (norm + 1e-6);
+    if (coef < 1) {
+      for (const p of params) {
+        if (p.grad === null) continue;
+        const scaled = keep(mul(p.grad, coef));
+        p.grad.dispose();
+        p.grad = scaled;
+      }
+    }
+    return norm;
+  });
+}
+
+/** Linear warmup to peak, then cosine decay to minLr at totalSteps (step counts from 0). */
+export function warmupCosineLr(step: number, o: { peak: number; warmupSteps: number; totalSteps: number; minLr?: number }): number {
+  const minLr = o.minLr ?? 0;
+  if (step < o.warmupSteps) return (o.peak * (step + 1)) / o.warmupSteps;
+  const span = Math.max(1, o.totalSteps - o.warmupSteps);
+  const progress = Math.min(1, (step - o.warmupSteps) / span);
+  return minLr + 0.5 * (o.peak - minLr) * (1 + Math.cos(Math.PI * progress));
+}
