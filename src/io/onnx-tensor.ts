@@ -91,7 +91,7 @@ export class ProtoReader {
       result += (b & 0x7f) * mul;
       if (b < 0x80) return result;
       mul *= 128;
-      if (mul > 2 ** 70) throw new Error('protobuf: varint longer than 10 bytes');
+      if (mul >= 2 ** 70) throw new Error('protobuf: varint longer than 10 bytes');
     }
   }
 

@@ -136,8 +136,8 @@ export function e5m2ToF32(code: number): number {
 // ---------------------------------------------------------------------------------------------------
 // float4_e2m1fn: 4-bit codes, sign = bit 3, magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6}; always saturates
 // (±inf and overflow → ±6). The format has no NaN. NaN follows ml_dtypes and the ONNX Cast vectors:
-// +NaN → 0x8 (-0) and -NaN → 0x0 (+0). (ml_dtypes' quiet_NaN() for this type is the -0 code and a
-// negative NaN negates it.)
+// +NaN → 0x8 (-0) and -NaN → 0x0 (+0) (ml_dtypes' tables give exactly this for every NaN payload; it looks
+// like a -0 stand-in for NaN that a negative NaN negates). Callers that quantize should not feed NaN.
 
 export function f32ToE2M1(x: number): number {
   const neg = signBit(x);
@@ -367,7 +367,20 @@ export function encodeFromF32(
     case 'float8_e4m3fn':
     case 'float8_e5m2': {
       const enc = dtype === 'float8_e4m3fn' ? f32ToE4M3 : f32ToE5M2;
-      for (let i = 0; i < n; i++) dst[i] = enc(src[i]!, saturate);
+      if (bits === null) { for (let i = 0; i < n; i++) dst[i] = enc(src[i]!, saturate); return; }
+      // Same trick as float16 for results in the normal range: [2^-6, 464] for e4m3fn (464 rounds to 448),
+      // [2^-14, 61440) for e5m2. Exponent rebias: (127 - 7) << 23 and (127 - 15) << 23.
+      const [lo, hi, shift, rebias] = dtype === 'float8_e4m3fn'
+        ? [0x3c800000, 0x43e80001, 20, 0x3c000000]
+        : [0x38800000, 0x47700000, 21, 0x38000000];
+      const half = (1 << (shift - 1)) - 1;
+      for (let i = 0; i < n; i++) {
+        const b = bits[i]!;
+        const abs = b & 0x7fffffff;
+        dst[i] = abs >= lo && abs < hi
+          ? ((b >>> 24) & 0x80) | ((abs + half + ((abs >>> shift) & 1) - rebias) >>> shift)
+          : enc(src[i]!, saturate);
+      }
       return;
     }
     case 'float32':

@@ -7,7 +7,7 @@ import { contiguousStrides, numel } from '../../tensor/shape.js';
 import { normalAt, uniformAt } from '../../tensor/random.js';
 import { BINARY_FN, COMPARE_FN, UNARY_FN } from './elementwise.js';
 import { matmulCpu } from './matmul.js';
-import { arrayOf, gatherRaw, readIndices, readNumbers, viewOffsets, writeNumbers } from './strided.js';
+import { arrayOf, directOutput, gatherRaw, readIndices, readNumbers, viewOffsets, writeNumbers } from './strided.js';
 
 class CpuStorage implements Storage {
   refs = 0;
@@ -83,23 +83,25 @@ class CpuBackend implements Backend {
   unary(op: UnaryOp, x: View, out: View): void {
     const f = UNARY_FN[op];
     const xs = readNumbers(x);
-    const r = new Float64Array(xs.length);
+    const direct = directOutput(out);
+    const r = direct ?? new Float64Array(xs.length);
     for (let i = 0; i < xs.length; i++) r[i] = f(xs[i]);
-    writeNumbers(out, r);
+    if (direct === null) writeNumbers(out, r);
   }
 
   binary(op: BinaryOp, a: View, b: View, out: View): void {
     const f = BINARY_FN[op];
     const as = readNumbers(a);
     const bs = readNumbers(b);
-    const r = new Float64Array(as.length);
+    const direct = directOutput(out);
+    const r = direct ?? new Float64Array(as.length);
     switch (op) {
       // hot ops without the indirect call
       case 'add': for (let i = 0; i < r.length; i++) r[i] = as[i] + bs[i]; break;
       case 'mul': for (let i = 0; i < r.length; i++) r[i] = as[i] * bs[i]; break;
       default: for (let i = 0; i < r.length; i++) r[i] = f(as[i], bs[i]);
     }
-    writeNumbers(out, r);
+    if (direct === null) writeNumbers(out, r);
   }
 
   compare(op: CompareOp, a: View, b: View, out: View): void {

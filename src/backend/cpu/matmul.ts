@@ -1,8 +1,10 @@
 // Batched matmul for the CPU reference backend: out[b] = a[b] @ b[b], float64 accumulation.
-// Each batch's operands are packed into contiguous rows first so the inner loop is unit-stride.
+// Two loop orders: when b's matrix is the transpose of a row-major matrix (x @ W^T, the Linear case)
+// each output is a dot product of two contiguous rows; otherwise b is packed row-major and rows of
+// the output are accumulated as scaled rows of b.
 
 import type { View } from '../backend.js';
-import { readNumbers, writeNumbers } from './strided.js';
+import { readNumbers, writeNumbers, directOutput } from './strided.js';
 import { numel } from '../../tensor/shape.js';
 
 function batchOffsets(shape: readonly number[], strides: readonly number[], batchRank: number): Int32Array {
@@ -21,14 +23,24 @@ function batchOffsets(shape: readonly number[], strides: readonly number[], batc
   return out;
 }
 
-/** Packs a [rows, cols] window starting at `base` into a contiguous Float64Array. */
-function pack(base: number, rows: number, cols: number, rs: number, cs: number, src: ArrayLike<number>): Float64Array {
-  const out = new Float64Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    const o = base + r * rs;
-    for (let c = 0; c < cols; c++) out[r * cols + c] = src[o + c * cs];
+/** The view with broadcast (stride-0) batch dims squeezed to 1, so they are read once, not per batch. */
+function collapseBroadcast(v: View, batchRank: number, swapLast: boolean): { view: View; batchStrides: number[] } {
+  let shape = v.shape.map((d, i) => (i < batchRank && v.strides[i] === 0 ? 1 : d));
+  let strides = [...v.strides];
+  if (swapLast) {
+    // read the transposed matrix in its own row-major order
+    const r = shape.length;
+    shape = [...shape.slice(0, r - 2), shape[r - 1], shape[r - 2]];
+    strides = [...strides.slice(0, r - 2), strides[r - 1], strides[r - 2]];
   }
-  return out;
+  const view: View = { storage: v.storage, shape, strides, offset: v.offset };
+  const contig = new Array<number>(shape.length);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    contig[i] = s;
+    s *= shape[i];
+  }
+  return { view, batchStrides: contig.slice(0, batchRank).map((st, i) => (shape[i] === 1 ? 0 : st)) };
 }
 
 export function matmulCpu(a: View, b: View, out: View): void {
@@ -37,49 +49,51 @@ export function matmulCpu(a: View, b: View, out: View): void {
   const n = out.shape[rank - 1];
   const k = a.shape[rank - 1];
   const batchRank = rank - 2;
-  // Read operands through a logical-order copy whose strides we know: [.., rows, cols] contiguous over
-  // the non-broadcast extent. For simplicity read each operand fully (broadcast batch dims included
-  // only once, because stride-0 batch dims are collapsed below).
-  const aView = collapseBroadcast(a, batchRank);
-  const bView = collapseBroadcast(b, batchRank);
-  const aNums = readNumbers(aView.view);
-  const bNums = readNumbers(bView.view);
-  const aBatch = batchOffsets(out.shape, aView.batchStrides, batchRank);
-  const bBatch = batchOffsets(out.shape, bView.batchStrides, batchRank);
-  const result = new Float64Array(numel(out.shape));
+  // b is "transposed" when its rows are strided and its columns contiguous (a transpose view)
+  const bT = b.strides[rank - 2] === 1 && (b.strides[rank - 1] === k || n === 1) && k > 1;
+  const A = collapseBroadcast(a, batchRank, false);
+  const B = collapseBroadcast(b, batchRank, bT);
+  const aNums = readNumbers(A.view);
+  const bNums = readNumbers(B.view);
+  const aBatch = batchOffsets(out.shape, A.batchStrides, batchRank);
+  const bBatch = batchOffsets(out.shape, B.batchStrides, batchRank);
+  const direct = directOutput(out);
+  const result = direct ?? new Float64Array(numel(out.shape));
   const acc = new Float64Array(n);
   for (let bi = 0; bi < aBatch.length; bi++) {
-    const A = pack(aBatch[bi], m, k, k, 1, aNums);
-    const B = pack(bBatch[bi], k, n, n, 1, bNums);
-    for (let i = 0; i < m; i++) {
-      acc.fill(0);
-      for (let p = 0; p < k; p++) {
-        const av = A[i * k + p];
-        if (av === 0) continue;
-        const row = p * n;
-        for (let j = 0; j < n; j++) acc[j] += av * B[row + j];
+    const ao = aBatch[bi];
+    const bo = bBatch[bi];
+    const co = bi * m * n;
+    if (bT) {
+      // out[i, j] = dot(a[i, :], bt[j, :])
+      for (let i = 0; i < m; i++) {
+        const ar = ao + i * k;
+        for (let j = 0; j < n; j++) {
+          const br = bo + j * k;
+          let s0 = 0;
+          let s1 = 0;
+          let p = 0;
+          for (; p + 1 < k; p += 2) {
+            s0 += aNums[ar + p] * bNums[br + p];
+            s1 += aNums[ar + p + 1] * bNums[br + p + 1];
+          }
+          if (p < k) s0 += aNums[ar + p] * bNums[br + p];
+          result[co + i * n + j] = s0 + s1;
+        }
       }
-      result.set(acc, (bi * m + i) * n);
+    } else {
+      for (let i = 0; i < m; i++) {
+        acc.fill(0);
+        const ar = ao + i * k;
+        for (let p = 0; p < k; p++) {
+          const av = aNums[ar + p];
+          if (av === 0) continue;
+          const row = bo + p * n;
+          for (let j = 0; j < n; j++) acc[j] += av * bNums[row + j];
+        }
+        for (let j = 0; j < n; j++) result[co + i * n + j] = acc[j];
+      }
     }
   }
-  writeNumbers(out, result);
-}
-
-/**
- * Materialising a broadcast operand would copy it once per batch; instead read the view with its
- * broadcast (stride-0) batch dims squeezed to size 1 and address batches with contiguous strides
- * in which those dims have stride 0.
- */
-function collapseBroadcast(v: View, batchRank: number): { view: View; batchStrides: number[] } {
-  const shape = v.shape.map((d, i) => (i < batchRank && v.strides[i] === 0 ? 1 : d));
-  const view: View = { storage: v.storage, shape, strides: v.strides, offset: v.offset };
-  // strides of the logical-order copy produced by readNumbers
-  const contig = new Array<number>(shape.length);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    contig[i] = s;
-    s *= shape[i];
-  }
-  const batchStrides = contig.slice(0, batchRank).map((st, i) => (shape[i] === 1 ? 0 : st));
-  return { view, batchStrides };
+  if (direct === null) writeNumbers(out, result);
 }

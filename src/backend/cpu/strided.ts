@@ -146,3 +146,11 @@ export function readIndices(v: View): Int32Array {
   for (let i = 0; i < nums.length; i++) out[i] = nums[i];
   return out;
 }
+
+/** The output's own float32/float64 array when kernels can write results straight into it. */
+export function directOutput(out: View): Float32Array | Float64Array | null {
+  const d = out.storage.dtype;
+  if ((d !== 'float32' && d !== 'float64') || !contiguousRange(out)) return null;
+  const n = numel(out.shape);
+  return (arrayOf(out) as Float32Array | Float64Array).subarray(out.offset, out.offset + n);
+}

@@ -1,0 +1,56 @@
+// mopt eval ppl: perplexity over token-id rows or a text file cut into windows.
+
+import type { Command } from 'commander';
+import { readFileSync, existsSync } from 'node:fs';
+import { perplexity, windows } from '../eval/perplexity.js';
+import { UserError } from '../util/errors.js';
+import { Progress } from './progress.js';
+import { checkIdsInVocab, emit, openModel, parseDType, parseDevice, parseIntOption, readIdRows, requireTokenizer } from './common.js';
+
+interface PplOptions {
+  model: string;
+  idsFile?: string;
+  data?: string;
+  seqLen: number;
+  maxTokens?: number;
+  device: string;
+  dtype: 'float32' | 'bfloat16' | 'float16';
+  json?: boolean;
+}
+
+export function registerEval(program: Command): void {
+  const ev = program.command('eval').description('Evaluate a model (perplexity).');
+  ev.command('ppl')
+    .description('Perplexity over all next-token predictions of every row (token ids) or of a text file cut into --seq-len windows.')
+    .requiredOption('--model <dir>', 'Hugging Face model directory')
+    .option('--ids-file <file>', 'token ids: .npy [batch, seq] integers or .json array(s); each row scored on its own')
+    .option('--data <file>', 'UTF-8 text file, tokenized with the model tokenizer (BOS added as tokenizer.json says)')
+    .option('--seq-len <n>', 'window length for --data', parseIntOption('--seq-len', 2), 512)
+    .option('--max-tokens <n>', 'use only the first N tokens of --data', parseIntOption('--max-tokens', 2))
+    .option('--device <name>', 'cpu or cuda', parseDevice, 'cpu')
+    .option('--dtype <type>', 'compute dtype: float32, bfloat16 or float16', parseDType, 'float32')
+    .option('--json', 'print {"ppl", "nll", "tokens"} on stdout')
+    .action((o: PplOptions) => {
+      if ((o.idsFile === undefined) === (o.data === undefined)) throw new UserError('give exactly one of --ids-file or --data');
+      const { model, tokenizer } = openModel(o.model, o.dtype, o.device);
+      let rows: number[][];
+      if (o.idsFile !== undefined) {
+        rows = readIdRows(o.idsFile);
+      } else {
+        if (!existsSync(o.data!)) throw new UserError(`--data ${o.data} does not exist`);
+        const text = readFileSync(o.data!, 'utf8');
+        if (text.trim() === '') throw new UserError(`--data ${o.data} is empty`);
+        const tok = requireTokenizer(tokenizer, o.model, 'pass --ids-file with token ids instead of --data');
+        let ids = tok.encode(text);
+        if (o.maxTokens !== undefined) ids = ids.slice(0, o.maxTokens);
+        rows = windows(ids, o.seqLen);
+      }
+      checkIdsInVocab(rows, model.config.vocabSize, o.idsFile ?? o.data!);
+      const total = rows.reduce((s, r) => s + Math.max(0, r.length - 1), 0);
+      if (total === 0) throw new UserError('nothing to score: every row has fewer than 2 tokens');
+      const bar = new Progress('ppl', total, ' tok');
+      const r = perplexity(model, rows, (n) => bar.tick(n));
+      bar.finish();
+      emit(o.json === true, r, `perplexity ${r.ppl.toFixed(4)}  (nll ${r.nll.toFixed(4)} nats/token over ${r.tokens} tokens)`);
+    });
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+// mopt command-line entry point. A UserError prints one line and exits 1; anything else is a bug
+// and is printed with its stack.
+
+import { Command, CommanderError } from 'commander';
+import { UserError } from '../util/errors.js';
+import { registerGenerate } from './generate.js';
+import { registerEval } from './eval.js';
+import { registerForward } from './forward.js';
+import { registerTokenize } from './tokenize.js';
+import { registerInspect } from './inspect.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('mopt')
+    .description(
+      'mopt makes LLMs cheaper and faster to serve. It reads Hugging Face checkpoints (config.json +\n' +
+        'safetensors + tokenizer.json) and runs Llama, Mistral, Qwen2 and Qwen3 decoders in TypeScript.\n\n' +
+        'Examples:\n' +
+        '  mopt inspect --model ./my-model\n' +
+        '  mopt generate --model ./my-model --prompt "Once upon a time" --max-new-tokens 50\n' +
+        '  mopt eval ppl --model ./my-model --data held-out.txt --seq-len 512 --json',
+    )
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)');
+  registerGenerate(program);
+  registerEval(program);
+  registerForward(program);
+  registerTokenize(program);
+  registerInspect(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const override = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(override);
+  };
+  override(program);
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof UserError) {
+      process.stderr.write(`mopt: error: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`mopt: internal error (please report): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 2;
+  },
+);

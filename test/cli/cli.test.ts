@@ -1,0 +1,107 @@
+// The mopt CLI end to end, as a user runs it (a child process), on the trained stories260K model.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readNpy } from '../../src/io/npy.js';
+import { REPO_ROOT, SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
+
+const CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+
+function mopt(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('--help explains every command', () => {
+  const top = mopt('--help');
+  assert.equal(top.code, 0);
+  for (const c of ['generate', 'eval', 'forward', 'tokenize', 'detokenize', 'inspect']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
+  for (const c of [['generate'], ['eval', 'ppl'], ['forward'], ['tokenize'], ['detokenize'], ['inspect']]) {
+    const h = mopt(...c, '--help');
+    assert.equal(h.code, 0, c.join(' '));
+    assert.match(h.stdout, /--json/, `${c.join(' ')} --help lists --json`);
+  }
+});
+
+test('generate --json with a text prompt', () => {
+  const r = mopt('generate', '--model', STORIES_HF, '--prompt', 'Once upon a time', '--max-new-tokens', '8', '--greedy', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { ids: number[]; text: string };
+  assert.equal(out.ids.length, 8);
+  // the trained model continues its own golden story
+  assert.ok(out.text.length > 10 && ', there was a little girl named Lily.'.startsWith(out.text), out.text);
+});
+
+test('generate with prompt ids and seeded sampling is reproducible', () => {
+  const args = ['generate', '--model', STORIES_HF, '--prompt-ids', '1,403', '--max-new-tokens', '12', '--temperature', '0.9', '--top-p', '0.9', '--seed', '7', '--json'];
+  const a = JSON.parse(mopt(...args).stdout) as { ids: number[] };
+  const b = JSON.parse(mopt(...args).stdout) as { ids: number[] };
+  assert.deepEqual(a.ids, b.ids);
+  assert.equal(a.ids.length, 12);
+});
+
+test('eval ppl on TinyStories reproduces the reference perplexity 3.71', () => {
+  const r = mopt('eval', 'ppl', '--model', STORIES_HF, '--data', join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'), '--max-tokens', '512', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { ppl: number; nll: number; tokens: number };
+  assert.equal(out.tokens, 511);
+  assert.ok(Math.abs(out.ppl - 3.71) < 0.005, `ppl ${out.ppl}`);
+  assert.ok(Math.abs(Math.log(out.ppl) - out.nll) < 1e-9);
+});
+
+test('forward writes logits and eval ppl accepts the same ids', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mopt-cli-'));
+  try {
+    const ids = join(dir, 'ids.json');
+    writeFileSync(ids, JSON.stringify([[1, 403, 407, 261], [1, 346, 306, 414]]));
+    const out = join(dir, 'logits.npy');
+    const r = mopt('forward', '--model', STORIES_HF, '--ids-file', ids, '--out', out, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const t = readNpy(out);
+    assert.deepEqual(t.shape, [2, 4, 512]);
+    const p = JSON.parse(mopt('eval', 'ppl', '--model', STORIES_HF, '--ids-file', ids, '--json').stdout) as { tokens: number };
+    assert.equal(p.tokens, 6);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tokenize and detokenize round trip', () => {
+  const t = JSON.parse(mopt('tokenize', '--model', STORIES_HF, '--text', 'Lily saw a cat.', '--json').stdout) as { ids: number[] };
+  assert.equal(t.ids[0], 1);
+  const d = JSON.parse(mopt('detokenize', '--model', STORIES_HF, '--ids', t.ids.join(','), '--skip-special', '--json').stdout) as { text: string };
+  assert.equal(d.text, 'Lily saw a cat.');
+});
+
+test('inspect --json summarises the model', () => {
+  const r = mopt('inspect', '--model', STORIES_HF, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as { parameters: number; architecture: string; tensor_dtypes: Record<string, number> };
+  assert.equal(s.architecture, 'LlamaForCausalLM');
+  assert.equal(s.parameters, 260032);
+  assert.deepEqual(s.tensor_dtypes, { float32: 260032 });
+});
+
+test('user mistakes give one line on stderr and exit 1', () => {
+  const cases: [string[], RegExp][] = [
+    [['generate', '--model', '/no/such/dir', '--prompt', 'x', '--max-new-tokens', '2'], /does not exist/],
+    [['generate', '--model', STORIES_HF, '--max-new-tokens', '2'], /exactly one of --prompt or --prompt-ids/],
+    [['generate', '--model', STORIES_HF, '--prompt-ids', '1,99999', '--max-new-tokens', '2'], /99999.*vocabulary/],
+    [['generate', '--model', STORIES_HF, '--prompt-ids', '1', '--max-new-tokens', '0'], /--max-new-tokens must be an integer >= 1/],
+    [['eval', 'ppl', '--model', STORIES_HF, '--data', '/no/such/file.txt'], /does not exist/],
+    [['forward', '--model', STORIES_HF, '--ids-file', '/no/ids.npy', '--out', '/tmp/x.npy'], /does not exist/],
+    [['generate', '--model', STORIES_HF, '--prompt', 'x', '--max-new-tokens', '2', '--dtype', 'int8'], /--dtype int8/],
+  ];
+  for (const [args, re] of cases) {
+    const r = mopt(...args);
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /    at /, 'no stack trace');
+  }
+  assert.ok(!existsSync('/tmp/x.npy'));
+});
