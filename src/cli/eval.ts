@@ -5,6 +5,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { perplexity, windows } from '../eval/perplexity.js';
 import { UserError } from '../util/errors.js';
 import { Progress } from './progress.js';
+import type { Tokenizer } from '../io/tokenizer.js';
 import { checkIdsInVocab, emit, openModel, parseDType, parseDevice, parseIntOption, readIdRows, requireTokenizer } from './common.js';
 
 interface PplOptions {
@@ -41,8 +42,7 @@ export function registerEval(program: Command): void {
         const text = readFileSync(o.data!, 'utf8');
         if (text.trim() === '') throw new UserError(`--data ${o.data} is empty`);
         const tok = requireTokenizer(tokenizer, o.model, 'pass --ids-file with token ids instead of --data');
-        let ids = tok.encode(text);
-        if (o.maxTokens !== undefined) ids = ids.slice(0, o.maxTokens);
+        const ids = encodePrefix(tok, text, o.maxTokens);
         rows = windows(ids, o.seqLen);
       }
       checkIdsInVocab(rows, model.config.vocabSize, o.idsFile ?? o.data!);
@@ -53,4 +53,18 @@ export function registerEval(program: Command): void {
       bar.finish();
       emit(o.json === true, r, `perplexity ${r.ppl.toFixed(4)}  (nll ${r.nll.toFixed(4)} nats/token over ${r.tokens} tokens)`);
     });
+}
+
+/**
+ * Token ids of the text, or of its first maxTokens tokens. Encoding a large file only to keep its start
+ * is slow, so a prefix of the text is encoded, doubling it until it yields enough tokens.
+ */
+function encodePrefix(tok: Tokenizer, text: string, maxTokens: number | undefined): number[] {
+  if (maxTokens === undefined) return tok.encode(text);
+  for (let chars = maxTokens * 8; ; chars *= 2) {
+    // cut at a line break so no word is split at the boundary
+    const cut = chars >= text.length ? text.length : text.lastIndexOf('\n', chars) > 0 ? text.lastIndexOf('\n', chars) : chars;
+    const ids = tok.encode(text.slice(0, cut));
+    if (ids.length > maxTokens || cut >= text.length) return ids.slice(0, maxTokens);
+  }
 }

@@ -15,12 +15,21 @@ export function buildProgram(): Command {
   program
     .name('mopt')
     .description(
-      'mopt makes LLMs cheaper and faster to serve. It reads Hugging Face checkpoints (config.json +\n' +
-        'safetensors + tokenizer.json) and runs Llama, Mistral, Qwen2 and Qwen3 decoders in TypeScript.\n\n' +
-        'Examples:\n' +
-        '  mopt inspect --model ./my-model\n' +
-        '  mopt generate --model ./my-model --prompt "Once upon a time" --max-new-tokens 50\n' +
+      'mopt makes LLMs cheaper and faster to serve. It reads Hugging Face checkpoints (config.json + safetensors + ' +
+        'tokenizer.json) and runs Llama, Mistral, Qwen2 and Qwen3 decoders in TypeScript, on the CPU.',
+    )
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Examples:',
+        '  mopt inspect --model ./my-model',
+        '  mopt generate --model ./my-model --prompt "Once upon a time" --max-new-tokens 50',
         '  mopt eval ppl --model ./my-model --data held-out.txt --seq-len 512 --json',
+        '  mopt forward --model ./my-model --ids-file ids.npy --out logits.npy',
+        '',
+        'Every command takes --help and --json.',
+      ].join('\n'),
     )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)');

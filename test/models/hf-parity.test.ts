@@ -38,7 +38,10 @@ for (const name of cases) {
       den += ref[i] ** 2;
     }
     const rel = Math.sqrt(num / den);
-    assert.ok(rel <= 1e-4, `relative error ${rel.toExponential(3)}`);
+    // issue #2 asks for <= 1e-4; the CPU reference measures ~5e-7, so hold it to 3e-6: that also catches
+    // subtle slips such as a wrong RMSNorm eps (which moves these logits by ~6e-6)
+    assert.ok(rel <= 3e-6, `relative error ${rel.toExponential(3)}`);
+    process.stdout.write(`# ${name}: relative logits error ${rel.toExponential(2)}\n`);
   });
 
   test(`${name}: greedy generation equals transformers generate()`, () => {
