@@ -89,11 +89,14 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): number {
   });
 }
 
-/** Linear warmup to peak, then cosine decay to minLr at totalSteps (step counts from 0). */
+/**
+ * Learning rate at `step` (0-based, the value used for that step's update): linear warmup from 0, then
+ * cosine decay to minLr at totalSteps — transformers' get_cosine_with_min_lr_schedule_with_warmup.
+ */
 export function warmupCosineLr(step: number, o: { peak: number; warmupSteps: number; totalSteps: number; minLr?: number }): number {
-  const minLr = o.minLr ?? 0;
-  if (step < o.warmupSteps) return (o.peak * (step + 1)) / o.warmupSteps;
-  const span = Math.max(1, o.totalSteps - o.warmupSteps);
-  const progress = Math.min(1, (step - o.warmupSteps) / span);
-  return minLr + 0.5 * (o.peak - minLr) * (1 + Math.cos(Math.PI * progress));
+  if (step < o.warmupSteps) return (o.peak * step) / Math.max(1, o.warmupSteps);
+  const minRate = (o.minLr ?? 0) / o.peak;
+  const progress = (step - o.warmupSteps) / Math.max(1, o.totalSteps - o.warmupSteps);
+  const factor = 0.5 * (1 + Math.cos(Math.PI * progress));
+  return o.peak * Math.max(0, factor * (1 - minRate) + minRate);
 }
