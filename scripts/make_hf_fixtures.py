@@ -222,6 +222,20 @@ CASES = [
         seq_len=12,
         ablations={"rope_theta 1e4": {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}},
     ),
+    dict(
+        name="mistral-sliding",
+        cls="MistralForCausalLM",
+        description="Mistral as above but with sliding_window=5 (each query sees itself and the 4 previous "
+        "positions), sequence length 12 so the window cuts in; RoPE theta 1e6, untied.",
+        config=base_kwargs(
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            sliding_window=5,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+        ),
+        seq_len=12,
+        ablations={"no sliding window": {"sliding_window": None}},
+    ),
 ]
 
 # An ablation re-runs the same weights under a changed config (or with some parameters zeroed / set to

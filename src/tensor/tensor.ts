@@ -92,12 +92,18 @@ export class Tensor implements View {
   }
   /** Values as float32 (narrow floats decoded). */
   toFloat32Array(): Float32Array {
-    const t = this.dtype === 'float32' ? this : this.cast('float32');
-    return t.backend.toHost(t) as Float32Array;
+    if (this.dtype === 'float32') return this.backend.toHost(this) as Float32Array;
+    const t = this.cast('float32');
+    const host = t.backend.toHost(t) as Float32Array;
+    t.dispose(); // the temporary cast must not outlive the read (nothing else frees it outside tidy)
+    return host;
   }
   toFloat64Array(): Float64Array {
-    const t = this.dtype === 'float64' ? this : this.cast('float64');
-    return t.backend.toHost(t) as Float64Array;
+    if (this.dtype === 'float64') return this.backend.toHost(this) as Float64Array;
+    const t = this.cast('float64');
+    const host = t.backend.toHost(t) as Float64Array;
+    t.dispose();
+    return host;
   }
   /** Flat list of numbers (int64 converted with Number()). */
   toArray(): number[] {

@@ -16,7 +16,7 @@ const cases = existsSync(dir) ? readdirSync(dir).filter((d) => existsSync(join(d
 
 test('HF fixtures are present', () => {
   // the families issue #2 names must all be covered
-  for (const must of ['llama-gqa', 'llama3-rope', 'qwen2-bias-tied', 'qwen3-qknorm', 'mistral']) {
+  for (const must of ['llama-gqa', 'llama3-rope', 'llama-linear-rope', 'llama-yarn-rope', 'qwen2-bias-tied', 'qwen3-qknorm', 'mistral', 'mistral-sliding']) {
     assert.ok(cases.includes(must), `fixture ${must} missing from ${dir}; run scripts/make_hf_fixtures.py on the GPU machine`);
   }
 });

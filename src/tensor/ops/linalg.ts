@@ -10,7 +10,11 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   assertSameBackend('matmul', a, b);
   assertSameDType('matmul', a, b);
   if (a.ndim === 0 || b.ndim === 0) throw new RangeError('matmul: operands must have at least one dimension');
-  if (a.ndim === 1) return reshape(matmul(reshape(a, [1, a.shape[0]]), b), [...b.shape.slice(0, -2), b.shape[b.ndim - 1]]);
+  if (a.ndim === 1) {
+    // vector @ vector is a dot product (0-d), like torch.matmul
+    const shape = b.ndim === 1 ? [] : [...b.shape.slice(0, -2), b.shape[b.ndim - 1]];
+    return reshape(matmul(reshape(a, [1, a.shape[0]]), b), shape);
+  }
   if (b.ndim === 1) return reshape(matmul(a, reshape(b, [b.shape[0], 1])), a.shape.slice(0, -1));
   const k = a.shape[a.ndim - 1];
   if (b.shape[b.ndim - 2] !== k) {
