@@ -39,8 +39,9 @@ export class AdamW {
         const g = p.grad;
         if (g === null) continue;
         tidy(() => {
-          const m0 = this.m.get(p) ?? keep(zeros([...p.shape], { dtype: p.dtype, device: p.backend }));
-          const v0 = this.v.get(p) ?? keep(zeros([...p.shape], { dtype: p.dtype, device: p.backend }));
+          // first step: zero moments are temporaries of this tidy (kept, they would never be freed)
+          const m0 = this.m.get(p) ?? zeros([...p.shape], { dtype: p.dtype, device: p.backend });
+          const v0 = this.v.get(p) ?? zeros([...p.shape], { dtype: p.dtype, device: p.backend });
           const m1 = keep(add(mul(m0, this.beta1), mul(g, 1 - this.beta1)));
           const v1 = keep(add(mul(v0, this.beta2), mul(mul(g, g), 1 - this.beta2)));
           const denom = add(div(v1, bc2).sqrt(), this.eps);

@@ -27,6 +27,14 @@ function around(shape: readonly number[], axis: number): [number, number, number
   return [numel(shape.slice(0, axis)), shape[axis], numel(shape.slice(axis + 1))];
 }
 
+/** Largest value below 1 of the narrow float dtypes (uniform draws must stay in [0, 1) after rounding). */
+const BELOW_ONE: Partial<Record<DType, number>> = {
+  bfloat16: 1 - 2 ** -8,
+  float16: 1 - 2 ** -11,
+  float8_e4m3fn: 1 - 2 ** -4,
+  float8_e5m2: 1 - 2 ** -3,
+};
+
 function checkIndex(i: number, size: number, op: string): void {
   if (i < 0 || i >= size) throw new RangeError(`${op}: index ${i} is out of bounds for a dimension of size ${size}`);
 }
@@ -253,7 +261,9 @@ class CpuBackend implements Backend {
   random(kind: 'uniform' | 'normal', seed: number, out: View): void {
     const n = numel(out.shape);
     const r = new Float64Array(n);
-    for (let i = 0; i < n; i++) r[i] = kind === 'uniform' ? uniformAt(seed, i) : normalAt(seed, i);
+    // a draw just below 1 would round up to 1 in a narrow float: clamp to the dtype's largest value < 1
+    const cap = BELOW_ONE[out.storage.dtype] ?? 1;
+    for (let i = 0; i < n; i++) r[i] = kind === 'uniform' ? Math.min(uniformAt(seed, i), cap) : normalAt(seed, i);
     writeNumbers(out, r);
   }
 }

@@ -1,0 +1,199 @@
+// GEMM through cuBLASLt for the CUDA backend. mopt tensors are row-major; cuBLASLt is column-major, so
+// out[m,n] = a[m,k] @ b[k,n] is computed as out^T[n,m] = b^T[n,k] @ a^T[k,m]: a row-major matrix read
+// column-major is its own transpose, so no data moves. Transposed views (x @ W^T) become op=T.
+// Descriptors and the heuristic's algorithm are cached per problem shape.
+
+import type { View } from '../backend.js';
+import type { CudaDriver, DevicePtr, Handle } from './driver.js';
+import { loadCudaLibrary } from './find-libs.js';
+import { DTYPE_INFO, type DType } from '../../tensor/dtype.js';
+
+type Fn = (...args: unknown[]) => number;
+
+// enum values from cublasLt.h / cublas_api.h / library_types.h of CUDA 13.0
+const DESC_TRANSA = 3;
+const DESC_TRANSB = 4;
+const LAYOUT_BATCH_COUNT = 5;
+const LAYOUT_STRIDED_BATCH_OFFSET = 6;
+const PREF_MAX_WORKSPACE_BYTES = 1;
+const OP_N = 0;
+const OP_T = 1;
+const HEURISTIC_RESULT_BYTES = 96; // algo (64) + workspaceSize (8) + state (4) + wavesCount (4) + reserved (16)
+
+const TYPES: Partial<Record<DType, { data: number; compute: number; scale: 'f32' | 'f64' }>> = {
+  float32: { data: 0, compute: 68 /* CUBLAS_COMPUTE_32F: no TF32 */, scale: 'f32' },
+  float16: { data: 2, compute: 68, scale: 'f32' },
+  bfloat16: { data: 14, compute: 68, scale: 'f32' },
+  float64: { data: 1, compute: 70, scale: 'f64' },
+};
+
+/** Something that can multiply two device views into a contiguous output; false = cannot, use a fallback. */
+export interface Gemm {
+  matmul(a: View, b: View, out: View): boolean;
+}
+
+/** A 2-D matrix window: row-major (ld = row stride) or transposed (column-major, ld = column stride). */
+interface MatrixLayout {
+  trans: boolean;
+  ld: number;
+}
+
+function matrixLayout(rows: number, cols: number, sRow: number, sCol: number): MatrixLayout | null {
+  if (cols === 1 || sCol === 1) {
+    const ld = rows === 1 ? cols : sRow;
+    return ld >= cols ? { trans: false, ld: Math.max(1, ld) } : null;
+  }
+  if (rows === 1 || sRow === 1) {
+    const ld = cols === 1 ? rows : sCol;
+    return ld >= rows ? { trans: true, ld: Math.max(1, ld) } : null;
+  }
+  return null;
+}
+
+/** One stride that walks all batch dims in order (0 = broadcast), or null when they do not collapse. */
+function batchStride(shape: readonly number[], strides: readonly number[], rank: number): number | null {
+  let stride: number | null = null;
+  let inner = 1;
+  for (let d = rank - 3; d >= 0; d--) {
+    if (shape[d] === 1) continue;
+    const s = strides[d];
+    if (stride === null) stride = inner === 1 ? s : s / inner;
+    if (s !== stride * inner) return null;
+    inner *= shape[d];
+  }
+  return stride ?? 0;
+}
+
+interface Plan {
+  desc: Handle;
+  aDesc: Handle;
+  bDesc: Handle;
+  cDesc: Handle;
+  algo: Uint8Array;
+}
+
+export class CublasLt implements Gemm {
+  private readonly f: Record<string, Fn> = {};
+  private readonly handle: Handle;
+  private readonly plans = new Map<string, Plan | null>();
+  private readonly one32 = new Float32Array([1]);
+  private readonly zero32 = new Float32Array([0]);
+  private readonly one64 = new Float64Array([1]);
+  private readonly zero64 = new Float64Array([0]);
+
+  constructor(
+    private readonly driver: CudaDriver,
+    private readonly workspace: DevicePtr,
+    private readonly workspaceBytes: number,
+    private readonly addressOf: (v: View) => DevicePtr,
+  ) {
+    const lib = loadCudaLibrary('the cuBLASLt library libcublasLt.so', ['libcublasLt.so'], 'install the CUDA toolkit (or the nvidia-cublas wheel) or run with --device cpu');
+    const decls: Record<string, string> = {
+      cublasLtCreate: 'int cublasLtCreate(_Out_ void **handle)',
+      cublasLtGetStatusString: 'const char *cublasLtGetStatusString(int status)',
+      cublasLtMatmulDescCreate: 'int cublasLtMatmulDescCreate(_Out_ void **desc, int computeType, int scaleType)',
+      cublasLtMatmulDescSetAttribute: 'int cublasLtMatmulDescSetAttribute(void *desc, int attr, const void *buf, uint64_t size)',
+      cublasLtMatrixLayoutCreate: 'int cublasLtMatrixLayoutCreate(_Out_ void **layout, int type, uint64_t rows, uint64_t cols, int64_t ld)',
+      cublasLtMatrixLayoutSetAttribute: 'int cublasLtMatrixLayoutSetAttribute(void *layout, int attr, const void *buf, uint64_t size)',
+      cublasLtMatmulPreferenceCreate: 'int cublasLtMatmulPreferenceCreate(_Out_ void **pref)',
+      cublasLtMatmulPreferenceSetAttribute: 'int cublasLtMatmulPreferenceSetAttribute(void *pref, int attr, const void *buf, uint64_t size)',
+      cublasLtMatmulAlgoGetHeuristic:
+        'int cublasLtMatmulAlgoGetHeuristic(void *handle, void *op, void *a, void *b, void *c, void *d, void *pref, int requested, _Out_ uint8_t *results, _Out_ int *count)',
+      cublasLtMatmul:
+        'int cublasLtMatmul(void *handle, void *desc, const void *alpha, uint64_t a, void *adesc, uint64_t b, void *bdesc, const void *beta, uint64_t c, void *cdesc, uint64_t d, void *ddesc, const void *algo, uint64_t ws, uint64_t wsSize, void *stream)',
+    };
+    for (const [name, decl] of Object.entries(decls)) this.f[name] = lib.func(decl) as Fn;
+    const h: unknown[] = [null];
+    this.check('cublasLtCreate', this.f.cublasLtCreate(h));
+    this.handle = h[0];
+  }
+
+  private check(call: string, status: number): void {
+    if (status !== 0) {
+      const msg = (this.f.cublasLtGetStatusString as unknown as (s: number) => string)(status);
+      throw new Error(`${call} failed: ${msg} (cublasStatus ${status})`);
+    }
+  }
+
+  matmul(a: View, b: View, out: View): boolean {
+    const dtype = out.storage.dtype;
+    const t = TYPES[dtype];
+    if (t === undefined || a.storage.dtype !== dtype || b.storage.dtype !== dtype) return false;
+    const r = out.shape.length;
+    const m = out.shape[r - 2];
+    const n = out.shape[r - 1];
+    const k = a.shape[r - 1];
+    if (m === 0 || n === 0) return true;
+    if (k === 0) return false;
+    const la = matrixLayout(m, k, a.strides[r - 2], a.strides[r - 1]);
+    const lb = matrixLayout(k, n, b.strides[r - 2], b.strides[r - 1]);
+    const sa = batchStride(a.shape, a.strides, r);
+    const sb = batchStride(b.shape, b.strides, r);
+    const so = batchStride(out.shape, out.strides, r);
+    if (la === null || lb === null || sa === null || sb === null || so === null) return false;
+    if (out.strides[r - 1] !== 1 || (m > 1 && out.strides[r - 2] !== n)) return false;
+    let batch = 1;
+    for (let d = 0; d < r - 2; d++) batch *= out.shape[d];
+    const key = `${dtype}|${m},${n},${k}|${la.trans ? 'T' : 'N'}${la.ld}|${lb.trans ? 'T' : 'N'}${lb.ld}|${batch}|${sa},${sb},${so}`;
+    let plan = this.plans.get(key);
+    if (plan === undefined) {
+      plan = this.makePlan(t, m, n, k, la, lb, batch, sa, sb, so === 0 ? m * n : so);
+      this.plans.set(key, plan);
+    }
+    if (plan === null) return false;
+    const [alpha, beta] = t.scale === 'f64' ? [this.one64, this.zero64] : [this.one32, this.zero32];
+    const c = this.addressOf(out);
+    this.check(
+      'cublasLtMatmul',
+      this.f.cublasLtMatmul(
+        this.handle, plan.desc, alpha,
+        this.addressOf(b), plan.aDesc, this.addressOf(a), plan.bDesc,
+        beta, c, plan.cDesc, c, plan.cDesc,
+        plan.algo, this.workspace, this.workspaceBytes, this.driver.stream,
+      ),
+    );
+    return true;
+  }
+
+  private layout(type: number, rows: number, cols: number, ld: number, batch: number, stride: number): Handle {
+    const l: unknown[] = [null];
+    this.check('cublasLtMatrixLayoutCreate', this.f.cublasLtMatrixLayoutCreate(l, type, rows, cols, ld));
+    if (batch > 1) {
+      this.check('cublasLtMatrixLayoutSetAttribute', this.f.cublasLtMatrixLayoutSetAttribute(l[0], LAYOUT_BATCH_COUNT, new Int32Array([batch]), 4));
+      this.check('cublasLtMatrixLayoutSetAttribute', this.f.cublasLtMatrixLayoutSetAttribute(l[0], LAYOUT_STRIDED_BATCH_OFFSET, new BigInt64Array([BigInt(stride)]), 8));
+    }
+    return l[0];
+  }
+
+  private makePlan(
+    t: { data: number; compute: number; scale: 'f32' | 'f64' }, m: number, n: number, k: number,
+    la: MatrixLayout, lb: MatrixLayout, batch: number, sa: number, sb: number, so: number,
+  ): Plan | null {
+    const d: unknown[] = [null];
+    this.check('cublasLtMatmulDescCreate', this.f.cublasLtMatmulDescCreate(d, t.compute, t.scale === 'f64' ? 1 : 0));
+    // cuBLAS "A" is our b (n x k after op), "B" is our a (k x m after op)
+    const opA = lb.trans ? OP_T : OP_N;
+    const opB = la.trans ? OP_T : OP_N;
+    this.check('cublasLtMatmulDescSetAttribute', this.f.cublasLtMatmulDescSetAttribute(d[0], DESC_TRANSA, new Int32Array([opA]), 4));
+    this.check('cublasLtMatmulDescSetAttribute', this.f.cublasLtMatmulDescSetAttribute(d[0], DESC_TRANSB, new Int32Array([opB]), 4));
+    const aDesc = opA === OP_N ? this.layout(t.data, n, k, lb.ld, batch, sb) : this.layout(t.data, k, n, lb.ld, batch, sb);
+    const bDesc = opB === OP_N ? this.layout(t.data, k, m, la.ld, batch, sa) : this.layout(t.data, m, k, la.ld, batch, sa);
+    const cDesc = this.layout(t.data, n, m, n, batch, so);
+    const p: unknown[] = [null];
+    this.check('cublasLtMatmulPreferenceCreate', this.f.cublasLtMatmulPreferenceCreate(p));
+    this.check(
+      'cublasLtMatmulPreferenceSetAttribute',
+      this.f.cublasLtMatmulPreferenceSetAttribute(p[0], PREF_MAX_WORKSPACE_BYTES, new BigUint64Array([BigInt(this.workspaceBytes)]), 8),
+    );
+    const results = new Uint8Array(HEURISTIC_RESULT_BYTES);
+    const count = [0];
+    const status = this.f.cublasLtMatmulAlgoGetHeuristic(this.handle, d[0], aDesc, bDesc, cDesc, cDesc, p[0], 1, results, count);
+    if (status !== 0 || count[0] === 0) return null;
+    return { desc: d[0], aDesc, bDesc, cDesc, algo: results.slice(0, 64) };
+  }
+}
+
+/** Byte address of a view's first element, given its storage's base pointer. */
+export function viewAddress(base: DevicePtr, v: View): DevicePtr {
+  return base + v.offset * DTYPE_INFO[v.storage.dtype].bytes;
+}

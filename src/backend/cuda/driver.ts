@@ -1,0 +1,303 @@
+// The CUDA driver API through koffi: one context (the device's primary context), one stream, device
+// memory, modules, kernel launches with pre-built argument blocks, events and graphs. Every call is
+// checked; a failure throws with the call's name and the driver's own error name and message.
+
+import koffi, { type LibraryHandle } from 'koffi';
+import { loadCudaLibrary } from './find-libs.js';
+
+export type DevicePtr = number;
+/** An opaque driver handle (CUcontext, CUmodule, CUfunction, CUstream, CUevent, CUgraphExec). */
+export type Handle = unknown;
+
+type Fn = (...args: unknown[]) => number;
+
+const CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+const CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
+const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+
+export class CudaError extends Error {
+  constructor(readonly call: string, readonly code: number, detail: string) {
+    super(`${call} failed: ${detail} (CUresult ${code})`);
+    this.name = 'CudaError';
+  }
+}
+
+function toPtr(v: unknown): DevicePtr {
+  if (typeof v === 'bigint') {
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`device address ${v} exceeds 2^53`);
+    return Number(v);
+  }
+  return v as number;
+}
+
+/** A native block of kernel arguments laid out like the kernel's parameter list. Built once per launch site. */
+export class KernelArgs {
+  private readonly buf: unknown;
+  private readonly view: DataView;
+  private readonly offsets: number[] = [];
+  readonly size: number;
+  /** the `extra` array for cuLaunchKernel: BUFFER_POINTER, &buf, BUFFER_SIZE, &size, END */
+  readonly extra: unknown;
+  private readonly sizeCell: unknown;
+
+  /** `layout` lists each parameter's byte size (alignment = min(size, 8), or given as [size, align]). */
+  constructor(layout: readonly (number | readonly [number, number])[]) {
+    let off = 0;
+    for (const item of layout) {
+      const [size, align] = typeof item === 'number' ? [item, Math.min(item, 8)] : item;
+      off = Math.ceil(off / align) * align;
+      this.offsets.push(off);
+      off += size;
+    }
+    this.size = Math.max(8, Math.ceil(off / 8) * 8);
+    this.buf = koffi.alloc('uint8_t', this.size);
+    this.view = new DataView(koffi.view(this.buf, this.size));
+    this.sizeCell = koffi.alloc('uint64_t', 1);
+    new DataView(koffi.view(this.sizeCell, 8)).setBigUint64(0, BigInt(this.size), true);
+    this.extra = koffi.alloc('uint64_t', 5);
+    const ex = new DataView(koffi.view(this.extra, 40));
+    ex.setBigUint64(0, 1n, true); // CU_LAUNCH_PARAM_BUFFER_POINTER
+    ex.setBigUint64(8, koffi.address(this.buf), true);
+    ex.setBigUint64(16, 2n, true); // CU_LAUNCH_PARAM_BUFFER_SIZE
+    ex.setBigUint64(24, koffi.address(this.sizeCell), true);
+    ex.setBigUint64(32, 0n, true); // CU_LAUNCH_PARAM_END
+  }
+  ptr(i: number, p: DevicePtr): this {
+    this.view.setBigUint64(this.offsets[i], BigInt(p), true);
+    return this;
+  }
+  i32(i: number, v: number): this {
+    this.view.setInt32(this.offsets[i], v, true);
+    return this;
+  }
+  u32(i: number, v: number): this {
+    this.view.setUint32(this.offsets[i], v, true);
+    return this;
+  }
+  i64(i: number, v: number): this {
+    this.view.setBigInt64(this.offsets[i], BigInt(v), true);
+    return this;
+  }
+  f32(i: number, v: number): this {
+    this.view.setFloat32(this.offsets[i], v, true);
+    return this;
+  }
+  f64(i: number, v: number): this {
+    this.view.setFloat64(this.offsets[i], v, true);
+    return this;
+  }
+  /** raw bytes for a by-value struct parameter */
+  bytes(i: number, b: Uint8Array): this {
+    for (let k = 0; k < b.length; k++) this.view.setUint8(this.offsets[i] + k, b[k]);
+    return this;
+  }
+}
+
+export interface DeviceInfo {
+  name: string;
+  computeCapability: [number, number];
+  smCount: number;
+  maxSharedPerBlockOptin: number;
+  totalMemory: number;
+}
+
+export class CudaDriver {
+  readonly info: DeviceInfo;
+  readonly stream: Handle;
+  private readonly f: Record<string, Fn> = {};
+
+  private constructor(private readonly lib: LibraryHandle, ordinal: number) {
+    this.bind();
+    this.check('cuInit', this.f.cuInit(0));
+    const count = [0];
+    this.check('cuDeviceGetCount', this.f.cuDeviceGetCount(count));
+    if (count[0] <= ordinal) throw new CudaError('cuDeviceGet', 100, `no CUDA device ${ordinal} (found ${count[0]})`);
+    const dev = [0];
+    this.check('cuDeviceGet', this.f.cuDeviceGet(dev, ordinal));
+    const ctx: unknown[] = [null];
+    this.check('cuDevicePrimaryCtxRetain', this.f.cuDevicePrimaryCtxRetain(ctx, dev[0]));
+    this.check('cuCtxSetCurrent', this.f.cuCtxSetCurrent(ctx[0]));
+    const nameBuf = new Uint8Array(256);
+    this.check('cuDeviceGetName', this.f.cuDeviceGetName(nameBuf, 256, dev[0]));
+    const attr = (a: number): number => {
+      const v = [0];
+      this.check('cuDeviceGetAttribute', this.f.cuDeviceGetAttribute(v, a, dev[0]));
+      return v[0];
+    };
+    const total = [0];
+    this.check('cuDeviceTotalMem', this.f.cuDeviceTotalMem_v2(total, dev[0]));
+    this.info = {
+      name: new TextDecoder().decode(nameBuf.subarray(0, nameBuf.indexOf(0))),
+      computeCapability: [attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR), attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)],
+      smCount: attr(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
+      maxSharedPerBlockOptin: attr(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN),
+      totalMemory: Number(total[0]),
+    };
+    const s: unknown[] = [null];
+    this.check('cuStreamCreate', this.f.cuStreamCreate(s, 1 /* CU_STREAM_NON_BLOCKING */));
+    this.stream = s[0];
+  }
+
+  static open(ordinal = 0): CudaDriver {
+    const lib = loadCudaLibrary('the NVIDIA driver library libcuda.so', ['libcuda.so'], 'install the NVIDIA GPU driver (it provides libcuda.so.1) or run with --device cpu');
+    return new CudaDriver(lib, ordinal);
+  }
+
+  private bind(): void {
+    const decls: Record<string, string> = {
+      cuInit: 'int cuInit(unsigned int flags)',
+      cuGetErrorName: 'int cuGetErrorName(int err, _Out_ const char **name)',
+      cuGetErrorString: 'int cuGetErrorString(int err, _Out_ const char **str)',
+      cuDeviceGetCount: 'int cuDeviceGetCount(_Out_ int *count)',
+      cuDeviceGet: 'int cuDeviceGet(_Out_ int *dev, int ordinal)',
+      cuDeviceGetName: 'int cuDeviceGetName(_Out_ uint8_t *name, int len, int dev)',
+      cuDeviceGetAttribute: 'int cuDeviceGetAttribute(_Out_ int *v, int attrib, int dev)',
+      cuDeviceTotalMem_v2: 'int cuDeviceTotalMem_v2(_Out_ uint64_t *bytes, int dev)',
+      cuDevicePrimaryCtxRetain: 'int cuDevicePrimaryCtxRetain(_Out_ void **ctx, int dev)',
+      cuCtxSetCurrent: 'int cuCtxSetCurrent(void *ctx)',
+      cuCtxSynchronize: 'int cuCtxSynchronize()',
+      cuMemGetInfo_v2: 'int cuMemGetInfo_v2(_Out_ uint64_t *free, _Out_ uint64_t *total)',
+      cuMemAlloc_v2: 'int cuMemAlloc_v2(_Out_ uint64_t *dptr, uint64_t bytes)',
+      cuMemFree_v2: 'int cuMemFree_v2(uint64_t dptr)',
+      cuMemcpyHtoDAsync_v2: 'int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, uint64_t bytes, void *stream)',
+      cuMemcpyDtoHAsync_v2: 'int cuMemcpyDtoHAsync_v2(_Inout_ void *dst, uint64_t src, uint64_t bytes, void *stream)',
+      cuMemcpyDtoDAsync_v2: 'int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, uint64_t bytes, void *stream)',
+      cuMemsetD8Async: 'int cuMemsetD8Async(uint64_t dst, uint8_t value, uint64_t n, void *stream)',
+      cuModuleLoadData: 'int cuModuleLoadData(_Out_ void **module, const void *image)',
+      cuModuleGetFunction: 'int cuModuleGetFunction(_Out_ void **fn, void *module, const char *name)',
+      cuFuncSetAttribute: 'int cuFuncSetAttribute(void *fn, int attrib, int value)',
+      cuLaunchKernel:
+        'int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void *params, void *extra)',
+      cuStreamCreate: 'int cuStreamCreate(_Out_ void **stream, unsigned int flags)',
+      cuStreamSynchronize: 'int cuStreamSynchronize(void *stream)',
+      cuEventCreate: 'int cuEventCreate(_Out_ void **event, unsigned int flags)',
+      cuEventRecord: 'int cuEventRecord(void *event, void *stream)',
+      cuEventSynchronize: 'int cuEventSynchronize(void *event)',
+      cuEventDestroy_v2: 'int cuEventDestroy_v2(void *event)',
+      cuStreamBeginCapture_v2: 'int cuStreamBeginCapture_v2(void *stream, int mode)',
+      cuStreamEndCapture: 'int cuStreamEndCapture(void *stream, _Out_ void **graph)',
+      cuGraphInstantiateWithFlags: 'int cuGraphInstantiateWithFlags(_Out_ void **exec, void *graph, uint64_t flags)',
+      cuGraphLaunch: 'int cuGraphLaunch(void *exec, void *stream)',
+      cuGraphExecDestroy: 'int cuGraphExecDestroy(void *exec)',
+      cuGraphDestroy: 'int cuGraphDestroy(void *graph)',
+    };
+    for (const [name, decl] of Object.entries(decls)) this.f[name] = this.lib.func(decl) as Fn;
+    // CUDA 12.8 added cuEventElapsedTime_v2; older drivers only have the original
+    for (const name of ['cuEventElapsedTime_v2', 'cuEventElapsedTime']) {
+      try {
+        this.f.cuEventElapsedTime = this.lib.func(`int ${name}(_Out_ float *ms, void *start, void *end)`) as Fn;
+        break;
+      } catch {
+        // try the next name
+      }
+    }
+  }
+
+  check(call: string, code: number): void {
+    if (code === 0) return;
+    const name: unknown[] = [null];
+    const str: unknown[] = [null];
+    this.f.cuGetErrorName(code, name);
+    this.f.cuGetErrorString(code, str);
+    throw new CudaError(call, code, `${String(name[0] ?? 'CUDA_ERROR')}: ${String(str[0] ?? 'unknown error')}`);
+  }
+
+  memGetInfo(): { free: number; total: number } {
+    const free = [0];
+    const total = [0];
+    this.check('cuMemGetInfo', this.f.cuMemGetInfo_v2(free, total));
+    return { free: Number(free[0]), total: Number(total[0]) };
+  }
+  /** Raw device allocation; returns null when the device is out of memory (the allocator decides what then). */
+  tryMemAlloc(bytes: number): DevicePtr | null {
+    const p = [0];
+    const code = this.f.cuMemAlloc_v2(p, Math.max(1, bytes));
+    if (code === 2 /* CUDA_ERROR_OUT_OF_MEMORY */) return null;
+    this.check('cuMemAlloc', code);
+    return toPtr(p[0]);
+  }
+  memFree(p: DevicePtr): void {
+    this.check('cuMemFree', this.f.cuMemFree_v2(p));
+  }
+  /** Host -> device; synchronous with respect to the host buffer (the stream is synchronized). */
+  htod(dst: DevicePtr, src: ArrayBufferView): void {
+    if (src.byteLength === 0) return;
+    const bytes = new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
+    this.check('cuMemcpyHtoDAsync', this.f.cuMemcpyHtoDAsync_v2(dst, bytes, src.byteLength, this.stream));
+    this.synchronize();
+  }
+  dtoh(dst: ArrayBufferView, src: DevicePtr): void {
+    if (dst.byteLength === 0) return;
+    const bytes = new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength);
+    this.check('cuMemcpyDtoHAsync', this.f.cuMemcpyDtoHAsync_v2(bytes, src, dst.byteLength, this.stream));
+    this.synchronize();
+  }
+  dtod(dst: DevicePtr, src: DevicePtr, bytes: number): void {
+    if (bytes > 0) this.check('cuMemcpyDtoDAsync', this.f.cuMemcpyDtoDAsync_v2(dst, src, bytes, this.stream));
+  }
+  memsetD8(dst: DevicePtr, value: number, bytes: number): void {
+    if (bytes > 0) this.check('cuMemsetD8Async', this.f.cuMemsetD8Async(dst, value, bytes, this.stream));
+  }
+  loadModule(image: Uint8Array): Handle {
+    const m: unknown[] = [null];
+    this.check('cuModuleLoadData', this.f.cuModuleLoadData(m, image));
+    return m[0];
+  }
+  getFunction(module: Handle, name: string): Handle {
+    const fn: unknown[] = [null];
+    this.check(`cuModuleGetFunction(${name})`, this.f.cuModuleGetFunction(fn, module, name));
+    return fn[0];
+  }
+  setMaxDynamicShared(fn: Handle, bytes: number): void {
+    this.check('cuFuncSetAttribute', this.f.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
+  }
+  launch(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name = 'kernel'): void {
+    this.check(
+      `cuLaunchKernel(${name})`,
+      this.f.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, null, args.extra),
+    );
+  }
+  synchronize(): void {
+    this.check('cuStreamSynchronize', this.f.cuStreamSynchronize(this.stream));
+  }
+
+  // events, for timing
+  eventCreate(): Handle {
+    const e: unknown[] = [null];
+    this.check('cuEventCreate', this.f.cuEventCreate(e, 0));
+    return e[0];
+  }
+  eventRecord(e: Handle): void {
+    this.check('cuEventRecord', this.f.cuEventRecord(e, this.stream));
+  }
+  eventElapsedMs(start: Handle, end: Handle): number {
+    this.check('cuEventSynchronize', this.f.cuEventSynchronize(end));
+    const ms = [0];
+    this.check('cuEventElapsedTime', this.f.cuEventElapsedTime(ms, start, end));
+    return ms[0];
+  }
+  eventDestroy(e: Handle): void {
+    this.check('cuEventDestroy', this.f.cuEventDestroy_v2(e));
+  }
+
+  // graphs: capture the stream's work once, replay it with one launch
+  beginCapture(): void {
+    this.check('cuStreamBeginCapture', this.f.cuStreamBeginCapture_v2(this.stream, 2 /* relaxed */));
+  }
+  endCapture(): Handle {
+    const g: unknown[] = [null];
+    this.check('cuStreamEndCapture', this.f.cuStreamEndCapture(this.stream, g));
+    const exec: unknown[] = [null];
+    this.check('cuGraphInstantiate', this.f.cuGraphInstantiateWithFlags(exec, g[0], 0));
+    this.check('cuGraphDestroy', this.f.cuGraphDestroy(g[0]));
+    return exec[0];
+  }
+  graphLaunch(exec: Handle): void {
+    this.check('cuGraphLaunch', this.f.cuGraphLaunch(exec, this.stream));
+  }
+  graphDestroy(exec: Handle): void {
+    this.check('cuGraphExecDestroy', this.f.cuGraphExecDestroy(exec));
+  }
+}
