@@ -168,7 +168,8 @@ interface Ctx extends BackendUnderTest { dtype: FloatDType; rng: Rng }
 
 /** A tensor on the backend and its reference, with values drawn from [lo, hi) (or given). */
 function input(c: Ctx, shape: readonly number[], lo = -3, hi = 3, values?: readonly number[], dtype: DType = c.dtype): { t: Tensor; r: Arr } {
-  const data = values ? values.map((v) => roundTo(dtype, v)) : Array.from({ length: numelOf(shape) }, () => roundTo(dtype, lo + (hi - lo) * c.rng.next()));
+  const draw = (): number => roundTo(dtype, lo + (hi - lo) * c.rng.next());
+  const data = values ? values.map((v) => roundTo(dtype, v)) : Array.from({ length: numelOf(shape) }, draw);
   return { t: T.tensor(data, shape, { dtype, device: c.backend }), r: { shape: [...shape], data } };
 }
 
@@ -211,21 +212,12 @@ function perDtype(title: string, body: (c: Ctx) => void): void {
 // ---- elementwise --------------------------------------------------------------------------------------
 
 const UNARY_REF: { [K in UnaryOp]: { f: (x: number) => number; dom: [number, number] } } = {
-  neg: { f: (x) => -x, dom: [-3, 3] },
-  exp: { f: Math.exp, dom: [-4, 4] },
-  log: { f: Math.log, dom: [0.05, 4] },
-  sqrt: { f: Math.sqrt, dom: [0, 4] },
-  rsqrt: { f: (x) => 1 / Math.sqrt(x), dom: [0.05, 4] },
-  sin: { f: Math.sin, dom: [-3, 3] },
-  cos: { f: Math.cos, dom: [-3, 3] },
-  tanh: { f: Math.tanh, dom: [-3, 3] },
-  sigmoid: { f: (x) => 1 / (1 + Math.exp(-x)), dom: [-6, 6] },
-  silu: { f: (x) => x / (1 + Math.exp(-x)), dom: [-6, 6] },
-  abs: { f: Math.abs, dom: [-3, 3] },
-  reciprocal: { f: (x) => 1 / x, dom: [0.1, 4] },
-  relu: { f: (x) => Math.max(0, x), dom: [-3, 3] },
-  sign: { f: (x) => (x > 0 ? 1 : x < 0 ? -1 : x), dom: [-3, 3] },
-  square: { f: (x) => x * x, dom: [-3, 3] },
+  neg: { f: (x) => -x, dom: [-3, 3] }, exp: { f: Math.exp, dom: [-4, 4] }, log: { f: Math.log, dom: [0.05, 4] },
+  sqrt: { f: Math.sqrt, dom: [0, 4] }, rsqrt: { f: (x) => 1 / Math.sqrt(x), dom: [0.05, 4] },
+  sin: { f: Math.sin, dom: [-3, 3] }, cos: { f: Math.cos, dom: [-3, 3] }, tanh: { f: Math.tanh, dom: [-3, 3] },
+  sigmoid: { f: (x) => 1 / (1 + Math.exp(-x)), dom: [-6, 6] }, silu: { f: (x) => x / (1 + Math.exp(-x)), dom: [-6, 6] },
+  abs: { f: Math.abs, dom: [-3, 3] }, reciprocal: { f: (x) => 1 / x, dom: [0.1, 4] }, relu: { f: (x) => Math.max(0, x), dom: [-3, 3] },
+  sign: { f: (x) => (x > 0 ? 1 : x < 0 ? -1 : x), dom: [-3, 3] }, square: { f: (x) => x * x, dom: [-3, 3] },
 };
 
 perDtype('unary ops on strided views, and on 0, -0, ±inf, NaN', (c) => {
@@ -241,12 +233,9 @@ perDtype('unary ops on strided views, and on 0, -0, ±inf, NaN', (c) => {
 });
 
 const BINARY_REF: { [K in BinaryOp]: { f: (a: number, b: number) => number; a: [number, number]; b: [number, number] } } = {
-  add: { f: (a, b) => a + b, a: [-3, 3], b: [-3, 3] },
-  sub: { f: (a, b) => a - b, a: [-3, 3], b: [-3, 3] },
-  mul: { f: (a, b) => a * b, a: [-3, 3], b: [-3, 3] },
-  div: { f: (a, b) => a / b, a: [-3, 3], b: [0.25, 3] },
-  maximum: { f: Math.max, a: [-3, 3], b: [-3, 3] },
-  minimum: { f: Math.min, a: [-3, 3], b: [-3, 3] },
+  add: { f: (a, b) => a + b, a: [-3, 3], b: [-3, 3] }, sub: { f: (a, b) => a - b, a: [-3, 3], b: [-3, 3] },
+  mul: { f: (a, b) => a * b, a: [-3, 3], b: [-3, 3] }, div: { f: (a, b) => a / b, a: [-3, 3], b: [0.25, 3] },
+  maximum: { f: Math.max, a: [-3, 3], b: [-3, 3] }, minimum: { f: Math.min, a: [-3, 3], b: [-3, 3] },
   pow: { f: Math.pow, a: [0.25, 3], b: [-2, 2] },
 };
 
@@ -297,11 +286,11 @@ perDtype('compare ops (ties and NaN) and where', (c) => {
   const cond = input(c, [2, 1, 4], 0, 0, [1, 0, 0, 1, 1, 1, 0, 0], 'bool');
   const a = view(c, V('broadcast'));
   const b = view(c, { name: 'sliced [4]', base: [6], steps: [['slice', 0, 2, 6]] });
-  const sel = (k: number, p: number, q: number): number => (k !== 0 ? p : q);
-  checkEw('where bool', c.dtype, T.where(cond.t, a.t, b.t), build([2, 3, 4], (i) => sel(at(cond.r, bIdx(cond.r, i)), at(a.r, bIdx(a.r, i)), at(b.r, bIdx(b.r, i)))));
+  const pos = (r: Arr, i: number[]): number => at(r, bIdx(r, i));
+  const want = build([2, 3, 4], (i) => (pos(cond.r, i) !== 0 ? pos(a.r, i) : pos(b.r, i)));
+  checkEw('where bool', c.dtype, T.where(cond.t, a.t, b.t), want);
   const fcond = view(c, V('transposed'), 0, 0, [0, 1.5, -2, 0, 0, 3, 0, NaN, 1, 0, 0, 2]);
-  const zero = { shape: [], data: [0] };
-  checkEw('where float cond, number', c.dtype, T.where(fcond.t, b.t, 0), build([3, 4], (i) => sel(at(fcond.r, i), at(b.r, bIdx(b.r, i)), at(zero, []))));
+  checkEw('where float cond, number', c.dtype, T.where(fcond.t, b.t, 0), build([3, 4], (i) => (at(fcond.r, i) !== 0 ? pos(b.r, i) : 0)));
 });
 
 perDtype('cast to and from every float dtype, int32, int64, bool', (c) => {
@@ -310,9 +299,9 @@ perDtype('cast to and from every float dtype, int32, int64, bool', (c) => {
     const x = view(c, V('transposed'), -6, 6, [0, -0, 0.5, -1.5, 2.5, -2.75, 3.999, 1e-3, -6, 5.25, 1, -1]);
     checkEw(`${c.dtype} -> ${to}`, to, T.cast(x.t, to), rMap(x.r, (v) => roundTo(to, v)));
   }
-  const ints = (dt: DType): { t: Tensor; r: Arr } => view(c, V('permuted'), 0, 0, Array.from({ length: 24 }, (_, i) => (dt === 'bool' ? i % 3 === 0 ? 1 : 0 : (i * 37) % 101 - 50)), dt);
   for (const from of ['int32', 'int64', 'bool'] as const) {
-    const x = ints(from);
+    const values = Array.from({ length: 24 }, (_, i) => (from === 'bool' ? Number(i % 3 === 0) : ((i * 37) % 101) - 50));
+    const x = view(c, V('permuted'), 0, 0, values, from);
     checkEw(`${from} -> ${c.dtype}`, c.dtype, T.cast(x.t, c.dtype), rMap(x.r, (v) => roundTo(c.dtype, v)));
   }
 });
@@ -342,17 +331,20 @@ perDtype('sum / mean / max / min over axes (keepdim, negative axes)', (c) => {
 });
 
 perDtype('argmax: first index on ties, NaN counts as the maximum', (c) => {
-  for (const [name, axis, keepdim] of [['transposed', 0, false], ['transposed', -1, true], ['permuted', -1, false], ['permuted', 1, true], ['broadcast', 0, false], ['rank-1', 0, false]] as const) {
+  const cases = [['transposed', 0, false], ['transposed', -1, true], ['permuted', -1, false], ['permuted', 1, true], ['broadcast', 0, false], ['rank-1', 0, false]] as const;
+  for (const [name, axis, keepdim] of cases) {
     const v = V(name);
     const { t, r } = view(c, v, 0, 0, Array.from({ length: numelOf(v.base) }, () => Math.floor(c.rng.next() * 3)));
     const ax = axisOf(axis, r.shape.length);
     const kept = r.shape.map((d, i) => (i === ax ? 1 : d));
     const want = build(kept, (idx) => {
       let best = 0;
-      for (let j = 1; j < r.shape[ax]; j++) if (at(r, idx.map((p, d) => (d === ax ? j : p))) > at(r, idx.map((p, d) => (d === ax ? best : p)))) best = j;
+      const along = (j: number): number => at(r, idx.map((p, d) => (d === ax ? j : p)));
+      for (let j = 1; j < r.shape[ax]; j++) if (along(j) > along(best)) best = j;
       return best;
     });
-    checkEw(`argmax ${name} axis ${axis}`, 'int32', T.argmax(t, axis, keepdim), keepdim ? want : { shape: kept.filter((_, i) => i !== ax), data: want.data });
+    const dropped = { shape: kept.filter((_, i) => i !== ax), data: want.data };
+    checkEw(`argmax ${name} axis ${axis}`, 'int32', T.argmax(t, axis, keepdim), keepdim ? want : dropped);
   }
   const nan = input(c, [2, 4], 0, 0, [1, NaN, 3, NaN, 2, 2, -1, 0]);
   checkEw('argmax NaN', 'int32', T.argmax(nan.t, -1), { shape: [2], data: [1, 0] });
@@ -413,22 +405,15 @@ function rMatmul(a: Arr, b: Arr, abs: boolean): Arr {
 
 perDtype('matmul: 2-D, transposed operands, broadcast batches, 1-D operands, size-1 dims', (c) => {
   const M = (base: number[], ...steps: Step[]): ViewCase => ({ name: `[${base}]${steps.map((s) => ` ${s[0]}`).join('')}`, base, steps });
+  const tr = (a: number, b: number): Step => ['transpose', a, b];
   const cases: [ViewCase, ViewCase][] = [
-    [M([3, 5]), M([5, 4])],
-    [M([5, 3], ['transpose', 0, 1]), M([5, 4])],
-    [M([3, 5]), M([4, 5], ['transpose', -1, -2])],
-    [M([5, 3], ['transpose', 0, 1]), M([4, 5], ['transpose', 0, 1])],
-    [M([3, 5]), M([4, 7], ['slice', 1, 1, 6], ['transpose', 0, 1])],
-    [M([2, 1, 3, 5]), M([3, 5, 4])],
-    [M([2, 3, 5], ['slice', 1, 0, 2]), M([5, 4])],
-    [M([3, 5]), M([2, 4, 5], ['transpose', 1, 2])],
-    [M([1, 5], ['expand', [2, 3, 5]]), M([2, 5, 1])],
-    [M([5]), M([5, 4])],
-    [M([3, 5]), M([5])],
-    [M([5]), M([5])],
-    [M([5]), M([2, 5, 4])],
-    [M([1, 5]), M([5, 1])],
-    [M([3, 1]), M([1, 4])],
+    [M([3, 5]), M([5, 4])], [M([5, 3], tr(0, 1)), M([5, 4])], [M([3, 5]), M([4, 5], tr(-1, -2))],
+    [M([5, 3], tr(0, 1)), M([4, 5], tr(0, 1))], [M([3, 5]), M([4, 7], ['slice', 1, 1, 6], tr(0, 1))],
+    // batches: broadcast on both sides, folded into one GEMM, a matrix times a batch, a stride-0 batch
+    [M([2, 1, 3, 5]), M([3, 5, 4])], [M([2, 3, 5], ['slice', 1, 0, 2]), M([5, 4])],
+    [M([3, 5]), M([2, 4, 5], tr(1, 2))], [M([1, 5], ['expand', [2, 3, 5]]), M([2, 5, 1])],
+    // 1-D operands (torch.matmul promotion) and size-1 dims
+    [M([5]), M([5, 4])], [M([3, 5]), M([5])], [M([5]), M([5])], [M([5]), M([2, 5, 4])], [M([1, 5]), M([5, 1])], [M([3, 1]), M([1, 4])],
   ];
   for (const [va, vb] of cases) {
     const a = view(c, va, -1, 1);
@@ -520,7 +505,9 @@ perDtype('rand / randn: seeded, identical across backends, uniform [0,1) and sta
   const u = read(T.rand([n], 42, o)).data;
   assert.deepEqual(read(T.rand([n], 42, o)).data, u, 'rand: same seed, same values');
   assert.notDeepEqual(read(T.rand([n], 43, o)).data.slice(0, 16), u.slice(0, 16), 'rand: another seed, other values');
-  checkEw('rand stream', c.dtype, T.rand([4, 5], 7, o), build([4, 5], ([i, j]) => roundTo(c.dtype, Math.min(uniformAt(7, i * 5 + j), BELOW_ONE[c.dtype]))));
+  // uniform draws are exact float32 values: every backend must produce these bit for bit
+  const stream = build([4, 5], ([i, j]) => roundTo(c.dtype, Math.min(uniformAt(7, i * 5 + j), BELOW_ONE[c.dtype])));
+  assert.deepEqual(read(T.rand([4, 5], 7, o)), stream, 'rand: the counter-based stream, exactly');
   assert.ok(u.every((v) => v >= 0 && v < 1), 'rand: every draw in [0, 1)');
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   const variance = (xs: number[]): number => {

@@ -245,7 +245,7 @@ class CpuBackend implements Backend {
         const base = o * len * inner + i;
         let m = -Infinity;
         for (let j = 0; j < len; j++) m = Math.max(m, xs[base + j * inner]);
-        if (m === -Infinity) m = 0; // an all -inf row: softmax is NaN like torch, logsoftmax -inf
+        if (m === -Infinity) m = 0; // an all -inf row: NaN in softmax and logSoftmax alike (-inf - -inf), like torch
         let sum = 0;
         for (let j = 0; j < len; j++) sum += Math.exp(xs[base + j * inner] - m);
         const lse = m + Math.log(sum);

@@ -86,8 +86,8 @@ export function matmulCpu(a: View, b: View, out: View): void {
         acc.fill(0);
         const ar = ao + i * k;
         for (let p = 0; p < k; p++) {
+          // no skipping of zero entries: 0 * inf must stay NaN
           const av = aNums[ar + p];
-          if (av === 0) continue;
           const row = bo + p * n;
           for (let j = 0; j < n; j++) acc[j] += av * bNums[row + j];
         }

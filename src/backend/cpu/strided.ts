@@ -5,7 +5,7 @@
 import type { View } from '../backend.js';
 import type { StorageArray } from '../../tensor/dtype.js';
 import { decodeToF32, encodeFromF32 } from '../../tensor/codecs.js';
-import { DTYPE_INFO } from '../../tensor/dtype.js';
+import { DTYPE_INFO, allocStorage } from '../../tensor/dtype.js';
 import { isContiguous, numel } from '../../tensor/shape.js';
 
 /** The host array behind a CPU storage. */
@@ -109,34 +109,26 @@ export function writeNumbers(out: View, vals: ArrayLike<number>): void {
   const n = numel(out.shape);
   const dtype = out.storage.dtype;
   const contiguous = contiguousRange(out);
-  const offs = contiguous ? null : viewOffsets(out);
-  if (DTYPE_INFO[dtype].encoded) {
-    const src = vals instanceof Float32Array || vals instanceof Float64Array ? vals : Float64Array.from(vals);
-    if (contiguous) {
-      encodeFromF32(dtype, src, arr.subarray(out.offset, out.offset + n) as StorageArray);
-    } else {
-      const tmp = arr.constructor === Uint16Array ? new Uint16Array(n) : new Uint8Array(n);
-      encodeFromF32(dtype, src, tmp);
-      const a = arr as Uint16Array | Uint8Array;
-      for (let i = 0; i < n; i++) a[offs![i]] = tmp[i];
-    }
+  const src = vals instanceof Float32Array || vals instanceof Float64Array ? vals : Float64Array.from(vals);
+  if (contiguous && (dtype === 'float32' || dtype === 'float64')) {
+    (arr as Float32Array | Float64Array).set(src.subarray(0, n), out.offset);
     return;
   }
-  if (dtype === 'int64') {
-    const a = arr as BigInt64Array;
-    for (let i = 0; i < n; i++) a[offs ? offs[i] : out.offset + i] = BigInt(Math.trunc(vals[i]));
+  // every other dtype goes through the codec: round-to-nearest-even for narrow floats; for integers
+  // truncation toward zero with NaN -> 0 and clamping to the type's range (the CUDA kernels do the same)
+  if (contiguous) {
+    encodeFromF32(dtype, src.subarray(0, n), arr.subarray(out.offset, out.offset + n) as StorageArray);
     return;
   }
-  const a = arr as Exclude<StorageArray, BigInt64Array>;
-  if (dtype === 'bool') {
-    for (let i = 0; i < n; i++) a[offs ? offs[i] : out.offset + i] = vals[i] !== 0 ? 1 : 0;
-    return;
+  const tmp = allocStorage(dtype, n);
+  encodeFromF32(dtype, src.subarray(0, n), tmp);
+  const offs = viewOffsets(out);
+  if (arr instanceof BigInt64Array) for (let i = 0; i < n; i++) arr[offs[i]] = (tmp as BigInt64Array)[i];
+  else {
+    const a = arr as Exclude<StorageArray, BigInt64Array>;
+    const t = tmp as Exclude<StorageArray, BigInt64Array>;
+    for (let i = 0; i < n; i++) a[offs[i]] = t[i];
   }
-  if (contiguous && (dtype === 'float32' || dtype === 'float64') && (vals instanceof Float32Array || vals instanceof Float64Array)) {
-    (a as Float32Array | Float64Array).set(vals.subarray(0, n), out.offset);
-    return;
-  }
-  for (let i = 0; i < n; i++) a[offs ? offs[i] : out.offset + i] = vals[i];
 }
 
 /** Reads an index view as integers (int32 / int64 / other integer dtypes). */

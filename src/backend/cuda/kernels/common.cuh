@@ -1,0 +1,297 @@
+// Shared by every kernel file: dtype traits (load to the compute type, store with one rounding), the
+// bit-exact narrow-float codecs, integer stores, and strided index arithmetic.
+//
+// The semantics are those of the CPU reference backend (src/backend/cpu/strided.ts readNumbers /
+// writeNumbers and src/tensor/codecs.ts), so that CUDA results equal the CPU's bit for bit:
+// - narrow floats decode exactly to float32; NaN keeps its sign and becomes the quiet NaN 0x7fc00000
+//   (bfloat16 keeps its payload, being the top half of a float32);
+// - encoding rounds to nearest even from float32 or from float64 directly (never float64 -> float32 ->
+//   narrow, which could round twice); fp8 saturates finite overflow and +-inf to the largest finite value;
+// - integer stores follow JavaScript typed-array stores: truncate toward zero, then wrap modulo 2^bits
+//   (NaN and +-inf give 0); bool stores x != 0 (so NaN -> 1);
+// - int64 values are read as float64 (round to nearest), as the CPU reads them with Number().
+//
+// Written for both NVRTC (-default-device) and nvcc: every function says __device__, and no header is
+// included (NVRTC compiles with no host headers available).
+#pragma once
+
+#define MOPT_MAX_DIMS 8
+#define MOPT_MAX_OPS 4
+#define MOPT_DEV static __device__ __forceinline__
+
+typedef long long i64_t;
+typedef unsigned long long u64_t;
+typedef unsigned int u32_t;
+typedef unsigned short u16_t;
+typedef unsigned char u8_t;
+
+// ---------------------------------------------------------------------------------------------------
+// Math helpers overloaded on the compute type (float or double), so templates never depend on how a
+// compiler resolves overloads of the C math library.
+
+MOPT_DEV bool is_nan(float x) { return x != x; }
+MOPT_DEV bool is_nan(double x) { return x != x; }
+MOPT_DEV float quiet_nan(float) { return __uint_as_float(0x7fc00000u); }
+MOPT_DEV double quiet_nan(double) { return __longlong_as_double(0x7ff8000000000000ll); }
+MOPT_DEV float m_exp(float x) { return expf(x); }
+MOPT_DEV double m_exp(double x) { return exp(x); }
+MOPT_DEV float m_log(float x) { return logf(x); }
+MOPT_DEV double m_log(double x) { return log(x); }
+MOPT_DEV float m_sqrt(float x) { return sqrtf(x); }
+MOPT_DEV double m_sqrt(double x) { return sqrt(x); }
+MOPT_DEV float m_sin(float x) { return sinf(x); }
+MOPT_DEV double m_sin(double x) { return sin(x); }
+MOPT_DEV float m_cos(float x) { return cosf(x); }
+MOPT_DEV double m_cos(double x) { return cos(x); }
+MOPT_DEV float m_tanh(float x) { return tanhf(x); }
+MOPT_DEV double m_tanh(double x) { return tanh(x); }
+MOPT_DEV float m_abs(float x) { return fabsf(x); }
+MOPT_DEV double m_abs(double x) { return fabs(x); }
+MOPT_DEV float m_fma(float a, float b, float c) { return fmaf(a, b, c); }
+MOPT_DEV double m_fma(double a, double b, double c) { return fma(a, b, c); }
+MOPT_DEV float m_inf(float) { return __uint_as_float(0x7f800000u); }
+MOPT_DEV double m_inf(double) { return __longlong_as_double(0x7ff0000000000000ll); }
+
+// ---------------------------------------------------------------------------------------------------
+// Narrow float formats. MBITS mantissa bits, EMIN the minimum normal exponent, SIGN the sign bit of the
+// code, NAN the code of a positive quiet NaN, MAX the code every overflow (and +-inf) lands on: +-inf
+// for float16/bfloat16, the largest finite value for the saturating fp8 formats. [FAST_LO, FAST_HI) is
+// the range of |x| (as float32 bits) whose rounded result is a normal, non-overflowing code, where
+// rounding is a few integer operations on the float32 bit pattern (the same trick as codecs.ts).
+
+struct FmtF16 {
+  enum { MBITS = 10, EMIN = -14 };
+  static constexpr u32_t SIGN = 0x8000u, NAN_CODE = 0x7e00u, MAX = 0x7c00u;
+  static constexpr u32_t FAST_LO = 0x38800000u, FAST_HI = 0x477ff000u;  // [2^-14, 65520)
+};
+struct FmtBF16 {
+  enum { MBITS = 7, EMIN = -126 };
+  static constexpr u32_t SIGN = 0x8000u, NAN_CODE = 0x7fc0u, MAX = 0x7f80u;
+  // same exponent range as float32: every non-NaN value (zero, subnormals, inf) takes the fast path
+  static constexpr u32_t FAST_LO = 0u, FAST_HI = 0x7f800001u;
+};
+struct FmtE4M3 {
+  enum { MBITS = 3, EMIN = -6 };
+  static constexpr u32_t SIGN = 0x80u, NAN_CODE = 0x7fu, MAX = 0x7eu;
+  static constexpr u32_t FAST_LO = 0x3c800000u, FAST_HI = 0x43e80001u;  // [2^-6, 464]; 464 ties to 448
+};
+struct FmtE5M2 {
+  enum { MBITS = 2, EMIN = -14 };
+  static constexpr u32_t SIGN = 0x80u, NAN_CODE = 0x7eu, MAX = 0x7bu;
+  static constexpr u32_t FAST_LO = 0x38800000u, FAST_HI = 0x47700000u;  // [2^-14, 61440)
+};
+
+/** Rounds a double once to the format (codecs.ts roundMagnitude on the exact value). */
+template <class F>
+MOPT_DEV u32_t encode_narrow(double x) {
+  const u32_t s = __double_as_longlong(x) < 0 ? F::SIGN : 0u;
+  if (is_nan(x)) return s | F::NAN_CODE;
+  const double a = fabs(x);
+  if (a == 0.0) return s;
+  if (a > 1.7976931348623157e308) return s | F::MAX;  // +-inf
+  int e = ilogb(a);
+  if (e < F::EMIN) e = F::EMIN;
+  const double r = rint(ldexp(a, F::MBITS - e));  // exact scaling by a power of two, then ties-to-even
+  const i64_t code = (i64_t)(e - F::EMIN) * (1ll << F::MBITS) + (i64_t)r;
+  return s | (code < (i64_t)F::MAX ? (u32_t)code : F::MAX);
+}
+
+/** Rounds a float once to the format; the common normal range uses integer rounding on the bits. */
+template <class F>
+MOPT_DEV u32_t encode_narrow(float x) {
+  const u32_t b = __float_as_uint(x);
+  const u32_t abs = b & 0x7fffffffu;
+  const u32_t s = (b >> 31) ? F::SIGN : 0u;
+  if (abs > 0x7f800000u) return s | F::NAN_CODE;
+  if (abs >= F::FAST_LO && abs < F::FAST_HI) {
+    const int shift = 23 - F::MBITS;
+    const u32_t rebias = (u32_t)(126 + F::EMIN) << 23;  // float32 bias 127 -> format bias 1 - EMIN
+    // add half an ulp (minus one when the kept LSB is 0: ties to even) and truncate; a carry rolls into
+    // the exponent field by plain addition
+    return s | ((abs + ((1u << (shift - 1)) - 1u) + ((abs >> shift) & 1u) - rebias) >> shift);
+  }
+  if (abs == 0u) return s;
+  return encode_narrow<F>((double)x);  // subnormal results, overflow, inf: exact slow path
+}
+
+MOPT_DEV float decode_bf16(u16_t h) { return __uint_as_float((u32_t)h << 16); }
+
+MOPT_DEV float decode_f16(u16_t h) {
+  const u32_t sign = ((u32_t)h & 0x8000u) << 16;
+  const u32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  if (e == 0x1fu) return __uint_as_float(sign | (m ? 0x7fc00000u : 0x7f800000u));
+  if (e == 0u) return __uint_as_float(sign | __float_as_uint((float)m * 5.9604644775390625e-8f));  // m * 2^-24
+  return __uint_as_float(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+MOPT_DEV float decode_e4m3(u8_t c) {
+  const u32_t sign = ((u32_t)c & 0x80u) << 24;
+  const u32_t mag = c & 0x7fu, e = mag >> 3, m = mag & 7u;
+  if (mag == 0x7fu) return __uint_as_float(sign | 0x7fc00000u);
+  if (e == 0u) return __uint_as_float(sign | __float_as_uint((float)m * 0.001953125f));  // m * 2^-9
+  return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
+}
+
+MOPT_DEV float decode_e5m2(u8_t c) {
+  const u32_t sign = ((u32_t)c & 0x80u) << 24;
+  const u32_t mag = c & 0x7fu, e = mag >> 2, m = mag & 3u;
+  if (mag >= 0x7cu) return __uint_as_float(sign | (mag == 0x7cu ? 0x7f800000u : 0x7fc00000u));
+  if (e == 0u) return __uint_as_float(sign | __float_as_uint((float)m * 1.52587890625e-5f));  // m * 2^-16
+  return __uint_as_float(sign | ((e + 112u) << 23) | (m << 21));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Integer stores with JavaScript typed-array semantics (ToInt32 / ToInt16 / ToInt8 / ToUint8, and
+// BigInt64Array's wrap for int64).
+
+/** trunc(v) modulo 2^32 in [0, 2^32); NaN and +-inf give 0. */
+MOPT_DEV u32_t wrap_u32(double v) {
+  if (v > -2147483649.0 && v < 2147483648.0) return (u32_t)(int)v;  // common case: C truncation
+  if (!(fabs(v) <= 1.7976931348623157e308)) return 0u;
+  double r = fmod(trunc(v), 4294967296.0);  // exact
+  if (r < 0.0) r += 4294967296.0;
+  return (u32_t)r;
+}
+
+MOPT_DEV i64_t wrap_i64(double v) {
+  if (v >= -9223372036854775808.0 && v < 9223372036854775808.0) return (i64_t)v;
+  // NaN and +-inf make the CPU throw (BigInt(NaN)); 0 here, as codecs.ts encodeFromF32 does
+  if (!(fabs(v) <= 1.7976931348623157e308)) return 0;
+  double r = fmod(trunc(v), 18446744073709551616.0);  // exact; |v| >= 2^63 has an ulp >= 2^11
+  if (r < 0.0) r += 18446744073709551616.0;          // exact for the same reason
+  return (i64_t)(u64_t)r;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Dtype traits. S is the storage type, C the compute type: float for float32 and the narrow floats,
+// double for float64 and every integer type (the CPU computes on integers as float64 numbers).
+// store() is overloaded on float and double so each value is rounded once, from what was computed.
+// BELOW_ONE is the largest value below 1 (uniform draws are capped there so they stay below 1 after
+// rounding: src/backend/cpu/cpu-backend.ts BELOW_ONE).
+
+namespace dt {
+
+struct f64 {
+  typedef double S; typedef double C;
+  static constexpr float BELOW_ONE = 1.0f;
+  MOPT_DEV C load(S s) { return s; }
+  MOPT_DEV S store(double v) { return v; }
+  MOPT_DEV S store(float v) { return (double)v; }
+};
+struct f32 {
+  typedef float S; typedef float C;
+  static constexpr float BELOW_ONE = 1.0f;
+  MOPT_DEV C load(S s) { return s; }
+  MOPT_DEV S store(float v) { return v; }
+  MOPT_DEV S store(double v) { return (float)v; }
+};
+template <class F, class Word>
+struct narrow_float {
+  typedef Word S; typedef float C;
+  MOPT_DEV C load(S s) { return F::decode(s); }
+  MOPT_DEV S store(float v) { return (S)encode_narrow<F>(v); }
+  MOPT_DEV S store(double v) { return (S)encode_narrow<F>(v); }
+};
+struct f16 : narrow_float<FmtF16, u16_t> { static constexpr float BELOW_ONE = 1.0f - 1.0f / 2048.0f; };
+struct bf16 : narrow_float<FmtBF16, u16_t> { static constexpr float BELOW_ONE = 1.0f - 1.0f / 256.0f; };
+struct e4m3 : narrow_float<FmtE4M3, u8_t> { static constexpr float BELOW_ONE = 1.0f - 1.0f / 16.0f; };
+struct e5m2 : narrow_float<FmtE5M2, u8_t> { static constexpr float BELOW_ONE = 1.0f - 1.0f / 8.0f; };
+
+struct i64 {
+  typedef i64_t S; typedef double C;
+  static constexpr float BELOW_ONE = 1.0f;
+  MOPT_DEV C load(S s) { return (double)s; }
+  MOPT_DEV S store(double v) { return wrap_i64(v); }
+  MOPT_DEV S store(float v) { return wrap_i64((double)v); }
+};
+template <class T>
+struct small_int {
+  typedef T S; typedef double C;
+  static constexpr float BELOW_ONE = 1.0f;
+  MOPT_DEV C load(S s) { return (double)s; }
+  // two's complement narrowing of the wrapped 32-bit value is the modulo the typed arrays apply
+  MOPT_DEV S store(double v) { return (S)wrap_u32(v); }
+  MOPT_DEV S store(float v) { return (S)wrap_u32((double)v); }
+};
+struct i32 : small_int<int> {};
+struct i16 : small_int<short> {};
+struct i8 : small_int<signed char> {};
+struct u8 : small_int<unsigned char> {};
+struct b8 {
+  typedef u8_t S; typedef double C;
+  static constexpr float BELOW_ONE = 1.0f;
+  MOPT_DEV C load(S s) { return (double)s; }
+  MOPT_DEV S store(double v) { return v != 0.0 ? 1 : 0; }
+  MOPT_DEV S store(float v) { return v != 0.0f ? 1 : 0; }
+};
+
+}  // namespace dt
+
+// Every dtype by its kernel-name suffix (src/backend/cuda/kernels.ts DTYPE_SUFFIX). X(dt) or X(a, dt);
+// two lists so one can be expanded inside the other (copy kernels for every pair).
+#define MOPT_DTYPES(X) X(f64) X(f32) X(f16) X(bf16) X(e4m3) X(e5m2) X(i64) X(i32) X(i16) X(i8) X(u8) X(b8)
+#define MOPT_DTYPES_WITH(X, a) \
+  X(a, f64) X(a, f32) X(a, f16) X(a, bf16) X(a, e4m3) X(a, e5m2) X(a, i64) X(a, i32) X(a, i16) X(a, i8) X(a, u8) X(a, b8)
+#define MOPT_FLOAT_DTYPES_WITH(X, a) X(a, f64) X(a, f32) X(a, f16) X(a, bf16) X(a, e4m3) X(a, e5m2)
+
+// Storage words by width, for kernels that move bit patterns without interpreting them.
+#define MOPT_WORDS(X) X(u8, u8_t) X(u16, u16_t) X(u32, u32_t) X(u64, u64_t)
+
+// ---------------------------------------------------------------------------------------------------
+// Strided element-wise iteration. The host (src/backend/cuda/layout.ts) collapses the operands' shared
+// shape to at most 8 dims; rank 0 means every operand is contiguous from its offset (the fast path).
+// Operand strides and offsets are in elements. Layout must match layout.ts STRIDED_BYTES.
+
+struct Strided {
+  i64_t n;  // number of elements
+  int rank;
+  int pad_;
+  i64_t shape[MOPT_MAX_DIMS];
+  i64_t offset[MOPT_MAX_OPS];
+  i64_t stride[MOPT_MAX_OPS][MOPT_MAX_DIMS];
+};
+
+/** Element offsets of logical index i for the first N operands; I is the index type of the divisions. */
+template <int N, class I>
+MOPT_DEV void strided_offsets(const Strided& L, I i, i64_t* off) {
+#pragma unroll
+  for (int k = 0; k < N; k++) off[k] = L.offset[k];
+  for (int d = L.rank - 1; d >= 0; d--) {
+    const I size = (I)L.shape[d];
+    const I q = i / size;
+    const i64_t r = (i64_t)(i - q * size);
+    i = q;
+#pragma unroll
+    for (int k = 0; k < N; k++) off[k] += r * L.stride[k][d];
+  }
+}
+
+MOPT_DEV u64_t global_thread() { return (u64_t)blockIdx.x * blockDim.x + threadIdx.x; }
+MOPT_DEV u64_t global_threads() { return (u64_t)gridDim.x * blockDim.x; }
+
+/**
+ * Calls f(i, off) for every logical index i this thread owns (grid-stride loop), off[k] being operand
+ * k's element offset. 32-bit divisions when the index fits (64-bit division is many instructions).
+ */
+template <int N, class Fn>
+MOPT_DEV void for_each_strided(const Strided& L, Fn f) {
+  i64_t off[N];
+  const u64_t n = (u64_t)L.n, step = global_threads();
+  if (L.rank == 0) {
+    for (u64_t i = global_thread(); i < n; i += step) {
+#pragma unroll
+      for (int k = 0; k < N; k++) off[k] = L.offset[k] + (i64_t)i;
+      f(i, off);
+    }
+  } else if (n <= 0xffffffffull) {
+    for (u64_t i = global_thread(); i < n; i += step) {
+      strided_offsets<N, u32_t>(L, (u32_t)i, off);
+      f(i, off);
+    }
+  } else {
+    for (u64_t i = global_thread(); i < n; i += step) {
+      strided_offsets<N, u64_t>(L, i, off);
+      f(i, off);
+    }
+  }
+}
