@@ -8,8 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import {
   ONNX_DTYPE, ProtoReader, WIRE, onnxDTypeName, onnxTensorBytes, parseOnnxTensor, type OnnxDTypeName, type OnnxTensor,
 } from '../../src/io/onnx-tensor.js';
@@ -18,14 +17,10 @@ import {
   f32ToE4M3, f32ToE5M2, f32ToE8M0, f32ToF16Bits, int4ToNibble, nibbleToInt4, packNibbles, unpackNibbles,
   type E8M0Rounding,
 } from '../../src/tensor/codecs.js';
+import { SHARED_DATA, DATA_SKIP } from '../helpers/paths.js';
 
-// Compiled to dist/test/io/, so the repository root is three levels up. shared/data sits next to or inside it.
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const DATA =
-  process.env.MOPT_SHARED_DATA ??
-  [join(repoRoot, 'shared/data'), join(repoRoot, '../shared/data')].find((p) => existsSync(p)) ??
-  '';
-const skip = DATA === '' ? 'shared/data not found (set MOPT_SHARED_DATA)' : false;
+const DATA = SHARED_DATA;
+const skip = DATA_SKIP;
 const NODE_TESTS = join(DATA, 'numerics/onnx-node-tests');
 
 // ---------------------------------------------------------------------------------------------------

@@ -4,10 +4,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { allocStorage, DTYPES, type DType, type StorageArray } from '../../src/tensor/dtype.js';
 import { UserError } from '../../src/util/errors.js';
 import { numel, type RawTensor } from '../../src/io/raw-tensor.js';
@@ -18,14 +17,10 @@ import {
   writeSafetensors,
   writeShardedCheckpoint,
 } from '../../src/io/safetensors.js';
+import { SHARED_DATA, DATA_SKIP } from '../helpers/paths.js';
 
-// Compiled to dist/test/io/, so the repository root is three levels up. shared/data sits next to or inside it.
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const DATA =
-  process.env.MOPT_SHARED_DATA ??
-  [join(repoRoot, 'shared/data'), join(repoRoot, '../shared/data')].find((p) => existsSync(p)) ??
-  '';
-const skip = DATA === '' ? 'shared/data not found (set MOPT_SHARED_DATA)' : false;
+const DATA = SHARED_DATA;
+const skip = DATA_SKIP;
 const FIXTURES = join(DATA, 'numerics/safetensors-fixtures');
 const STORIES = join(DATA, 'models/stories260K-hf');
 

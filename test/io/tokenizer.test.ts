@@ -12,21 +12,15 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Tokenizer } from '../../src/io/tokenizer.js';
 import { UserError } from '../../src/util/errors.js';
+import { SHARED_DATA, DATA_SKIP } from '../helpers/paths.js';
 
-// Compiled to dist/test/io/, so the repository root is three levels up. shared/data sits next to or inside it.
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const DATA =
-  process.env.MOPT_SHARED_DATA ??
-  [join(repoRoot, 'shared/data'), join(repoRoot, '../shared/data')].find((p) => existsSync(p)) ??
-  '';
-// External data is required for these tests; say so loudly (as a skip with a reason) rather than pass vacuously.
-const skip = DATA === '' ? 'shared/data not found (set MOPT_SHARED_DATA)' : false;
+const DATA = SHARED_DATA;
+const skip = DATA_SKIP;
 
 const data = (p: string): string => join(DATA, p);
 const readJson = (p: string): unknown => JSON.parse(readFileSync(data(p), 'utf8'));

@@ -8,22 +8,17 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   bf16BitsToF32, decodeToF32, e2m1ToF32, e4m3ToF32, e5m2ToF32, e8m0ToF32, encodeFromF32, f16BitsToF32,
   f32ToBf16Bits, f32ToE2M1, f32ToE4M3, f32ToE5M2, f32ToE8M0, f32ToF16Bits, int4ToNibble, nibbleToInt4,
   packNibbles, unpackNibbles,
 } from '../../src/tensor/codecs.js';
+import { SHARED_DATA, DATA_SKIP } from '../helpers/paths.js';
 
-// Compiled to dist/test/tensor/, so the repository root is three levels up. shared/data sits next to or inside it.
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const DATA =
-  process.env.MOPT_SHARED_DATA ??
-  [join(repoRoot, 'shared/data'), join(repoRoot, '../shared/data')].find((p) => existsSync(p)) ??
-  '';
-const skip = DATA === '' ? 'shared/data not found (set MOPT_SHARED_DATA)' : false;
+const DATA = SHARED_DATA;
+const skip = DATA_SKIP;
 const TABLES = join(DATA, 'numerics/ml_dtypes-tables');
 
 type Fmt = 'float8_e4m3fn' | 'float8_e5m2' | 'float4_e2m1fn' | 'float8_e8m0fnu';

@@ -53,6 +53,35 @@ MOPT_DEV float m_inf(float) { return __uint_as_float(0x7f800000u); }
 MOPT_DEV double m_inf(double) { return __longlong_as_double(0x7ff0000000000000ll); }
 
 // ---------------------------------------------------------------------------------------------------
+// Exact decoders of the narrow floats (codecs.ts decode tables).
+
+MOPT_DEV float decode_bf16(u16_t h) { return __uint_as_float((u32_t)h << 16); }
+
+MOPT_DEV float decode_f16(u16_t h) {
+  const u32_t sign = ((u32_t)h & 0x8000u) << 16;
+  const u32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  if (e == 0x1fu) return __uint_as_float(sign | (m ? 0x7fc00000u : 0x7f800000u));
+  if (e == 0u) return __uint_as_float(sign | __float_as_uint((float)m * 5.9604644775390625e-8f));  // m * 2^-24
+  return __uint_as_float(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+MOPT_DEV float decode_e4m3(u8_t c) {
+  const u32_t sign = ((u32_t)c & 0x80u) << 24;
+  const u32_t mag = c & 0x7fu, e = mag >> 3, m = mag & 7u;
+  if (mag == 0x7fu) return __uint_as_float(sign | 0x7fc00000u);
+  if (e == 0u) return __uint_as_float(sign | __float_as_uint((float)m * 0.001953125f));  // m * 2^-9
+  return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
+}
+
+MOPT_DEV float decode_e5m2(u8_t c) {
+  const u32_t sign = ((u32_t)c & 0x80u) << 24;
+  const u32_t mag = c & 0x7fu, e = mag >> 2, m = mag & 3u;
+  if (mag >= 0x7cu) return __uint_as_float(sign | (mag == 0x7cu ? 0x7f800000u : 0x7fc00000u));
+  if (e == 0u) return __uint_as_float(sign | __float_as_uint((float)m * 1.52587890625e-5f));  // m * 2^-16
+  return __uint_as_float(sign | ((e + 112u) << 23) | (m << 21));
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Narrow float formats. MBITS mantissa bits, EMIN the minimum normal exponent, SIGN the sign bit of the
 // code, NAN the code of a positive quiet NaN, MAX the code every overflow (and +-inf) lands on: +-inf
 // for float16/bfloat16, the largest finite value for the saturating fp8 formats. [FAST_LO, FAST_HI) is
@@ -60,22 +89,26 @@ MOPT_DEV double m_inf(double) { return __longlong_as_double(0x7ff0000000000000ll
 // rounding is a few integer operations on the float32 bit pattern (the same trick as codecs.ts).
 
 struct FmtF16 {
+  MOPT_DEV float decode(u16_t c) { return decode_f16(c); }
   enum { MBITS = 10, EMIN = -14 };
   static constexpr u32_t SIGN = 0x8000u, NAN_CODE = 0x7e00u, MAX = 0x7c00u;
   static constexpr u32_t FAST_LO = 0x38800000u, FAST_HI = 0x477ff000u;  // [2^-14, 65520)
 };
 struct FmtBF16 {
+  MOPT_DEV float decode(u16_t c) { return decode_bf16(c); }
   enum { MBITS = 7, EMIN = -126 };
   static constexpr u32_t SIGN = 0x8000u, NAN_CODE = 0x7fc0u, MAX = 0x7f80u;
   // same exponent range as float32: every non-NaN value (zero, subnormals, inf) takes the fast path
   static constexpr u32_t FAST_LO = 0u, FAST_HI = 0x7f800001u;
 };
 struct FmtE4M3 {
+  MOPT_DEV float decode(u8_t c) { return decode_e4m3(c); }
   enum { MBITS = 3, EMIN = -6 };
   static constexpr u32_t SIGN = 0x80u, NAN_CODE = 0x7fu, MAX = 0x7eu;
   static constexpr u32_t FAST_LO = 0x3c800000u, FAST_HI = 0x43e80001u;  // [2^-6, 464]; 464 ties to 448
 };
 struct FmtE5M2 {
+  MOPT_DEV float decode(u8_t c) { return decode_e5m2(c); }
   enum { MBITS = 2, EMIN = -14 };
   static constexpr u32_t SIGN = 0x80u, NAN_CODE = 0x7eu, MAX = 0x7bu;
   static constexpr u32_t FAST_LO = 0x38800000u, FAST_HI = 0x47700000u;  // [2^-14, 61440)
@@ -112,32 +145,6 @@ MOPT_DEV u32_t encode_narrow(float x) {
   }
   if (abs == 0u) return s;
   return encode_narrow<F>((double)x);  // subnormal results, overflow, inf: exact slow path
-}
-
-MOPT_DEV float decode_bf16(u16_t h) { return __uint_as_float((u32_t)h << 16); }
-
-MOPT_DEV float decode_f16(u16_t h) {
-  const u32_t sign = ((u32_t)h & 0x8000u) << 16;
-  const u32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  if (e == 0x1fu) return __uint_as_float(sign | (m ? 0x7fc00000u : 0x7f800000u));
-  if (e == 0u) return __uint_as_float(sign | __float_as_uint((float)m * 5.9604644775390625e-8f));  // m * 2^-24
-  return __uint_as_float(sign | ((e + 112u) << 23) | (m << 13));
-}
-
-MOPT_DEV float decode_e4m3(u8_t c) {
-  const u32_t sign = ((u32_t)c & 0x80u) << 24;
-  const u32_t mag = c & 0x7fu, e = mag >> 3, m = mag & 7u;
-  if (mag == 0x7fu) return __uint_as_float(sign | 0x7fc00000u);
-  if (e == 0u) return __uint_as_float(sign | __float_as_uint((float)m * 0.001953125f));  // m * 2^-9
-  return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
-}
-
-MOPT_DEV float decode_e5m2(u8_t c) {
-  const u32_t sign = ((u32_t)c & 0x80u) << 24;
-  const u32_t mag = c & 0x7fu, e = mag >> 2, m = mag & 3u;
-  if (mag >= 0x7cu) return __uint_as_float(sign | (mag == 0x7cu ? 0x7f800000u : 0x7fc00000u));
-  if (e == 0u) return __uint_as_float(sign | __float_as_uint((float)m * 1.52587890625e-5f));  // m * 2^-16
-  return __uint_as_float(sign | ((e + 112u) << 23) | (m << 21));
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,167 @@
+// Element-wise kernels: unary, binary, compare, where, fill and strided copy with dtype conversion.
+// One generic body per op family; the entry points (extern "C", named <family>_<op>_<dtype>) are
+// stamped out by the macros at the end. Scalar definitions mirror src/backend/cpu/elementwise.ts.
+//
+// Values are computed in the dtype's compute type (float32 for float32 and the narrow floats, float64
+// for float64 and integers) and rounded once to the output dtype. For +, -, *, /, sqrt on float
+// inputs this equals the CPU's float64 computation exactly (a float64 result rounded to float32 or
+// narrower is the correctly rounded result: 53 >= 2*24+2). rsqrt and pow are computed in float64 for
+// the same reason; exp/log/sin/cos/tanh/sigmoid/silu use the float32 library and may differ from the
+// CPU by a few float32 ulp. Compile with --fmad=false so no a*b+c is fused behind our back.
+#include "common.cuh"
+
+// ---------------------------------------------------------------------------------------------------
+// Scalar ops. f(x) takes the compute type and returns the type it was computed in (store() rounds once).
+
+#define MOPT_UNARY_OPS_WITH(X, a)                                                                      \
+  X(a, neg) X(a, exp) X(a, log) X(a, sqrt) X(a, rsqrt) X(a, sin) X(a, cos) X(a, tanh) X(a, sigmoid) \
+  X(a, silu) X(a, abs) X(a, reciprocal) X(a, relu) X(a, sign) X(a, square)
+#define MOPT_BINARY_OPS_WITH(X, a) X(a, add) X(a, sub) X(a, mul) X(a, div) X(a, maximum) X(a, minimum) X(a, pow)
+#define MOPT_COMPARE_OPS_WITH(X, a) X(a, eq) X(a, ne) X(a, lt) X(a, le) X(a, gt) X(a, ge)
+
+namespace op {
+
+struct neg { template <class C> MOPT_DEV C f(C x) { return -x; } };
+struct exp { template <class C> MOPT_DEV C f(C x) { return m_exp(x); } };
+struct log { template <class C> MOPT_DEV C f(C x) { return m_log(x); } };
+struct sqrt { template <class C> MOPT_DEV C f(C x) { return m_sqrt(x); } };
+// 1 / sqrt(x) as the CPU computes it (two float64 roundings), so the result rounds to the same value
+struct rsqrt { template <class C> MOPT_DEV double f(C x) { return 1.0 / ::sqrt((double)x); } };
+struct sin { template <class C> MOPT_DEV C f(C x) { return m_sin(x); } };
+struct cos { template <class C> MOPT_DEV C f(C x) { return m_cos(x); } };
+struct tanh { template <class C> MOPT_DEV C f(C x) { return m_tanh(x); } };
+// both branches avoid exp overflow; the same split as the CPU so NaN and +-inf behave alike
+struct sigmoid {
+  template <class C> MOPT_DEV C f(C x) {
+    if (x >= C(0)) return C(1) / (C(1) + m_exp(-x));
+    const C e = m_exp(x);
+    return e / (C(1) + e);
+  }
+};
+struct silu {
+  template <class C> MOPT_DEV C f(C x) {
+    if (x >= C(0)) return x / (C(1) + m_exp(-x));
+    const C e = m_exp(x);
+    return (x * e) / (C(1) + e);
+  }
+};
+struct abs { template <class C> MOPT_DEV C f(C x) { return m_abs(x); } };
+struct reciprocal { template <class C> MOPT_DEV C f(C x) { return C(1) / x; } };
+// relu(-0) = +0 and relu(NaN) = NaN, as on the CPU
+struct relu { template <class C> MOPT_DEV C f(C x) { return x > C(0) ? x : (is_nan(x) ? x : C(0)); } };
+struct sign { template <class C> MOPT_DEV C f(C x) { return x > C(0) ? C(1) : (x < C(0) ? C(-1) : x); } };
+struct square { template <class C> MOPT_DEV C f(C x) { return x * x; } };
+
+struct add { template <class C> MOPT_DEV C f(C a, C b) { return a + b; } };
+struct sub { template <class C> MOPT_DEV C f(C a, C b) { return a - b; } };
+struct mul { template <class C> MOPT_DEV C f(C a, C b) { return a * b; } };
+struct div { template <class C> MOPT_DEV C f(C a, C b) { return a / b; } };
+// NaN propagates like torch.maximum / torch.minimum; otherwise the CPU's a > b ? a : b (so max(0, -0) = -0)
+struct maximum { template <class C> MOPT_DEV C f(C a, C b) { return is_nan(a) || is_nan(b) ? quiet_nan(a) : (a > b ? a : b); } };
+struct minimum { template <class C> MOPT_DEV C f(C a, C b) { return is_nan(a) || is_nan(b) ? quiet_nan(a) : (a < b ? a : b); } };
+// float64 like Math.pow, including where JavaScript differs from C: pow(x, NaN) is NaN even for x = 1,
+// and pow(+-1, +-inf) is NaN
+struct pow {
+  template <class C> MOPT_DEV double f(C a, C b) {
+    const double x = (double)a, y = (double)b;
+    if (is_nan(y) || (fabs(x) == 1.0 && fabs(y) == m_inf(y))) return quiet_nan(y);
+    return ::pow(x, y);
+  }
+};
+
+struct eq { template <class C> MOPT_DEV bool f(C a, C b) { return a == b; } };
+struct ne { template <class C> MOPT_DEV bool f(C a, C b) { return a != b; } };
+struct lt { template <class C> MOPT_DEV bool f(C a, C b) { return a < b; } };
+struct le { template <class C> MOPT_DEV bool f(C a, C b) { return a <= b; } };
+struct gt { template <class C> MOPT_DEV bool f(C a, C b) { return a > b; } };
+struct ge { template <class C> MOPT_DEV bool f(C a, C b) { return a >= b; } };
+
+}  // namespace op
+
+// ---------------------------------------------------------------------------------------------------
+// Generic bodies. Operand 0 of the layout is always the output.
+
+template <class Op, class T>
+MOPT_DEV void unary_body(const Strided& L, typename T::S* out, const typename T::S* x) {
+  for_each_strided<2>(L, [&](u64_t, const i64_t* o) { out[o[0]] = T::store(Op::f(T::load(x[o[1]]))); });
+}
+
+template <class Op, class T>
+MOPT_DEV void binary_body(const Strided& L, typename T::S* out, const typename T::S* a, const typename T::S* b) {
+  for_each_strided<3>(L, [&](u64_t, const i64_t* o) { out[o[0]] = T::store(Op::f(T::load(a[o[1]]), T::load(b[o[2]]))); });
+}
+
+template <class Op, class T>
+MOPT_DEV void compare_body(const Strided& L, u8_t* out, const typename T::S* a, const typename T::S* b) {
+  for_each_strided<3>(L, [&](u64_t, const i64_t* o) { out[o[0]] = Op::f(T::load(a[o[1]]), T::load(b[o[2]])) ? 1 : 0; });
+}
+
+// cond is one byte per element (bool, uint8 or int8: nonzero byte <=> nonzero value); the host converts
+// other condition dtypes to bool first. Values go through load/store like every CPU kernel does.
+template <class T>
+MOPT_DEV void where_body(const Strided& L, typename T::S* out, const u8_t* cond, const typename T::S* a, const typename T::S* b) {
+  for_each_strided<4>(L, [&](u64_t, const i64_t* o) { out[o[0]] = T::store(cond[o[1]] != 0 ? T::load(a[o[2]]) : T::load(b[o[3]])); });
+}
+
+template <class T>
+MOPT_DEV void fill_body(const Strided& L, typename T::S* out, double value) {
+  const typename T::S v = T::store(value);
+  for_each_strided<1>(L, [&](u64_t, const i64_t* o) { out[o[0]] = v; });
+}
+
+// dtype conversion: the source is read as its compute type, exactly what CPU readNumbers yields
+template <class From, class To>
+MOPT_DEV void convert_body(const Strided& L, typename To::S* out, const typename From::S* x) {
+  for_each_strided<2>(L, [&](u64_t, const i64_t* o) { out[o[0]] = To::store(From::load(x[o[1]])); });
+}
+
+// same-dtype copy moves bit patterns (NaN payloads and int64 beyond 2^53 survive), as the CPU does
+template <class W>
+MOPT_DEV void copy_raw_body(const Strided& L, W* out, const W* x) {
+  for_each_strided<2>(L, [&](u64_t, const i64_t* o) { out[o[0]] = x[o[1]]; });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Entry points.
+
+#define MOPT_DEF_UNARY(T, name)                                                                   \
+  extern "C" __global__ void unary_##name##_##T(Strided L, dt::T::S* out, const dt::T::S* x) { \
+    unary_body<op::name, dt::T>(L, out, x);                                                       \
+  }
+#define MOPT_UNARY_FOR(T) MOPT_UNARY_OPS_WITH(MOPT_DEF_UNARY, T)
+MOPT_DTYPES(MOPT_UNARY_FOR)
+
+#define MOPT_DEF_BINARY(T, name)                                                                                     \
+  extern "C" __global__ void binary_##name##_##T(Strided L, dt::T::S* out, const dt::T::S* a, const dt::T::S* b) { \
+    binary_body<op::name, dt::T>(L, out, a, b);                                                                      \
+  }
+#define MOPT_BINARY_FOR(T) MOPT_BINARY_OPS_WITH(MOPT_DEF_BINARY, T)
+MOPT_DTYPES(MOPT_BINARY_FOR)
+
+#define MOPT_DEF_COMPARE(T, name)                                                                              \
+  extern "C" __global__ void compare_##name##_##T(Strided L, u8_t* out, const dt::T::S* a, const dt::T::S* b) { \
+    compare_body<op::name, dt::T>(L, out, a, b);                                                               \
+  }
+#define MOPT_COMPARE_FOR(T) MOPT_COMPARE_OPS_WITH(MOPT_DEF_COMPARE, T)
+MOPT_DTYPES(MOPT_COMPARE_FOR)
+
+#define MOPT_DEF_WHERE(T)                                                                                               \
+  extern "C" __global__ void where_##T(Strided L, dt::T::S* out, const u8_t* cond, const dt::T::S* a, const dt::T::S* b) { \
+    where_body<dt::T>(L, out, cond, a, b);                                                                              \
+  }
+MOPT_DTYPES(MOPT_DEF_WHERE)
+
+#define MOPT_DEF_FILL(T) \
+  extern "C" __global__ void fill_##T(Strided L, dt::T::S* out, double value) { fill_body<dt::T>(L, out, value); }
+MOPT_DTYPES(MOPT_DEF_FILL)
+
+#define MOPT_DEF_CONVERT(From, To)                                                                         \
+  extern "C" __global__ void copy_##From##_to_##To(Strided L, dt::To::S* out, const dt::From::S* x) { \
+    convert_body<dt::From, dt::To>(L, out, x);                                                             \
+  }
+#define MOPT_CONVERT_FROM(From) MOPT_DTYPES_WITH(MOPT_DEF_CONVERT, From)
+MOPT_DTYPES(MOPT_CONVERT_FROM)
+
+#define MOPT_DEF_COPY_RAW(name, W) \
+  extern "C" __global__ void copy_raw_##name(Strided L, W* out, const W* x) { copy_raw_body<W>(L, out, x); }
+MOPT_WORDS(MOPT_DEF_COPY_RAW)
