@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allocStorage, DTYPE_INFO, DTYPES, type DType } from '../../src/tensor/dtype.js';
+import { DTYPE_INFO, DTYPES } from '../../src/tensor/dtype.js';
 import { UserError } from '../../src/util/errors.js';
-import { numel, type RawTensor } from '../../src/io/raw-tensor.js';
+import { type RawTensor } from '../../src/io/raw-tensor.js';
 import { readNpy, writeNpy } from '../../src/io/npy.js';
+import { patterned } from '../helpers/patterned.js';
 
 function withTmp(fn: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'mopt-npy-'));
@@ -20,23 +21,6 @@ function withTmp(fn: (dir: string) => void): void {
   }
 }
 
-/** Deterministic contents with negative values and high bits set, so byte-order or type mix-ups show. */
-function patterned(dtype: DType, shape: number[]): RawTensor {
-  const n = numel(shape);
-  const data = allocStorage(dtype, n);
-  for (let i = 0; i < n; i++) {
-    const k = i * 7919 + 104729;
-    if (data instanceof Float64Array || data instanceof Float32Array) data[i] = (i - n / 2) * 0.37;
-    else if (data instanceof BigInt64Array) data[i] = BigInt(k) * -1234567890123n;
-    else if (dtype === 'bool') data[i] = k % 2;
-    else if (data instanceof Int8Array) data[i] = (k % 256) - 128;
-    else if (data instanceof Int16Array) data[i] = (k % 65536) - 32768;
-    else if (data instanceof Int32Array) data[i] = k * 40503 - 2 ** 30;
-    else if (data instanceof Uint16Array) data[i] = k & 0xffff;
-    else data[i] = k & 0xff;
-  }
-  return { dtype, shape, data };
-}
 
 function values(t: RawTensor): Array<number | bigint> {
   return Array.from(t.data as ArrayLike<number | bigint>);

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allocStorage, DTYPES, type DType, type StorageArray } from '../../src/tensor/dtype.js';
+import { DTYPES, type DType } from '../../src/tensor/dtype.js';
 import { UserError } from '../../src/util/errors.js';
-import { numel, type RawTensor } from '../../src/io/raw-tensor.js';
+import { type RawTensor } from '../../src/io/raw-tensor.js';
 import { readJsonFile, writeJsonAtomic } from '../../src/io/json-file.js';
 import {
   SafetensorsCheckpoint,
@@ -18,6 +18,7 @@ import {
   writeShardedCheckpoint,
 } from '../../src/io/safetensors.js';
 import { SHARED_DATA, DATA_SKIP } from '../helpers/paths.js';
+import { patterned } from '../helpers/patterned.js';
 
 const DATA = SHARED_DATA;
 const skip = DATA_SKIP;
@@ -33,23 +34,6 @@ function withTmp(fn: (dir: string) => void): void {
   }
 }
 
-/** Deterministic, dtype-appropriate contents (negative values, high bits set) so byte mix-ups show. */
-function patterned(dtype: DType, shape: number[], seed = 1): RawTensor {
-  const n = numel(shape);
-  const data: StorageArray = allocStorage(dtype, n);
-  for (let i = 0; i < n; i++) {
-    const k = i * 7919 + seed * 104729;
-    if (data instanceof Float64Array || data instanceof Float32Array) data[i] = (i - n / 2) * 0.37 + seed;
-    else if (data instanceof BigInt64Array) data[i] = BigInt(k) * -1234567890123n;
-    else if (dtype === 'bool') data[i] = k % 2;
-    else if (data instanceof Int8Array) data[i] = (k % 256) - 128;
-    else if (data instanceof Int16Array) data[i] = (k % 65536) - 32768;
-    else if (data instanceof Int32Array) data[i] = k * 40503 - 2 ** 30;
-    else if (data instanceof Uint16Array) data[i] = k & 0xffff;
-    else data[i] = k & 0xff;
-  }
-  return { dtype, shape, data };
-}
 
 function assertSameTensor(actual: RawTensor, expected: RawTensor, what: string): void {
   assert.equal(actual.dtype, expected.dtype, `${what} dtype`);
