@@ -70,3 +70,48 @@ export interface Backend {
   /** fills out with uniform [0,1) or standard normal draws from a seeded stream */
   random(kind: 'uniform' | 'normal', seed: number, out: View): void;
 }
+
+/** Masking and scaling of one attention call. */
+export interface AttentionOptions {
+  /** multiplies q·k (usually head_dim^-0.5) */
+  scale: number;
+  causal: boolean;
+  /** absolute position of the first query (keys are positions 0..T-1) */
+  past: number;
+  /** sliding window: key t is visible from query position p only when p - t < window */
+  window: number | null;
+}
+
+export interface AdamWHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** bias corrections 1 - beta^step */
+  bc1: number;
+  bc2: number;
+}
+
+/**
+ * Fused routines where fusion matters for speed. Each has a reference in src/backend/cpu/fused.ts; side
+ * outputs (rstd, lse) are float32 and feed the backward kernels.
+ */
+export interface FusedKernels {
+  /** out = weight * (x * rstd) over the last dim, rstd = 1/sqrt(mean(x^2) + eps) */
+  rmsNorm(x: View, weight: View, eps: number, out: View, rstd: View): void;
+  rmsNormBackward(x: View, weight: View, rstd: View, gOut: View, gx: View, gw: View): void;
+  /** rotate-half RoPE on [..., S, D] with cos/sin [S, D/2]; inverse = rotate back (for gradients) */
+  rope(x: View, cos: View, sin: View, inverse: boolean, out: View): void;
+  /** out = silu(gate) * up */
+  swiglu(gate: View, up: View, out: View): void;
+  swigluBackward(gate: View, up: View, gOut: View, gGate: View, gUp: View): void;
+  /** q [B,H,S,D], k/v [B,KV,T,D] -> out [B,H,S,D], lse [B,H,S] */
+  attention(q: View, k: View, v: View, o: AttentionOptions, out: View, lse: View): void;
+  attentionBackward(q: View, k: View, v: View, out: View, lse: View, gOut: View, o: AttentionOptions, gq: View, gk: View, gv: View): void;
+  /** per-row loss and lse of logits [N, V] against int targets [N] */
+  crossEntropy(logits: View, targets: View, ignoreIndex: number, losses: View, lse: View): void;
+  crossEntropyBackward(logits: View, targets: View, lse: View, gLoss: View, ignoreIndex: number, gLogits: View): void;
+  /** in place on param, m, v */
+  adamw(param: View, grad: View, m: View, v: View, h: AdamWHyper): void;
+}

@@ -4,12 +4,11 @@
 // so quantizers and calibration hooks can attach by name.
 
 import type { DecoderConfig } from './config.js';
-import { ropeFrequencies, ropeTables, applyRope, type RopeFrequencies } from './rope.js';
+import { ropeFrequencies, ropeTables, type RopeFrequencies } from './rope.js';
 import { KVCache } from './kv-cache.js';
 import { linear as linearFn, rmsNorm } from '../nn/functional.js';
-import {
-  Tensor, embedding, reshape, transpose, matmul, mul, softmax, cast, where, tensor, slice, unary, type DType,
-} from '../tensor/index.js';
+import { Tensor, embedding, reshape, transpose, slice, type DType } from '../tensor/index.js';
+import { attention, rope, swiglu } from '../tensor/ops/fused.js';
 import type { Backend } from '../backend/backend.js';
 import { shapeStr } from '../tensor/shape.js';
 
@@ -138,7 +137,7 @@ export class DecoderLM {
   private mlp(p: string, x: Tensor): Tensor {
     const gate = this.linear(`${p}.mlp.gate_proj`, x);
     const up = this.linear(`${p}.mlp.up_proj`, x);
-    return this.linear(`${p}.mlp.down_proj`, mul(unary('silu', gate), up));
+    return this.linear(`${p}.mlp.down_proj`, swiglu(gate, up));
   }
 
   private attention(i: number, x: Tensor, cos: Tensor, sin: Tensor, past: number, cache?: KVCache): Tensor {
@@ -150,30 +149,14 @@ export class DecoderLM {
       if (norm !== null) t = rmsNorm(t, this.param(`${p}.${norm}.weight`), c.rmsNormEps);
       return transpose(t, 1, 2); // [batch, n, seq, headDim]
     };
-    const q = applyRope(heads('q_proj', c.numHeads, c.qkNorm ? 'q_norm' : null), cos, sin);
-    let k = applyRope(heads('k_proj', c.numKvHeads, c.qkNorm ? 'k_norm' : null), cos, sin);
+    const q = rope(heads('q_proj', c.numHeads, c.qkNorm ? 'q_norm' : null), cos, sin);
+    let k = rope(heads('k_proj', c.numKvHeads, c.qkNorm ? 'k_norm' : null), cos, sin);
     let v = heads('v_proj', c.numKvHeads, null);
     if (cache) [k, v] = cache.append(i, k, v);
-    const total = k.shape[2];
-    const rep = c.numHeads / c.numKvHeads;
-    // Query heads of one KV group side by side: [batch, kv, rep*seq, headDim] against the shared keys,
-    // the same grouping as transformers' repeat_kv without copying K and V.
-    const qg = reshape(q, [batch, c.numKvHeads, rep * seq, c.headDim]);
-    const scores = mul(matmul(qg, transpose(k, 2, 3)), 1 / Math.sqrt(c.headDim));
-    const masked = where(this.mask(seq, past, total, c.slidingWindow[i]), reshape(scores, [batch, c.numKvHeads, rep, seq, total]), -Infinity);
-    const probs = cast(softmax(cast(masked, 'float32'), -1), q.dtype);
-    const out = matmul(reshape(probs, [batch, c.numKvHeads, rep * seq, total]), v); // [b, kv, rep*seq, d]
-    const merged = reshape(transpose(reshape(out, [batch, c.numHeads, seq, c.headDim]), 1, 2), [batch, seq, c.numHeads * c.headDim]);
+    // grouped-query attention in one fused routine: query head h reads KV head h / (heads / kvHeads),
+    // the same grouping as transformers' repeat_kv
+    const out = attention(q, k, v, { scale: 1 / Math.sqrt(c.headDim), causal: true, past, window: c.slidingWindow[i] });
+    const merged = reshape(transpose(out, 1, 2), [batch, seq, c.numHeads * c.headDim]);
     return this.linear(`${p}.o_proj`, merged);
-  }
-
-  /** allowed[s, t]: key t is visible from query position past+s (causal, optional sliding window). */
-  private mask(seq: number, past: number, total: number, window: number | null): Tensor {
-    const m = new Uint8Array(seq * total);
-    for (let s = 0; s < seq; s++) {
-      const qpos = past + s;
-      for (let t = 0; t < total; t++) m[s * total + t] = t <= qpos && (window === null || qpos - t < window) ? 1 : 0;
-    }
-    return tensor(m, [seq, total], { dtype: 'bool', device: this.backend });
   }
 }

@@ -1,8 +1,9 @@
-// Layer functions shared by every model: Linear, RMSNorm, SwiGLU MLP pieces, cross-entropy.
-// Numerics follow Hugging Face's PyTorch modules (e.g. RMSNorm computes in float32).
+// Layer functions shared by every model: Linear, RMSNorm, SwiGLU, cross-entropy. Numerics follow
+// Hugging Face's PyTorch modules (e.g. RMSNorm normalises in float32); the heavy ones are fused routines.
 
-import { Tensor, tensor, add, matmul, mul, mean, transpose, cast, logSoftmax, gather, reshape, sum, unary, div } from '../tensor/index.js';
+import { Tensor, add, matmul, transpose, reshape } from '../tensor/index.js';
 import { shapeStr } from '../tensor/shape.js';
+import { rmsNorm as rmsNormFused, crossEntropyLoss } from '../tensor/ops/fused.js';
 
 /** y = x @ W^T + b with W [out, in] (torch.nn.Linear layout). */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
@@ -13,12 +14,9 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   return bias ? add(y, bias) : y;
 }
 
-/** weight * (x / sqrt(mean(x^2) + eps)), normalisation in float32 then cast back (LlamaRMSNorm). */
+/** weight * (x / sqrt(mean(x^2) + eps)) over the last dim (LlamaRMSNorm). */
 export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
-  const x32 = cast(x, 'float32');
-  const variance = mean(mul(x32, x32), -1, true);
-  const normed = cast(mul(x32, add(variance, eps).rsqrt()), x.dtype);
-  return mul(weight.dtype === normed.dtype ? weight : cast(weight, normed.dtype), normed);
+  return rmsNormFused(x, weight, eps);
 }
 
 /**
@@ -27,14 +25,5 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = -100): Tensor {
   const v = logits.shape[logits.ndim - 1];
-  const flat = reshape(cast(logits, 'float32'), [-1, v]);
-  const ids = targets.toArray();
-  if (ids.length !== flat.shape[0]) throw new RangeError(`crossEntropy: ${ids.length} targets for ${flat.shape[0]} rows of logits`);
-  const count = ids.filter((i) => i !== ignoreIndex).length;
-  if (count === 0) throw new RangeError('crossEntropy: every target is ignored');
-  const device = logits.backend;
-  const idx = tensor(ids.map((i) => (i === ignoreIndex ? 0 : i)), [ids.length, 1], { dtype: 'int32', device });
-  const weight = tensor(ids.map((i) => (i === ignoreIndex ? 0 : 1)), [ids.length, 1], { dtype: 'float32', device });
-  const logp = gather(logSoftmax(flat, -1), 1, idx);
-  return div(unary('neg', sum(mul(logp, weight))), count);
+  return crossEntropyLoss(reshape(logits, [-1, v]), reshape(targets, [-1]), ignoreIndex);
 }

@@ -1,7 +1,8 @@
 // AdamW with decoupled weight decay (Loshchilov & Hutter; torch.optim.AdamW semantics), global-norm
 // gradient clipping, and the warmup + cosine learning-rate schedule.
 
-import { Tensor, noGrad, keep, tidy, zeros, add, mul, sub, div, sum } from '../tensor/index.js';
+import { Tensor, noGrad, keep, tidy, zeros, mul, sum } from '../tensor/index.js';
+import type { Backend, FusedKernels } from '../backend/backend.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -29,31 +30,29 @@ export class AdamW {
     this.weightDecay = o.weightDecay ?? 0.01;
   }
 
-  /** One update from each parameter's .grad; parameters without a gradient are left alone. */
+  /** One update from each parameter's .grad (fused kernel, in place); parameters without a gradient are left alone. */
   update(): void {
     this.step++;
-    const bc1 = 1 - this.beta1 ** this.step;
-    const bc2 = 1 - this.beta2 ** this.step;
+    const hyper = {
+      lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay,
+      bc1: 1 - this.beta1 ** this.step, bc2: 1 - this.beta2 ** this.step,
+    };
     noGrad(() => {
       for (const p of this.params) {
         const g = p.grad;
         if (g === null) continue;
-        tidy(() => {
-          // first step: zero moments are temporaries of this tidy (kept, they would never be freed)
-          const m0 = this.m.get(p) ?? zeros([...p.shape], { dtype: p.dtype, device: p.backend });
-          const v0 = this.v.get(p) ?? zeros([...p.shape], { dtype: p.dtype, device: p.backend });
-          const m1 = keep(add(mul(m0, this.beta1), mul(g, 1 - this.beta1)));
-          const v1 = keep(add(mul(v0, this.beta2), mul(mul(g, g), 1 - this.beta2)));
-          const denom = add(div(v1, bc2).sqrt(), this.eps);
-          const stepT = mul(div(div(m1, bc1), denom), this.lr);
-          // decoupled decay: p <- p * (1 - lr * wd) - lr * mhat / (sqrt(vhat) + eps)
-          const next = sub(mul(p, 1 - this.lr * this.weightDecay), stepT);
-          p.backend.copy(next, p);
-          if (this.m.has(p)) m0.dispose();
-          if (this.v.has(p)) v0.dispose();
-          this.m.set(p, m1);
-          this.v.set(p, v1);
-        });
+        if (!p.isContiguous) throw new Error('AdamW: parameters must be contiguous tensors');
+        let m = this.m.get(p);
+        let v = this.v.get(p);
+        if (m === undefined || v === undefined) {
+          m = keep(zeros([...p.shape], { dtype: p.dtype, device: p.backend }));
+          v = keep(zeros([...p.shape], { dtype: p.dtype, device: p.backend }));
+          this.m.set(p, m);
+          this.v.set(p, v);
+        }
+        const grad = tidy(() => (g.isContiguous && g.dtype === p.dtype ? g : keep(g.cast(p.dtype).contiguous())));
+        (p.backend as Backend & FusedKernels).adamw(p, grad, m, v, hyper);
+        if (grad !== g) grad.dispose();
       }
     });
   }

@@ -1,7 +1,8 @@
 // The CPU reference backend: plain TypeScript kernels that every other backend is tested against.
 // Clarity over speed; float64 arithmetic, one rounding to the output dtype.
 
-import type { Backend, BinaryOp, CompareOp, ReduceOp, Storage, UnaryOp, View } from '../backend.js';
+import type { AdamWHyper, AttentionOptions, Backend, BinaryOp, CompareOp, FusedKernels, ReduceOp, Storage, UnaryOp, View } from '../backend.js';
+import * as F from './fused.js';
 import { allocStorage, type DType, type StorageArray } from '../../tensor/dtype.js';
 import { contiguousStrides, numel } from '../../tensor/shape.js';
 import { normalAt, uniformAt } from '../../tensor/random.js';
@@ -39,7 +40,7 @@ function checkIndex(i: number, size: number, op: string): void {
   if (i < 0 || i >= size) throw new RangeError(`${op}: index ${i} is out of bounds for a dimension of size ${size}`);
 }
 
-class CpuBackend implements Backend {
+class CpuBackend implements Backend, FusedKernels {
   readonly name = 'cpu';
   private live = 0;
 
@@ -265,6 +266,38 @@ class CpuBackend implements Backend {
     const cap = BELOW_ONE[out.storage.dtype] ?? 1;
     for (let i = 0; i < n; i++) r[i] = kind === 'uniform' ? Math.min(uniformAt(seed, i), cap) : normalAt(seed, i);
     writeNumbers(out, r);
+  }
+
+  // fused routines: the reference numerics live in fused.ts
+  rmsNorm(x: View, weight: View, eps: number, out: View, rstd: View): void {
+    F.rmsNormCpu(x, weight, eps, out, rstd);
+  }
+  rmsNormBackward(x: View, weight: View, rstd: View, gOut: View, gx: View, gw: View): void {
+    F.rmsNormBackwardCpu(x, weight, rstd, gOut, gx, gw);
+  }
+  rope(x: View, cos: View, sin: View, inverse: boolean, out: View): void {
+    F.ropeCpu(x, cos, sin, inverse, out);
+  }
+  swiglu(gate: View, up: View, out: View): void {
+    F.swigluCpu(gate, up, out);
+  }
+  swigluBackward(gate: View, up: View, gOut: View, gGate: View, gUp: View): void {
+    F.swigluBackwardCpu(gate, up, gOut, gGate, gUp);
+  }
+  attention(q: View, k: View, v: View, o: AttentionOptions, out: View, lse: View): void {
+    F.attentionCpu(q, k, v, o, out, lse);
+  }
+  attentionBackward(q: View, k: View, v: View, out: View, lse: View, gOut: View, o: AttentionOptions, gq: View, gk: View, gv: View): void {
+    F.attentionBackwardCpu(q, k, v, out, lse, gOut, o, gq, gk, gv);
+  }
+  crossEntropy(logits: View, targets: View, ignoreIndex: number, losses: View, lse: View): void {
+    F.crossEntropyCpu(logits, targets, ignoreIndex, losses, lse);
+  }
+  crossEntropyBackward(logits: View, targets: View, lse: View, gLoss: View, ignoreIndex: number, gLogits: View): void {
+    F.crossEntropyBackwardCpu(logits, targets, lse, gLoss, ignoreIndex, gLogits);
+  }
+  adamw(param: View, grad: View, m: View, v: View, h: AdamWHyper): void {
+    F.adamwCpu(param, grad, m, v, h);
   }
 }
 

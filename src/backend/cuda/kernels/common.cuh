@@ -136,7 +136,7 @@ MOPT_DEV u32_t encode_narrow(float x) {
   const u32_t abs = b & 0x7fffffffu;
   const u32_t s = (b >> 31) ? F::SIGN : 0u;
   if (abs > 0x7f800000u) return s | F::NAN_CODE;
-  if (abs >= F::FAST_LO && abs < F::FAST_HI) {
+  if (abs - F::FAST_LO < F::FAST_HI - F::FAST_LO) {  // FAST_LO <= abs < FAST_HI, as one unsigned compare
     const int shift = 23 - F::MBITS;
     const u32_t rebias = (u32_t)(126 + F::EMIN) << 23;  // float32 bias 127 -> format bias 1 - EMIN
     // add half an ulp (minus one when the kept LSB is 0: ties to even) and truncate; a carry rolls into
@@ -234,12 +234,10 @@ struct b8 {
 
 }  // namespace dt
 
-// Every dtype by its kernel-name suffix (src/backend/cuda/kernels.ts DTYPE_SUFFIX). X(dt) or X(a, dt);
-// two lists so one can be expanded inside the other (copy kernels for every pair).
+// Every dtype by its kernel-name suffix (src/backend/cuda/kernels.ts DTYPE_SUFFIX), and the dtypes that
+// get their own compute kernels (the host routes the others through float64, exactly as the CPU computes).
 #define MOPT_DTYPES(X) X(f64) X(f32) X(f16) X(bf16) X(e4m3) X(e5m2) X(i64) X(i32) X(i16) X(i8) X(u8) X(b8)
-#define MOPT_DTYPES_WITH(X, a) \
-  X(a, f64) X(a, f32) X(a, f16) X(a, bf16) X(a, e4m3) X(a, e5m2) X(a, i64) X(a, i32) X(a, i16) X(a, i8) X(a, u8) X(a, b8)
-#define MOPT_FLOAT_DTYPES_WITH(X, a) X(a, f64) X(a, f32) X(a, f16) X(a, bf16) X(a, e4m3) X(a, e5m2)
+#define MOPT_COMPUTE_DTYPES(X) X(f64) X(f32) X(f16) X(bf16) X(i64) X(i32)
 
 // Storage words by width, for kernels that move bit patterns without interpreting them.
 #define MOPT_WORDS(X) X(u8, u8_t) X(u16, u16_t) X(u32, u32_t) X(u64, u64_t)
@@ -247,10 +245,14 @@ struct b8 {
 // ---------------------------------------------------------------------------------------------------
 // Strided element-wise iteration. The host (src/backend/cuda/layout.ts) collapses the operands' shared
 // shape to at most 8 dims; rank 0 means every operand is contiguous from its offset (the fast path).
-// Operand strides and offsets are in elements. Layout must match layout.ts STRIDED_BYTES.
+// Operand strides and offsets are in elements. A strided launch covers fewer than 2^32 elements (the
+// host splits bigger ones along the outer dims), so index arithmetic is 32-bit: a 64-bit division is a
+// long instruction sequence that would dominate both run time and compile time. `base` is the logical
+// index of the launch's first element (random draws are numbered by it). Must match layout.ts.
 
 struct Strided {
-  i64_t n;  // number of elements
+  i64_t n;     // number of elements in this launch
+  u64_t base;  // logical index of the first one
   int rank;
   int pad_;
   i64_t shape[MOPT_MAX_DIMS];
@@ -258,47 +260,48 @@ struct Strided {
   i64_t stride[MOPT_MAX_OPS][MOPT_MAX_DIMS];
 };
 
-/** Element offsets of logical index i for the first N operands; I is the index type of the divisions. */
-template <int N, class I>
-MOPT_DEV void strided_offsets(const Strided& L, I i, i64_t* off) {
+/** Element offsets of launch-local index i (< 2^32) for the first N operands. */
+template <int N>
+MOPT_DEV void strided_offsets(const Strided& L, u32_t i, i64_t* off) {
 #pragma unroll
   for (int k = 0; k < N; k++) off[k] = L.offset[k];
-  for (int d = L.rank - 1; d >= 0; d--) {
-    const I size = (I)L.shape[d];
-    const I q = i / size;
+  // the outermost dim needs no division
+#pragma unroll 1
+  for (int d = L.rank - 1; d > 0; d--) {
+    const u32_t size = (u32_t)L.shape[d];
+    const u32_t q = i / size;
     const i64_t r = (i64_t)(i - q * size);
     i = q;
 #pragma unroll
     for (int k = 0; k < N; k++) off[k] += r * L.stride[k][d];
   }
+#pragma unroll
+  for (int k = 0; k < N; k++) off[k] += (i64_t)i * L.stride[k][0];
 }
+
+/** a / b, with a 32-bit division when both fit (the usual case). */
+MOPT_DEV u64_t div_index(u64_t a, u64_t b) { return ((a | b) >> 32) == 0 ? (u64_t)((u32_t)a / (u32_t)b) : a / b; }
 
 MOPT_DEV u64_t global_thread() { return (u64_t)blockIdx.x * blockDim.x + threadIdx.x; }
 MOPT_DEV u64_t global_threads() { return (u64_t)gridDim.x * blockDim.x; }
 
 /**
- * Calls f(i, off) for every logical index i this thread owns (grid-stride loop), off[k] being operand
- * k's element offset. 32-bit divisions when the index fits (64-bit division is many instructions).
+ * Calls f(i, off) for every element this thread owns (grid-stride loop): i is the element's logical
+ * index (L.base + local index), off[k] operand k's element offset.
  */
 template <int N, class Fn>
 MOPT_DEV void for_each_strided(const Strided& L, Fn f) {
   i64_t off[N];
   const u64_t n = (u64_t)L.n, step = global_threads();
-  if (L.rank == 0) {
-    for (u64_t i = global_thread(); i < n; i += step) {
+#pragma unroll 1
+  for (u64_t i = global_thread(); i < n; i += step) {
+    // one call site, so f is inlined once; the branch is uniform across the grid
+    if (L.rank == 0) {
 #pragma unroll
       for (int k = 0; k < N; k++) off[k] = L.offset[k] + (i64_t)i;
-      f(i, off);
+    } else {
+      strided_offsets<N>(L, (u32_t)i, off);
     }
-  } else if (n <= 0xffffffffull) {
-    for (u64_t i = global_thread(); i < n; i += step) {
-      strided_offsets<N, u32_t>(L, (u32_t)i, off);
-      f(i, off);
-    }
-  } else {
-    for (u64_t i = global_thread(); i < n; i += step) {
-      strided_offsets<N, u64_t>(L, i, off);
-      f(i, off);
-    }
+    f(L.base + i, off);
   }
 }

@@ -1,0 +1,110 @@
+// A caching device allocator: cuMemAlloc/cuMemFree are slow and synchronizing, and a training step
+// allocates and frees the same sizes thousands of times, so freed blocks are kept in free lists by size
+// and handed out again. Sizes are rounded up (512 B steps below 1 MiB, 2 MiB steps above) so that
+// nearby sizes share lists. All work runs on one stream, so reusing a block right after freeing it is
+// ordered after the kernels that used it. Out of memory: release every cached block and retry once,
+// then throw a UserError that says how much was needed and what is free.
+
+import { UserError } from '../../util/errors.js';
+import type { DevicePtr } from './driver.js';
+
+/** What the allocator needs from the driver (CudaDriver has it; tests pass a fake). */
+export interface AllocatorDevice {
+  readonly info: { readonly name: string };
+  tryMemAlloc(bytes: number): DevicePtr | null;
+  memFree(p: DevicePtr): void;
+  memGetInfo(): { free: number; total: number };
+  synchronize(): void;
+}
+
+export interface DeviceBlock {
+  readonly ptr: DevicePtr;
+  /** rounded size actually reserved */
+  readonly size: number;
+}
+
+export interface AllocatorStats {
+  /** bytes in blocks handed out and not yet freed (rounded sizes) */
+  allocatedBytes: number;
+  /** bytes in freed blocks kept for reuse */
+  cachedBytes: number;
+  peakAllocatedBytes: number;
+  /** cuMemAlloc calls that succeeded */
+  deviceAllocs: number;
+  /** allocations served from the cache */
+  reuses: number;
+}
+
+const SMALL = 1 << 20;
+const SMALL_STEP = 512;
+const LARGE_STEP = 2 << 20;
+
+/** The size a request of `bytes` reserves. */
+export function roundSize(bytes: number): number {
+  const b = Math.max(1, bytes);
+  return b < SMALL ? Math.ceil(b / SMALL_STEP) * SMALL_STEP : Math.ceil(b / LARGE_STEP) * LARGE_STEP;
+}
+
+const mib = (b: number): string => (b / 2 ** 20).toFixed(1);
+
+export class CachingAllocator {
+  private readonly free_ = new Map<number, DevicePtr[]>();
+  private readonly live = new Set<DevicePtr>();
+  private readonly s: AllocatorStats = { allocatedBytes: 0, cachedBytes: 0, peakAllocatedBytes: 0, deviceAllocs: 0, reuses: 0 };
+
+  constructor(private readonly dev: AllocatorDevice) {}
+
+  alloc(bytes: number): DeviceBlock {
+    const size = roundSize(bytes);
+    const list = this.free_.get(size);
+    let ptr = list?.pop();
+    if (ptr !== undefined) {
+      this.s.cachedBytes -= size;
+      this.s.reuses++;
+    } else {
+      ptr = this.deviceAlloc(size);
+    }
+    this.live.add(ptr);
+    this.s.allocatedBytes += size;
+    this.s.peakAllocatedBytes = Math.max(this.s.peakAllocatedBytes, this.s.allocatedBytes);
+    return { ptr, size };
+  }
+
+  free(block: DeviceBlock): void {
+    if (!this.live.delete(block.ptr)) throw new Error(`allocator: block 0x${block.ptr.toString(16)} freed twice or not allocated here`);
+    this.s.allocatedBytes -= block.size;
+    this.s.cachedBytes += block.size;
+    const list = this.free_.get(block.size);
+    if (list === undefined) this.free_.set(block.size, [block.ptr]);
+    else list.push(block.ptr);
+  }
+
+  /** Returns every cached block to the device. */
+  emptyCache(): void {
+    if (this.s.cachedBytes === 0) return;
+    this.dev.synchronize(); // blocks may have been freed while kernels that use them are still queued
+    for (const ptrs of this.free_.values()) for (const p of ptrs) this.dev.memFree(p);
+    this.free_.clear();
+    this.s.cachedBytes = 0;
+  }
+
+  stats(): AllocatorStats {
+    return { ...this.s };
+  }
+
+  private deviceAlloc(size: number): DevicePtr {
+    let p = this.dev.tryMemAlloc(size);
+    if (p === null) {
+      this.emptyCache();
+      p = this.dev.tryMemAlloc(size);
+    }
+    if (p === null) {
+      const { free, total } = this.dev.memGetInfo();
+      throw new UserError(
+        `out of GPU memory: needed ${mib(size)} MiB, ${mib(free)} MiB free of ${mib(total)} MiB on ${this.dev.info.name}; lower the batch size or sequence length`,
+      );
+    }
+    this.s.deviceAllocs++;
+    return p;
+  }
+}
