@@ -11,7 +11,7 @@ import { KernelArgs, type CudaDriver, type DevicePtr } from './driver.js';
 import type { Nvrtc } from './nvrtc.js';
 import { CachingAllocator, type DeviceBlock } from './allocator.js';
 import { COMPUTE_DTYPES, K, KernelLoader, type AccDType, type IndexDType, type KernelRef } from './kernels.js';
-import { MATMUL_BYTES, REDUCE_BYTES, ROW_BYTES, STRIDED_BYTES, matmulPlan, reducePlan, rowPlan, stridedLaunches } from './layout.js';
+import { MATMUL, REDUCE, ROW, STRIDED, matmulPlan, reducePlan, rowPlan, stridedLaunches } from './layout.js';
 
 /** A GEMM provider (cuBLASLt); returns false for cases it does not handle, which then use matmul.cu. */
 export interface Gemm {
@@ -61,18 +61,18 @@ export class CudaBackend implements Backend {
 
   // one argument block per launch site, rewritten per call (cuLaunchKernel copies it at launch)
   private readonly args = {
-    ew2: new KernelArgs([[STRIDED_BYTES, 8], 8, 8]),
-    ew3: new KernelArgs([[STRIDED_BYTES, 8], 8, 8, 8]),
-    ew4: new KernelArgs([[STRIDED_BYTES, 8], 8, 8, 8, 8]),
-    fill: new KernelArgs([[STRIDED_BYTES, 8], 8, 8]),
-    random: new KernelArgs([[STRIDED_BYTES, 8], 8, 4]),
-    gather: new KernelArgs([[STRIDED_BYTES, 8], 8, 8, 8, 8, 8, 8]),
-    check: new KernelArgs([[STRIDED_BYTES, 8], 8, 8, 8]),
-    scatter: new KernelArgs([[STRIDED_BYTES, 8], 8, 8, 8, 8, 8]),
-    reduce: new KernelArgs([[REDUCE_BYTES, 8], 8, 8, 8]),
-    finish: new KernelArgs([[REDUCE_BYTES, 8], 8, 8, 4]),
-    softmax: new KernelArgs([[ROW_BYTES, 8], 8, 8]),
-    matmul: new KernelArgs([[MATMUL_BYTES, 8], 8, 8, 8]),
+    ew2: new KernelArgs([[STRIDED.SIZE, 8], 8, 8]),
+    ew3: new KernelArgs([[STRIDED.SIZE, 8], 8, 8, 8]),
+    ew4: new KernelArgs([[STRIDED.SIZE, 8], 8, 8, 8, 8]),
+    fill: new KernelArgs([[STRIDED.SIZE, 8], 8, 8]),
+    random: new KernelArgs([[STRIDED.SIZE, 8], 8, 4]),
+    gather: new KernelArgs([[STRIDED.SIZE, 8], 8, 8, 8, 8, 8, 8]),
+    check: new KernelArgs([[STRIDED.SIZE, 8], 8, 8, 8]),
+    scatter: new KernelArgs([[STRIDED.SIZE, 8], 8, 8, 8, 8, 8]),
+    reduce: new KernelArgs([[REDUCE.SIZE, 8], 8, 8, 8]),
+    finish: new KernelArgs([[REDUCE.SIZE, 8], 8, 8, 4]),
+    softmax: new KernelArgs([[ROW.SIZE, 8], 8, 8]),
+    matmul: new KernelArgs([[MATMUL.SIZE, 8], 8, 8, 8]),
   };
 
   constructor(

@@ -4,13 +4,18 @@
 // The failure is remembered, so asking again does not rescan the disk.
 
 import { UserError } from '../../util/errors.js';
+import type { View } from '../backend.js';
 import { CachingAllocator } from './allocator.js';
-import { CudaBackend } from './cuda-backend.js';
+import { CublasLt, viewAddress } from './cublaslt.js';
+import { CudaBackend, CudaStorage, type Gemm } from './cuda-backend.js';
 import { CudaDriver, CudaError } from './driver.js';
 import { Nvrtc, NvrtcError } from './nvrtc.js';
 
 export { CudaBackend, CudaStorage, type Gemm } from './cuda-backend.js';
 export { CachingAllocator, type AllocatorStats } from './allocator.js';
+
+/** cuBLASLt workspace: 32 MiB, NVIDIA's recommendation for Hopper */
+const GEMM_WORKSPACE = 32 << 20;
 
 let backend: CudaBackend | null = null;
 let failure: Error | null = null;
@@ -21,8 +26,8 @@ export function getCudaBackend(): CudaBackend {
   try {
     const driver = CudaDriver.open();
     const nvrtc = new Nvrtc();
-    // The cuBLASLt Gemm (cublaslt.ts) plugs in here as the fourth argument; without it matmul.cu runs.
-    backend = new CudaBackend(driver, nvrtc, new CachingAllocator(driver));
+    const allocator = new CachingAllocator(driver);
+    backend = new CudaBackend(driver, nvrtc, allocator, makeGemm(driver, allocator));
     return backend;
   } catch (e) {
     failure =
@@ -32,5 +37,19 @@ export function getCudaBackend(): CudaBackend {
           ? e
           : new Error(String(e));
     throw failure;
+  }
+}
+
+/** cuBLASLt when its library is present; otherwise matmuls run on the (slow) matmul.cu fallback. */
+function makeGemm(driver: CudaDriver, allocator: CachingAllocator): Gemm | null {
+  const workspace = allocator.alloc(GEMM_WORKSPACE);
+  const address = (v: View): number => viewAddress((v.storage as CudaStorage).ptr, v);
+  try {
+    return new CublasLt(driver, workspace.ptr, workspace.size, address);
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    allocator.free(workspace);
+    process.stderr.write(`mopt: ${e.message}\nmopt: continuing with the slow fallback matmul kernel\n`);
+    return null;
   }
 }

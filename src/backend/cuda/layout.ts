@@ -65,9 +65,25 @@ function checkRank(rank: number, what: string): void {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Strided (common.cuh): n @0, base @8, rank @16, shape @24, offset @88, stride @120; 376 bytes.
+// Byte offsets of the C structs' fields, and their sizes; test/backend/cuda-sources.test.ts computes
+// them from the sources and compares.
 
-export const STRIDED_BYTES = 376;
+export const STRIDED = { n: 0, base: 8, rank: 16, pad_: 20, shape: 24, offset: 88, stride: 120, SIZE: 376 } as const;
+export const REDUCE = {
+  n_out: 0, n_red: 8, chunk: 16, out_rank: 24, red_rank: 28, r_fast: 32, pad_: 36, out_shape: 40, x_out_stride: 104,
+  o_stride: 168, red_shape: 232, x_red_stride: 296, x_offset: 360, o_offset: 368, SIZE: 376,
+} as const;
+export const ROW = {
+  rows: 0, len: 8, rank: 16, warp_rows: 20, shape: 24, x_stride: 88, o_stride: 152, x_axis_stride: 216, o_axis_stride: 224,
+  x_offset: 232, o_offset: 240, SIZE: 248,
+} as const;
+export const MATMUL = {
+  batch: 0, m: 8, n: 16, k: 24, brank: 32, pad_: 36, bshape: 40, a_bstride: 104, b_bstride: 168, o_bstride: 232, a_sm: 296,
+  a_sk: 304, b_sk: 312, b_sn: 320, o_sm: 328, o_sn: 336, a_off: 344, b_off: 352, o_off: 360, SIZE: 368,
+} as const;
+
+// ---------------------------------------------------------------------------------------------------
+// Element-wise launches (common.cuh Strided).
 
 export interface Operand {
   readonly strides: readonly number[];
@@ -80,8 +96,9 @@ export interface StridedLaunch {
 }
 
 function stridedBytes(n: number, base: number, shape: readonly number[], strides: readonly (readonly number[])[], offsets: readonly number[]): Uint8Array {
-  const s = new StructBytes(STRIDED_BYTES).i64(0, n).i64(8, base).i32(16, shape.length).i64s(24, shape).i64s(88, offsets);
-  strides.forEach((st, k) => s.i64s(120 + 64 * k, st));
+  const F = STRIDED;
+  const s = new StructBytes(F.SIZE).i64(F.n, n).i64(F.base, base).i32(F.rank, shape.length).i64s(F.shape, shape).i64s(F.offset, offsets);
+  strides.forEach((st, k) => s.i64s(F.stride + 8 * MAX_DIMS * k, st));
   return s.bytes;
 }
 
@@ -124,11 +141,8 @@ export function stridedLaunches(shape: readonly number[], operands: readonly Ope
 }
 
 // ---------------------------------------------------------------------------------------------------
-// ReduceLayout (reduce.cu): n_out @0, n_red @8, chunk @16, out_rank @24, red_rank @28, r_fast @32,
-// out_shape @40, x_out_stride @104, o_stride @168, red_shape @232, x_red_stride @296, x_offset @360,
-// o_offset @368; 376 bytes.
+// Reductions (reduce.cu ReduceLayout).
 
-export const REDUCE_BYTES = 376;
 const BLOCK = 256;
 
 export interface ReducePlan {
@@ -164,21 +178,19 @@ export function reducePlan(x: View, axes: readonly number[], out: View, smCount:
   }
   const chunk = Math.max(1, Math.ceil(nRed / splits));
   splits = Math.max(1, Math.ceil(nRed / chunk));
-  const s = new StructBytes(REDUCE_BYTES)
-    .i64(0, nOut).i64(8, nRed).i64(16, chunk)
-    .i32(24, kept.shape.length).i32(28, red.shape.length).i32(32, rFast ? 1 : 0)
-    .i64s(40, kept.shape).i64s(104, kept.strides[0]).i64s(168, kept.strides[1])
-    .i64s(232, red.shape).i64s(296, red.strides[0])
-    .i64(360, x.offset).i64(368, out.offset);
+  const F = REDUCE;
+  const s = new StructBytes(F.SIZE)
+    .i64(F.n_out, nOut).i64(F.n_red, nRed).i64(F.chunk, chunk)
+    .i32(F.out_rank, kept.shape.length).i32(F.red_rank, red.shape.length).i32(F.r_fast, rFast ? 1 : 0)
+    .i64s(F.out_shape, kept.shape).i64s(F.x_out_stride, kept.strides[0]).i64s(F.o_stride, kept.strides[1])
+    .i64s(F.red_shape, red.shape).i64s(F.x_red_stride, red.strides[0])
+    .i64(F.x_offset, x.offset).i64(F.o_offset, out.offset);
   const block: [number, number, number] = rFast ? [lanes, slots, 1] : [slots, lanes, 1];
   return { bytes: s.bytes, nOut, grid: [blocksX, splits, 1], block, splits };
 }
 
 // ---------------------------------------------------------------------------------------------------
-// RowLayout (softmax.cu): rows @0, len @8, rank @16, warp_rows @20, shape @24, x_stride @88,
-// o_stride @152, x_axis_stride @216, o_axis_stride @224, x_offset @232, o_offset @240; 248 bytes.
-
-export const ROW_BYTES = 248;
+// Softmax rows (softmax.cu RowLayout).
 
 export interface RowPlan {
   readonly bytes: Uint8Array;
@@ -195,19 +207,16 @@ export function rowPlan(x: View, axis: number, out: View, smCount: number): RowP
   if (rows === 0 || len === 0) return null;
   const warpRows = len <= 1024; // a warp per short row; a block of 256 threads per long one
   const perBlock = warpRows ? BLOCK / 32 : 1;
-  const s = new StructBytes(ROW_BYTES)
-    .i64(0, rows).i64(8, len).i32(16, c.shape.length).i32(20, warpRows ? 1 : 0)
-    .i64s(24, c.shape).i64s(88, c.strides[0]).i64s(152, c.strides[1])
-    .i64(216, x.strides[axis]).i64(224, out.strides[axis]).i64(232, x.offset).i64(240, out.offset);
+  const F = ROW;
+  const s = new StructBytes(F.SIZE)
+    .i64(F.rows, rows).i64(F.len, len).i32(F.rank, c.shape.length).i32(F.warp_rows, warpRows ? 1 : 0)
+    .i64s(F.shape, c.shape).i64s(F.x_stride, c.strides[0]).i64s(F.o_stride, c.strides[1])
+    .i64(F.x_axis_stride, x.strides[axis]).i64(F.o_axis_stride, out.strides[axis]).i64(F.x_offset, x.offset).i64(F.o_offset, out.offset);
   return { bytes: s.bytes, grid: [Math.min(Math.ceil(rows / perBlock), smCount * 32), 1, 1], block: [BLOCK, 1, 1] };
 }
 
 // ---------------------------------------------------------------------------------------------------
-// MatmulLayout (matmul.cu): batch @0, m @8, n @16, k @24, brank @32, bshape @40, a_bstride @104,
-// b_bstride @168, o_bstride @232, a_sm @296, a_sk @304, b_sk @312, b_sn @320, o_sm @328, o_sn @336,
-// a_off @344, b_off @352, o_off @360; 368 bytes.
-
-export const MATMUL_BYTES = 368;
+// Fallback matmul (matmul.cu MatmulLayout).
 
 export interface MatmulPlan {
   readonly bytes: Uint8Array;
@@ -224,12 +233,13 @@ export function matmulPlan(a: View, b: View, out: View): MatmulPlan | null {
   checkRank(c.shape.length, 'matmul');
   const batch = numel(c.shape);
   if (batch === 0 || m === 0 || n === 0) return null;
-  const s = new StructBytes(MATMUL_BYTES)
-    .i64(0, batch).i64(8, m).i64(16, n).i64(24, k).i32(32, c.shape.length)
-    .i64s(40, c.shape).i64s(104, c.strides[0]).i64s(168, c.strides[1]).i64s(232, c.strides[2])
-    .i64(296, a.strides[r - 2]).i64(304, a.strides[r - 1]).i64(312, b.strides[r - 2]).i64(320, b.strides[r - 1])
-    .i64(328, out.strides[r - 2]).i64(336, out.strides[r - 1])
-    .i64(344, a.offset).i64(352, b.offset).i64(360, out.offset);
+  const F = MATMUL;
+  const s = new StructBytes(F.SIZE)
+    .i64(F.batch, batch).i64(F.m, m).i64(F.n, n).i64(F.k, k).i32(F.brank, c.shape.length)
+    .i64s(F.bshape, c.shape).i64s(F.a_bstride, c.strides[0]).i64s(F.b_bstride, c.strides[1]).i64s(F.o_bstride, c.strides[2])
+    .i64(F.a_sm, a.strides[r - 2]).i64(F.a_sk, a.strides[r - 1]).i64(F.b_sk, b.strides[r - 2]).i64(F.b_sn, b.strides[r - 1])
+    .i64(F.o_sm, out.strides[r - 2]).i64(F.o_sn, out.strides[r - 1])
+    .i64(F.a_off, a.offset).i64(F.b_off, b.offset).i64(F.o_off, out.offset);
   const grid: [number, number, number] = [Math.min(Math.ceil(n / 64), 2 ** 31 - 1), Math.min(Math.ceil(m / 64), 65535), Math.min(batch, 65535)];
   return { bytes: s.bytes, grid, block: [256, 1, 1] };
 }

@@ -4,9 +4,9 @@
 import type { AttentionOptions, Backend, FusedKernels } from '../../backend/backend.js';
 import type { Tensor } from '../tensor.js';
 import { shapeStr } from '../shape.js';
-import { empty, record, assertSameBackend, scalarLike } from './core.js';
+import { empty, record, assertSameBackend } from './core.js';
 import { contiguous } from './shape-ops.js';
-import { cast, mul } from './elementwise.js';
+import { cast, compare, div } from './elementwise.js';
 import { sum } from './reduce.js';
 
 function kernels(t: Tensor): Backend & FusedKernels {
@@ -85,12 +85,13 @@ export function crossEntropyLoss(logits: Tensor, targets: Tensor, ignoreIndex = 
   const losses = empty([n], lossType, logits.backend);
   const lse = empty([n], lossType, logits.backend);
   kernels(logits).crossEntropy(logits, targets, ignoreIndex, losses, lse);
-  const count = targets.toArray().filter((t) => t !== ignoreIndex).length;
-  if (count === 0) throw new RangeError('crossEntropy: every target is ignored');
   const perRow = record(losses, 'crossEntropy', [logits], (g) => {
     const gl = empty(logits.shape, logits.dtype, logits.backend);
     kernels(logits).crossEntropyBackward(logits, targets, lse, contiguous(g), ignoreIndex, gl);
     return [gl];
   });
-  return mul(sum(perRow), scalarLike(1 / count, perRow));
+  // the count of scored rows stays on the device (no host sync per training step); all rows ignored
+  // gives 0/0 = NaN, as torch's mean reduction does
+  const count = sum(cast(compare('ne', targets, ignoreIndex), lossType));
+  return div(sum(perRow), count);
 }

@@ -131,7 +131,8 @@ MOPT_DEV void reduce_body(const ReduceLayout& L, typename R::Out* out, const typ
   const int tid = threadIdx.y * blockDim.x + threadIdx.x;
   const int step = rf ? 1 : blockDim.x;  // distance in sh between lanes of one slot
   const u64_t r_begin = (u64_t)blockIdx.y * (u64_t)L.chunk;
-  const u64_t r_end = min((u64_t)L.n_red, r_begin + (u64_t)L.chunk);
+  const u64_t r_stop = r_begin + (u64_t)L.chunk;
+  const u64_t r_end = r_stop < (u64_t)L.n_red ? r_stop : (u64_t)L.n_red;
   const u64_t n_out = (u64_t)L.n_out;
   // the loop bound is the same for the whole block, so every thread reaches each __syncthreads
   for (u64_t o0 = (u64_t)blockIdx.x * slots; o0 < n_out; o0 += (u64_t)gridDim.x * slots) {
