@@ -7,7 +7,7 @@ import { parseDecoderConfig, type DecoderConfig } from './config.js';
 import { DecoderLM, parameterSpecs } from './decoder.js';
 import { readJsonFile } from '../io/json-file.js';
 import { SafetensorsCheckpoint } from '../io/safetensors.js';
-import { fromStorage, randn, full, mul, keep, tidy, noGrad, type DType, type Tensor } from '../tensor/index.js';
+import { fromStorage, randn, full, mul, max, unary, keep, tidy, noGrad, type DType, type Tensor } from '../tensor/index.js';
 import { getBackend } from '../backend/registry.js';
 import { UserError } from '../util/errors.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -24,7 +24,10 @@ export function readModelConfig(dir: string): DecoderConfig {
   return parseDecoderConfig(readJsonFile(path, 'model config'), path);
 }
 
+/** Number of NaN/inf values; checked with one device-side reduction, counted on the host only when bad. */
 function countNonFinite(t: Tensor): number {
+  const peak = tidy(() => max(unary('abs', t.dtype === 'float32' ? t : t.cast('float32'))).item());
+  if (Number.isFinite(peak)) return 0;
   const v = t.toFloat32Array();
   let bad = 0;
   for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) bad++;

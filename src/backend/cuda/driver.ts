@@ -168,6 +168,7 @@ export class CudaDriver {
       cuModuleLoadData: 'int cuModuleLoadData(_Out_ void **module, const void *image)',
       cuModuleGetFunction: 'int cuModuleGetFunction(_Out_ void **fn, void *module, const char *name)',
       cuFuncSetAttribute: 'int cuFuncSetAttribute(void *fn, int attrib, int value)',
+      cuFuncGetAttribute: 'int cuFuncGetAttribute(_Out_ int *value, int attrib, void *fn)',
       cuLaunchKernel:
         'int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void *params, void *extra)',
       cuStreamCreate: 'int cuStreamCreate(_Out_ void **stream, unsigned int flags)',
@@ -253,11 +254,34 @@ export class CudaDriver {
   setMaxDynamicShared(fn: Handle, bytes: number): void {
     this.check('cuFuncSetAttribute', this.f.cuFuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
   }
+  /** A kernel's compiled resource use (explains CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES). */
+  functionResources(fn: Handle): { maxThreadsPerBlock: number; registers: number; localBytes: number; staticSharedBytes: number } {
+    const get = (attr: number): number => {
+      const v = [0];
+      this.check('cuFuncGetAttribute', this.f.cuFuncGetAttribute(v, attr, fn));
+      return v[0];
+    };
+    return { maxThreadsPerBlock: get(0), staticSharedBytes: get(1), localBytes: get(3), registers: get(4) };
+  }
   launch(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name = 'kernel'): void {
-    this.check(
-      `cuLaunchKernel(${name})`,
-      this.f.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, null, args.extra),
-    );
+    const code = this.f.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, null, args.extra);
+    if (code === 701 /* CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES */) {
+      const r = this.functionResources(fn);
+      const err = (() => {
+        try {
+          this.check(`cuLaunchKernel(${name})`, code);
+        } catch (e) {
+          return e as CudaError;
+        }
+        return null;
+      })();
+      throw new CudaError(
+        `cuLaunchKernel(${name})`,
+        code,
+        `${err?.message ?? 'out of resources'}; block ${block.join('x')}, grid ${grid.join('x')}, dynamic shared ${sharedBytes} B, args ${args.size} B; kernel uses ${r.registers} registers, ${r.localBytes} B local, ${r.staticSharedBytes} B static shared, max ${r.maxThreadsPerBlock} threads/block`,
+      );
+    }
+    this.check(`cuLaunchKernel(${name})`, code);
   }
   synchronize(): void {
     this.check('cuStreamSynchronize', this.f.cuStreamSynchronize(this.stream));

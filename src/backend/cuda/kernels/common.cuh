@@ -7,8 +7,8 @@
 //   (bfloat16 keeps its payload, being the top half of a float32);
 // - encoding rounds to nearest even from float32 or from float64 directly (never float64 -> float32 ->
 //   narrow, which could round twice); fp8 saturates finite overflow and +-inf to the largest finite value;
-// - integer stores follow JavaScript typed-array stores: truncate toward zero, then wrap modulo 2^bits
-//   (NaN and +-inf give 0); bool stores x != 0 (so NaN -> 1);
+// - integer stores truncate toward zero and clamp to the type's range, NaN -> 0 (codecs.ts
+//   encodeFromF32); bool stores x != 0 (so NaN -> 1);
 // - int64 values are read as float64 (round to nearest), as the CPU reads them with Number().
 //
 // Written for both NVRTC (-default-device) and nvcc: every function says __device__, and no header is
@@ -148,25 +148,21 @@ MOPT_DEV u32_t encode_narrow(float x) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Integer stores with JavaScript typed-array semantics (ToInt32 / ToInt16 / ToInt8 / ToUint8, and
-// BigInt64Array's wrap for int64).
+// Integer stores, as codecs.ts encodeFromF32: truncate toward zero, clamp to the type's range, NaN -> 0
+// (a bare C cast would leave out-of-range values undefined).
 
-/** trunc(v) modulo 2^32 in [0, 2^32); NaN and +-inf give 0. */
-MOPT_DEV u32_t wrap_u32(double v) {
-  if (v > -2147483649.0 && v < 2147483648.0) return (u32_t)(int)v;  // common case: C truncation
-  if (!(fabs(v) <= 1.7976931348623157e308)) return 0u;
-  double r = fmod(trunc(v), 4294967296.0);  // exact
-  if (r < 0.0) r += 4294967296.0;
-  return (u32_t)r;
+template <class T, long long LO, long long HI>
+MOPT_DEV T clamp_int(double v) {
+  if (v <= (double)LO) return (T)LO;
+  if (v >= (double)HI) return (T)HI;
+  return v != v ? (T)0 : (T)v;  // C conversion truncates toward zero
 }
 
-MOPT_DEV i64_t wrap_i64(double v) {
-  if (v >= -9223372036854775808.0 && v < 9223372036854775808.0) return (i64_t)v;
-  // NaN and +-inf make the CPU throw (BigInt(NaN)); 0 here, as codecs.ts encodeFromF32 does
-  if (!(fabs(v) <= 1.7976931348623157e308)) return 0;
-  double r = fmod(trunc(v), 18446744073709551616.0);  // exact; |v| >= 2^63 has an ulp >= 2^11
-  if (r < 0.0) r += 18446744073709551616.0;          // exact for the same reason
-  return (i64_t)(u64_t)r;
+MOPT_DEV i64_t clamp_i64(double v) {
+  if (v != v) return 0;
+  if (v >= 9223372036854775808.0) return 0x7fffffffffffffffll;  // 2^63 is the first value beyond int64
+  if (v < -9223372036854775808.0) return -0x7fffffffffffffffll - 1;
+  return (i64_t)v;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -208,22 +204,21 @@ struct i64 {
   typedef i64_t S; typedef double C;
   static constexpr float BELOW_ONE = 1.0f;
   MOPT_DEV C load(S s) { return (double)s; }
-  MOPT_DEV S store(double v) { return wrap_i64(v); }
-  MOPT_DEV S store(float v) { return wrap_i64((double)v); }
+  MOPT_DEV S store(double v) { return clamp_i64(v); }
+  MOPT_DEV S store(float v) { return clamp_i64((double)v); }
 };
-template <class T>
+template <class T, long long LO, long long HI>
 struct small_int {
   typedef T S; typedef double C;
   static constexpr float BELOW_ONE = 1.0f;
   MOPT_DEV C load(S s) { return (double)s; }
-  // two's complement narrowing of the wrapped 32-bit value is the modulo the typed arrays apply
-  MOPT_DEV S store(double v) { return (S)wrap_u32(v); }
-  MOPT_DEV S store(float v) { return (S)wrap_u32((double)v); }
+  MOPT_DEV S store(double v) { return clamp_int<T, LO, HI>(v); }
+  MOPT_DEV S store(float v) { return clamp_int<T, LO, HI>((double)v); }
 };
-struct i32 : small_int<int> {};
-struct i16 : small_int<short> {};
-struct i8 : small_int<signed char> {};
-struct u8 : small_int<unsigned char> {};
+struct i32 : small_int<int, -2147483648ll, 2147483647ll> {};
+struct i16 : small_int<short, -32768, 32767> {};
+struct i8 : small_int<signed char, -128, 127> {};
+struct u8 : small_int<unsigned char, 0, 255> {};
 struct b8 {
   typedef u8_t S; typedef double C;
   static constexpr float BELOW_ONE = 1.0f;

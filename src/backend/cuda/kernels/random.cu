@@ -40,7 +40,9 @@ MOPT_DEV void normal_body(const Strided& L, typename T::S* out, u32_t seed) {
   for_each_strided<1>(L, [&](u64_t i, const i64_t* o) { out[o[0]] = T::store(normal_at(seed, i)); });
 }
 
+// __launch_bounds__(256): the float64 log/cos of the normal draw need many registers; without the bound
+// the compiler may use more than a 256-thread block can have (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES on sm_90)
 #define MOPT_DEF_RANDOM(T)                                                                                          \
-  extern "C" __global__ void random_uniform_##T(Strided L, dt::T::S* out, u32_t seed) { uniform_body<dt::T>(L, out, seed); } \
-  extern "C" __global__ void random_normal_##T(Strided L, dt::T::S* out, u32_t seed) { normal_body<dt::T>(L, out, seed); }
+  extern "C" __global__ void __launch_bounds__(256) random_uniform_##T(Strided L, dt::T::S* out, u32_t seed) { uniform_body<dt::T>(L, out, seed); } \
+  extern "C" __global__ void __launch_bounds__(256) random_normal_##T(Strided L, dt::T::S* out, u32_t seed) { normal_body<dt::T>(L, out, seed); }
 MOPT_DTYPES(MOPT_DEF_RANDOM)

@@ -82,42 +82,44 @@ struct SumR {
   MOPT_DEV Out finish(Acc a) { return T::store(a); }
 };
 
-template <class T, bool MAX>
-struct ExtremeR {
-  typedef typename T::C Acc;
-  typedef typename T::S Out;
-  MOPT_DEV Acc identity() { return MAX ? -m_inf(Acc(0)) : m_inf(Acc(0)); }
-  MOPT_DEV Acc merge(Acc a, Acc b) {
-    if (is_nan(a) || is_nan(b)) return quiet_nan(a);
-    return (MAX ? b > a : b < a) ? b : a;
-  }
-  MOPT_DEV Acc add(Acc a, Acc v, i64_t) { return merge(a, v); }
-  MOPT_DEV Out finish(Acc a) { return T::store(a); }
-};
-template <class T> struct MaxR : ExtremeR<T, true> {};
-template <class T> struct MinR : ExtremeR<T, false> {};
-
+// max, min and argmax keep the index of their candidate, so that ties resolve to the first element in
+// any merge order: for argmax that is the answer, for max/min it decides which of +0 and -0 is returned
+// (the CPU keeps the first it meets). NaN: max/min return NaN; argmax treats NaN as the maximum.
 template <class C>
 struct ArgAcc {
   C v;
   i64_t i;
 };
 
-template <class T>
-struct ArgmaxR {
-  typedef ArgAcc<typename T::C> Acc;
-  typedef int Out;
-  static constexpr i64_t NONE = 0x7fffffffffffffffll;  // loses every tie: an all -inf row gives index 0
-  MOPT_DEV Acc identity() { return Acc{-m_inf(typename T::C(0)), NONE}; }
+template <class T, bool ARG> struct ExtremeOut { typedef typename T::S type; };
+template <class T> struct ExtremeOut<T, true> { typedef int type; };
+
+template <class T, bool MAX, bool ARG>
+struct ExtremeR {
+  typedef typename T::C C;
+  typedef ArgAcc<C> Acc;
+  typedef typename ExtremeOut<T, ARG>::type Out;
+  static constexpr i64_t NONE = 0x7fffffffffffffffll;  // loses every tie: an all -inf argmax row gives 0
+  MOPT_DEV Acc identity() { return Acc{MAX ? -m_inf(C(0)) : m_inf(C(0)), NONE}; }
   MOPT_DEV Acc merge(Acc a, Acc b) {
     const bool an = is_nan(a.v), bn = is_nan(b.v);
-    if (an != bn) return an ? a : b;              // NaN counts as the maximum
-    if (!an && a.v != b.v) return a.v > b.v ? a : b;
-    return a.i <= b.i ? a : b;                    // ties (and NaN vs NaN): the first index
+    if (an || bn) {
+      if (!ARG) return Acc{quiet_nan(C(0)), 0};
+      if (an != bn) return an ? a : b;  // NaN counts as the maximum
+    } else if (a.v != b.v) {
+      return (MAX ? a.v > b.v : a.v < b.v) ? a : b;
+    }
+    return a.i <= b.i ? a : b;  // equal (or both NaN): the first
   }
-  MOPT_DEV Acc add(Acc a, typename T::C v, i64_t r) { return merge(a, Acc{v, r}); }
-  MOPT_DEV Out finish(Acc a) { return a.i == NONE ? 0 : (int)a.i; }
+  MOPT_DEV Acc add(Acc a, C v, i64_t r) { return merge(a, Acc{v, r}); }
+  MOPT_DEV Out finish(Acc a) {
+    if (ARG) return (Out)(a.i == NONE ? 0 : a.i);
+    return (Out)T::store(a.v);
+  }
 };
+template <class T> struct MaxR : ExtremeR<T, true, false> {};
+template <class T> struct MinR : ExtremeR<T, false, false> {};
+template <class T> struct ArgmaxR : ExtremeR<T, true, true> {};
 
 // ---------------------------------------------------------------------------------------------------
 
