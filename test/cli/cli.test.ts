@@ -105,3 +105,15 @@ test('user mistakes give one line on stderr and exit 1', () => {
   }
   assert.ok(!existsSync('/tmp/x.npy'));
 });
+
+test('--device cuda gives the CPU results (generate, eval ppl)', { skip: process.env.MOPT_TEST_CUDA === '1' ? false : 'set MOPT_TEST_CUDA=1 on a GPU machine' }, () => {
+  const gen = (device: string): { ids: number[] } =>
+    JSON.parse(mopt('generate', '--model', STORIES_HF, '--prompt', 'Lily and Ben', '--max-new-tokens', '40', '--device', device, '--json').stdout) as { ids: number[] };
+  assert.deepEqual(gen('cuda').ids, gen('cpu').ids);
+  const ppl = (device: string): number =>
+    (JSON.parse(mopt('eval', 'ppl', '--model', STORIES_HF, '--data', join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'), '--max-tokens', '1024', '--seq-len', '256', '--device', device, '--json').stdout) as { ppl: number }).ppl;
+  const [c, g] = [ppl('cpu'), ppl('cuda')];
+  assert.ok(Math.abs(c - g) < 1e-4 * c, `cpu ${c} vs cuda ${g}`);
+  const bf = JSON.parse(mopt('eval', 'ppl', '--model', STORIES_HF, '--data', join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'), '--max-tokens', '1024', '--seq-len', '256', '--device', 'cuda', '--dtype', 'bfloat16', '--json').stdout) as { ppl: number };
+  assert.ok(Math.abs(bf.ppl - c) < 0.02 * c, `bfloat16 on cuda ${bf.ppl} vs float32 ${c}`);
+});

@@ -1,5 +1,6 @@
 // Logits and greedy generations against Hugging Face transformers, on tiny random-weight models made by
-// scripts/make_hf_fixtures.py (committed under test/fixtures/hf with the transformers outputs).
+// scripts/make_hf_fixtures.py (committed under test/fixtures/hf with the transformers outputs), on every
+// backend under test.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,14 +9,18 @@ import { join } from 'node:path';
 import { loadModel } from '../../src/models/load.js';
 import { generate } from '../../src/runtime/generate.js';
 import { readNpy } from '../../src/io/npy.js';
-import { tensor, noGrad } from '../../src/tensor/index.js';
+import { tensor, noGrad, tidy } from '../../src/tensor/index.js';
 import { FIXTURES } from '../helpers/paths.js';
+import { forEachBackend } from '../helpers/backends.js';
 
 const dir = join(FIXTURES, 'hf');
 const cases = existsSync(dir) ? readdirSync(dir).filter((d) => existsSync(join(dir, d, 'logits.npy'))).sort() : [];
 
+// Issue #2/#3 ask for <= 1e-4 (float32, TF32 off). The CPU reference measures ~5e-7, so it is held to
+// 3e-6, which also catches subtle slips such as a wrong RMSNorm eps (~6e-6 on these logits).
+const TOLERANCE: Record<string, number> = { cpu: 3e-6, cuda: 1e-4 };
+
 test('HF fixtures are present', () => {
-  // the families issue #2 names must all be covered
   for (const must of ['llama-gqa', 'llama3-rope', 'llama-linear-rope', 'llama-yarn-rope', 'qwen2-bias-tied', 'qwen3-qknorm', 'mistral', 'mistral-sliding']) {
     assert.ok(cases.includes(must), `fixture ${must} missing from ${dir}; run scripts/make_hf_fixtures.py on the GPU machine`);
   }
@@ -23,13 +28,13 @@ test('HF fixtures are present', () => {
 
 for (const name of cases) {
   const caseDir = join(dir, name);
-  test(`${name}: float32 logits match transformers (||d||/||ref|| <= 1e-4)`, () => {
-    const model = loadModel(caseDir);
+  forEachBackend(`${name}: float32 logits match transformers`, ({ name: device }) => {
+    const model = loadModel(caseDir, { device });
     const ids = readNpy(join(caseDir, 'input_ids.npy'));
     const ref = readNpy(join(caseDir, 'logits.npy')).data as Float32Array;
     const [b, s] = ids.shape;
     const idList = Array.from(ids.data as BigInt64Array, Number);
-    const got = noGrad(() => model.forward(tensor(idList, [b, s], { dtype: 'int32' })).toFloat32Array());
+    const got = noGrad(() => tidy(() => model.forward(tensor(idList, [b, s], { dtype: 'int32', device })).toFloat32Array()));
     assert.equal(got.length, ref.length);
     let num = 0;
     let den = 0;
@@ -38,14 +43,12 @@ for (const name of cases) {
       den += ref[i] ** 2;
     }
     const rel = Math.sqrt(num / den);
-    // issue #2 asks for <= 1e-4; the CPU reference measures ~5e-7, so hold it to 3e-6: that also catches
-    // subtle slips such as a wrong RMSNorm eps (which moves these logits by ~6e-6)
-    assert.ok(rel <= 3e-6, `relative error ${rel.toExponential(3)}`);
-    process.stdout.write(`# ${name}: relative logits error ${rel.toExponential(2)}\n`);
+    assert.ok(rel <= TOLERANCE[device], `relative error ${rel.toExponential(3)} > ${TOLERANCE[device]}`);
+    process.stdout.write(`# ${device} ${name}: relative logits error ${rel.toExponential(2)}\n`);
   });
 
-  test(`${name}: greedy generation equals transformers generate()`, () => {
-    const model = loadModel(caseDir);
+  forEachBackend(`${name}: greedy generation equals transformers generate()`, ({ name: device }) => {
+    const model = loadModel(caseDir, { device });
     const g = JSON.parse(readFileSync(join(caseDir, 'greedy.json'), 'utf8')) as { prompt: number[]; new_tokens: number[] };
     const ids = generate(model, g.prompt, { maxNewTokens: g.new_tokens.length, greedy: true });
     assert.deepEqual(ids, g.new_tokens);

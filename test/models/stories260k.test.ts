@@ -1,6 +1,5 @@
 // The trained stories260K Llama (converted to HF format) against llama2.c's golden greedy text.
 
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,9 +7,10 @@ import { loadModel } from '../../src/models/load.js';
 import { generate } from '../../src/runtime/generate.js';
 import { Tokenizer } from '../../src/io/tokenizer.js';
 import { SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
+import { forEachBackend } from '../helpers/backends.js';
 
-test('stories260K greedy decoding after <s> reproduces llama2.c golden text', () => {
-  const model = loadModel(STORIES_HF);
+forEachBackend('stories260K greedy decoding after <s> reproduces llama2.c golden text', ({ name }) => {
+  const model = loadModel(STORIES_HF, { device: name });
   const tok = Tokenizer.fromModelDir(STORIES_HF);
   const expected = readFileSync(join(SHARED_DATA, 'models', 'stories260K', 'expected_greedy_200.txt'), 'utf8').trimEnd();
   // llama2.c's run with steps=200 prints 200 tokens after BOS; the golden text is exactly those 200 ids
