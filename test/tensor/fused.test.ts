@@ -90,3 +90,107 @@ forEachBackend('fused routines equal the composed primitive ops (float32)', ({ b
     assert.ok(Math.abs(a - b) < 1e-6 * Math.abs(b), `crossEntropy ${a} vs ${b}`);
   });
 });
+
+// ---- 16-bit dtypes at LLM-like sizes, against the CPU reference --------------------------------------
+// Every fused routine and its backward on bfloat16 and float16 inputs, compared with the CPU backend run
+// on bit-identical copies of the same inputs (relative L2 error of each output and gradient). On a
+// CPU-only run the backend under test is the CPU itself and the errors are 0.
+
+import type { AdamWHyper, Backend, FusedKernels } from '../../src/backend/backend.js';
+import type { StorageArray } from '../../src/tensor/dtype.js';
+
+/** A CPU tensor holding the same bit patterns (a contiguous copy of views). */
+function onCpu(t: T.Tensor): T.Tensor {
+  return T.fromStorage(t.toStorageArray(), t.shape, t.dtype);
+}
+
+interface HostResult {
+  shape: number[];
+  dtype: T.DType;
+  bits: StorageArray;
+}
+
+/**
+ * f's output and the gradients of sum(f(xs) * w) with respect to each of `diff` (null where f does not
+ * depend on it), as host bit patterns; w is a seeded uniform draw, the same on every backend.
+ */
+function resultsOf(f: (...xs: T.Tensor[]) => T.Tensor, diff: T.Tensor[], consts: T.Tensor[]): (HostResult | null)[] {
+  const host = (t: T.Tensor): HostResult => ({ shape: [...t.shape], dtype: t.dtype, bits: t.toStorageArray() });
+  return T.tidy(() => {
+    const leaves = diff.map((x) => x.detach().requireGrad());
+    const out = f(...leaves, ...consts);
+    T.sum(T.mul(out, T.rand([...out.shape], 77, { dtype: out.dtype, device: out.backend }))).backward();
+    const res = [host(out), ...leaves.map((l) => (l.grad === null ? null : host(l.grad)))];
+    for (const l of leaves) l.grad?.dispose(); // gradients are kept past tidy() scopes
+    return res;
+  });
+}
+
+function assertCloseToCpu(name: string, tol: number, got: (HostResult | null)[], ref: (HostResult | null)[]): void {
+  got.forEach((g, i) => {
+    const r = ref[i];
+    assert.equal(g === null, r === null, `${name}: result ${i} exists on one backend only`);
+    if (g === null || r === null) return;
+    const e = T.tidy(() => relErr(T.fromStorage(g.bits, g.shape, g.dtype), T.fromStorage(r.bits, r.shape, r.dtype)));
+    const what = i === 0 ? 'output' : `gradient of input ${i - 1}`;
+    assert.ok(e < tol, `${name}: ${what} differs from the CPU by ${e.toExponential(2)} (tolerance ${tol})`);
+  });
+}
+
+/** Runs f (with gradients) on the backend under test and on CPU copies of its inputs; asserts they agree. */
+function compareWithCpu(name: string, tol: number, f: (...xs: T.Tensor[]) => T.Tensor, diff: T.Tensor[], consts: T.Tensor[] = []): void {
+  const got = resultsOf(f, diff, consts);
+  const ref = resultsOf(f, diff.map(onCpu), consts.map(onCpu));
+  assertCloseToCpu(name, tol, got, ref);
+}
+
+const TOLERANCE = { bfloat16: 2e-2, float16: 5e-3 } as const;
+
+forEachBackend('fused routines on bfloat16 and float16 match the CPU reference at LLM-like sizes', ({ backend }) => {
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    const tol = TOLERANCE[dtype];
+    T.tidy(() => {
+      const r = (shape: number[], seed: number, scale = 1): T.Tensor => T.mul(T.randn(shape, seed, { device: backend }), scale).cast(dtype);
+      const check = (name: string, f: (...xs: T.Tensor[]) => T.Tensor, diff: T.Tensor[], consts: T.Tensor[] = []): void =>
+        compareWithCpu(`${dtype} ${name}`, tol, f, diff, consts);
+
+      check('rmsNorm', (x, w) => rmsNorm(x, w, 1e-5), [r([2, 32, 2048], 1), T.add(r([2048], 2, 0.1), 1)]);
+
+      // RoPE on a transposed projection [B, H, S, D] (a strided view), tables in the activations' dtype
+      const angles = T.mul(T.rand([128, 32], 3, { device: backend }), 100);
+      const tables = [T.unary('cos', angles).cast(dtype), T.unary('sin', angles).cast(dtype)];
+      check('rope', (x, cos, sin) => rope(x, cos, sin), [T.transpose(r([2, 128, 8, 64], 4), 1, 2)], tables);
+
+      check('swiglu', (g, u) => swiglu(g, u), [r([64, 2048], 5, 2), r([64, 2048], 6)]);
+
+      // prefill: [2, 8, 64, 64] with 2 KV heads, causal; q and v are transposed views as in the decoder
+      const causal: AttentionOptions = { scale: 1 / 8, causal: true, past: 0, window: null };
+      const q = T.transpose(r([2, 64, 8, 64], 7), 1, 2);
+      const v = T.transpose(r([2, 64, 2, 64], 9), 1, 2);
+      check('attention prefill', (a, b, c) => attention(a, b, c, causal), [q, r([2, 2, 64, 64], 8), v]);
+
+      // decode: one query per head against 300-long views of a KV cache of capacity 320 (strided), past = 299
+      const kCache = T.slice(r([2, 2, 320, 64], 10), 2, 0, 300);
+      const vCache = T.slice(r([2, 2, 320, 64], 11), 2, 0, 300);
+      const q1 = r([2, 8, 1, 64], 12);
+      check('attention decode', (a, b, c) => attention(a, b, c, { ...causal, past: 299 }), [q1, kCache, vCache]);
+      check('attention decode, sliding window', (a, b, c) => attention(a, b, c, { ...causal, past: 299, window: 100 }), [q1, kCache, vCache]);
+
+      // cross-entropy over a 32000-token vocabulary with ignored rows
+      const ids = Array.from({ length: 32 }, (_, i) => (i % 9 === 4 ? -100 : (i * 7919) % 32000));
+      const targets = T.tensor(ids, [32], { dtype: 'int32', device: backend });
+      check('crossEntropy', (x, t) => crossEntropyLoss(x, t), [r([32, 32000], 13, 3)], [targets]);
+
+      // one AdamW step in place on parameters and moments of this dtype
+      const h: AdamWHyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, bc1: 1 - 0.9 ** 3, bc2: 1 - 0.999 ** 3 };
+      const state = [r([65536], 14), r([65536], 15, 0.01), r([65536], 16, 0.001), T.mul(T.rand([65536], 17, { device: backend }), 1e-4).cast(dtype)];
+      const step = (ts: T.Tensor[]): (HostResult | null)[] =>
+        T.tidy(() => {
+          const [p, g, m, v2] = ts.map((t) => T.clone(t));
+          (p.backend as Backend & FusedKernels).adamw(p, g, m, v2, h);
+          return [p, m, v2].map((t) => ({ shape: [...t.shape], dtype: t.dtype, bits: t.toStorageArray() }));
+        });
+      assertCloseToCpu(`${dtype} adamw`, tol, step(state), step(state.map(onCpu)));
+    });
+  }
+});

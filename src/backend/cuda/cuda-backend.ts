@@ -1,10 +1,11 @@
 // The CUDA backend: device storage from the caching allocator, kernels from kernels/*.cu (compiled by
 // NVRTC on first use), all work on the driver's one stream. Results match the CPU reference backend
-// (src/backend/cpu) — bit for bit for everything but transcendental functions and float sums, whose
-// order differs. (op, dtype) pairs without a kernel of their own (fp8, int16/int8/uint8/bool arithmetic)
-// run through float64 temporaries, which is exactly the CPU's float64 arithmetic with one rounding.
+// (src/backend/cpu) bit for bit, except float32 transcendentals (a few ulp) and accumulations (sums,
+// softmax, matmul, scatterAdd onto repeated indices), whose rounding depends on order and precision.
+// (op, dtype) pairs without a kernel of their own (fp8, int16/int8/uint8/bool arithmetic) run through
+// float64 temporaries, which is exactly the CPU's float64 arithmetic with one rounding.
 
-import type { Backend, BinaryOp, CompareOp, ReduceOp, Storage, UnaryOp, View } from '../backend.js';
+import type { AdamWHyper, AttentionOptions, Backend, BinaryOp, CompareOp, FusedKernels, ReduceOp, Storage, UnaryOp, View } from '../backend.js';
 import { allocStorage, DTYPE_INFO, type DType, type StorageArray } from '../../tensor/dtype.js';
 import { contiguousStrides, isContiguous, numel } from '../../tensor/shape.js';
 import { KernelArgs, type CudaDriver, type DevicePtr } from './driver.js';
@@ -12,11 +13,10 @@ import type { Nvrtc } from './nvrtc.js';
 import { CachingAllocator, type DeviceBlock } from './allocator.js';
 import { COMPUTE_DTYPES, K, KernelLoader, type AccDType, type IndexDType, type KernelRef } from './kernels.js';
 import { MATMUL, REDUCE, ROW, STRIDED, matmulPlan, reducePlan, rowPlan, stridedLaunches } from './layout.js';
+import { CudaFused } from './fused.js';
 
-/** A GEMM provider (cuBLASLt); returns false for cases it does not handle, which then use matmul.cu. */
-export interface Gemm {
-  matmul(a: View, b: View, out: View): boolean;
-}
+import type { Gemm } from './cublaslt.js';
+export type { Gemm };
 
 export class CudaStorage implements Storage {
   refs = 0;
@@ -49,7 +49,7 @@ const ONE_BYTE_CONDITIONS: readonly DType[] = ['bool', 'uint8', 'int8'];
 const F32_ACC_SRC: readonly DType[] = ['float32', 'float16', 'bfloat16'];
 const F32_ACC_OUT: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float8_e4m3fn', 'float8_e5m2'];
 
-export class CudaBackend implements Backend {
+export class CudaBackend implements Backend, FusedKernels {
   readonly name = 'cuda';
   readonly kernels: KernelLoader;
   private live = 0;
@@ -59,18 +59,20 @@ export class CudaBackend implements Backend {
   /** fill fresh allocations with 0xff bytes (NaN / -1) to expose reads of uninitialised memory */
   private readonly poison = process.env.MOPT_CUDA_POISON === '1';
 
-  // one argument block per launch site, rewritten per call (cuLaunchKernel copies it at launch)
+  // one argument block per launch site, rewritten per call (cuLaunchKernel copies it at launch). Every
+  // kernel's parameter list ends on an 8-byte boundary: cuLaunchKernel rejects a buffer size that
+  // includes tail padding, and KernelArgs rounds its size up to 8.
   private readonly args = {
     ew2: new KernelArgs([[STRIDED.SIZE, 8], 8, 8]),
     ew3: new KernelArgs([[STRIDED.SIZE, 8], 8, 8, 8]),
     ew4: new KernelArgs([[STRIDED.SIZE, 8], 8, 8, 8, 8]),
     fill: new KernelArgs([[STRIDED.SIZE, 8], 8, 8]),
-    random: new KernelArgs([[STRIDED.SIZE, 8], 8, 4]),
+    random: new KernelArgs([[STRIDED.SIZE, 8], 8, 8]),
     gather: new KernelArgs([[STRIDED.SIZE, 8], 8, 8, 8, 8, 8, 8]),
     check: new KernelArgs([[STRIDED.SIZE, 8], 8, 8, 8]),
     scatter: new KernelArgs([[STRIDED.SIZE, 8], 8, 8, 8, 8, 8]),
     reduce: new KernelArgs([[REDUCE.SIZE, 8], 8, 8, 8]),
-    finish: new KernelArgs([[REDUCE.SIZE, 8], 8, 8, 4]),
+    finish: new KernelArgs([[REDUCE.SIZE, 8], 8, 8, 8]),
     softmax: new KernelArgs([[ROW.SIZE, 8], 8, 8]),
     matmul: new KernelArgs([[MATMUL.SIZE, 8], 8, 8, 8]),
   };
@@ -183,7 +185,7 @@ export class CudaBackend implements Backend {
 
   random(kind: 'uniform' | 'normal', seed: number, out: View): void {
     // seed >>> 0 as the CPU's uniformAt reduces it
-    this.elementwise(K.random(kind, out.storage.dtype), this.args.random, out.shape, [this.op(out)], (a) => a.u32(2, seed >>> 0));
+    this.elementwise(K.random(kind, out.storage.dtype), this.args.random, out.shape, [this.op(out)], (a) => a.i64(2, seed >>> 0));
   }
 
   // ---- reductions -----------------------------------------------------------------------------
@@ -230,7 +232,7 @@ export class CudaBackend implements Backend {
       const a = this.args.reduce.bytes(0, plan.bytes).ptr(1, this.ptrOf(out)).ptr(2, this.ptrOf(x)).ptr(3, partial?.ptr ?? 0);
       this.launch(k, plan.grid, plan.block, a);
       if (partial !== null) {
-        const f = this.args.finish.bytes(0, plan.bytes).ptr(1, this.ptrOf(out)).ptr(2, partial.ptr).i32(3, plan.splits);
+        const f = this.args.finish.bytes(0, plan.bytes).ptr(1, this.ptrOf(out)).ptr(2, partial.ptr).i64(3, plan.splits);
         this.launch(finish, [this.gridFor(plan.nOut), 1, 1], [BLOCK, 1, 1], f);
       }
     } finally {
@@ -340,6 +342,23 @@ export class CudaBackend implements Backend {
     const v = Number(value[0]);
     throw new RangeError(`${op}: index ${v < 0 ? v + size : v} is out of bounds for a dimension of size ${size}`);
   }
+
+  // ---- fused routines: src/backend/cuda/fused.ts ---------------------------------------------
+
+  private fusedImpl: CudaFused | null = null;
+  private get fused(): CudaFused {
+    return (this.fusedImpl ??= new CudaFused(this, (v) => this.ptrOf(v)));
+  }
+  rmsNorm(x: View, weight: View, eps: number, out: View, rstd: View): void { this.fused.rmsNorm(x, weight, eps, out, rstd); }
+  rmsNormBackward(x: View, weight: View, rstd: View, gOut: View, gx: View, gw: View): void { this.fused.rmsNormBackward(x, weight, rstd, gOut, gx, gw); }
+  rope(x: View, cos: View, sin: View, inverse: boolean, out: View): void { this.fused.rope(x, cos, sin, inverse, out); }
+  swiglu(gate: View, up: View, out: View): void { this.fused.swiglu(gate, up, out); }
+  swigluBackward(gate: View, up: View, gOut: View, gGate: View, gUp: View): void { this.fused.swigluBackward(gate, up, gOut, gGate, gUp); }
+  attention(q: View, k: View, v: View, o: AttentionOptions, out: View, lse: View): void { this.fused.attention(q, k, v, o, out, lse); }
+  attentionBackward(q: View, k: View, v: View, out: View, lse: View, gOut: View, o: AttentionOptions, gq: View, gk: View, gv: View): void { this.fused.attentionBackward(q, k, v, out, lse, gOut, o, gq, gk, gv); }
+  crossEntropy(logits: View, targets: View, ignoreIndex: number, losses: View, lse: View): void { this.fused.crossEntropy(logits, targets, ignoreIndex, losses, lse); }
+  crossEntropyBackward(logits: View, targets: View, lse: View, gLoss: View, ignoreIndex: number, gLogits: View): void { this.fused.crossEntropyBackward(logits, targets, lse, gLoss, ignoreIndex, gLogits); }
+  adamw(param: View, grad: View, m: View, v: View, h: AdamWHyper): void { this.fused.adamw(param, grad, m, v, h); }
 
   // ---- plumbing -------------------------------------------------------------------------------
 

@@ -51,9 +51,12 @@ export class KernelArgs {
       this.offsets.push(off);
       off += size;
     }
-    this.size = Math.max(8, Math.ceil(off / 8) * 8);
-    this.buf = koffi.alloc('uint8_t', this.size);
-    this.view = new DataView(koffi.view(this.buf, this.size));
+    // the driver wants the exact end of the last parameter: a size that includes tail padding is
+    // rejected (CUDA_ERROR_INVALID_VALUE) for kernels whose last parameter is narrower than 8 bytes
+    this.size = off;
+    const capacity = Math.max(8, Math.ceil(off / 8) * 8);
+    this.buf = koffi.alloc('uint8_t', capacity);
+    this.view = new DataView(koffi.view(this.buf, capacity));
     this.sizeCell = koffi.alloc('uint64_t', 1);
     new DataView(koffi.view(this.sizeCell, 8)).setBigUint64(0, BigInt(this.size), true);
     this.extra = koffi.alloc('uint64_t', 5);

@@ -12,8 +12,9 @@ import { BINARY_OPS, COMPARE_OPS, REDUCE_OPS, UNARY_OPS, type BinaryOp, type Com
 import { DTYPES, type DType } from '../../tensor/dtype.js';
 import type { CudaDriver, Handle } from './driver.js';
 import type { Nvrtc } from './nvrtc.js';
+import { fusedKernelRefs } from './fused-kernels.js';
 
-export const KERNEL_FILES = ['elementwise', 'reduce', 'softmax', 'index', 'random', 'matmul'] as const;
+export const KERNEL_FILES = ['elementwise', 'reduce', 'softmax', 'index', 'random', 'matmul', 'rmsnorm', 'pointwise', 'cross_entropy', 'attention', 'attention_bwd'] as const;
 export type KernelFile = (typeof KERNEL_FILES)[number];
 
 export interface KernelRef {
@@ -116,6 +117,7 @@ export function allKernelRefs(): KernelRef[] {
     for (const idx of INDEX_DTYPES) out.push(K.gather(bytes, idx));
   }
   for (const idx of INDEX_DTYPES) out.push(K.indexCheck(idx));
+  out.push(...fusedKernelRefs());
   return out.filter((r): r is KernelRef => r !== null);
 }
 

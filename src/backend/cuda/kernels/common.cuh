@@ -18,6 +18,10 @@
 #define MOPT_MAX_DIMS 8
 #define MOPT_MAX_OPS 4
 #define MOPT_DEV static __device__ __forceinline__
+// Kernel entry points: extern "C" (plain names for cuModuleGetFunction) and bounded to the 256 threads
+// per block their launches use, so the compiler never gives a thread more registers than such a block
+// can have (float64 math otherwise may: CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES on sm_90).
+#define MOPT_KERNEL extern "C" __global__ void __launch_bounds__(256)
 
 typedef long long i64_t;
 typedef unsigned long long u64_t;

@@ -13,7 +13,7 @@
 // ---------------------------------------------------------------------------------------------------
 // Scalar ops. f(x) takes the compute type and returns the type it was computed in (store() rounds once).
 
-#define MOPT_UNARY_OPS_WITH(X, a)                                                                      \
+#define MOPT_UNARY_OPS_WITH(X, a)                                                                   \
   X(a, neg) X(a, exp) X(a, log) X(a, sqrt) X(a, rsqrt) X(a, sin) X(a, cos) X(a, tanh) X(a, sigmoid) \
   X(a, silu) X(a, abs) X(a, reciprocal) X(a, relu) X(a, sign) X(a, square)
 #define MOPT_BINARY_OPS_WITH(X, a) X(a, add) X(a, sub) X(a, mul) X(a, div) X(a, maximum) X(a, minimum) X(a, pow)
@@ -133,22 +133,22 @@ MOPT_DEV void copy_raw_body(const Strided& L, W* out, const W* x) {
 #define MOPT_COMPARE_DTYPES(X) X(f64) X(f32) X(f16) X(bf16) X(i64) X(i32) X(b8)
 // dtype conversions with their own kernel: every pair of the common dtypes, the rare dtypes to and from
 // float64 (the route for all other pairs), and fp8 to and from the float types it is quantized from
-#define MOPT_CONVERT_PAIRS(X)                                                                              \
-  X(f64, f32) X(f64, f16) X(f64, bf16) X(f64, i64) X(f64, i32) X(f64, b8)                                 \
-  X(f32, f64) X(f32, f16) X(f32, bf16) X(f32, i64) X(f32, i32) X(f32, b8)                                 \
-  X(f16, f64) X(f16, f32) X(f16, bf16) X(f16, i64) X(f16, i32) X(f16, b8)                                 \
-  X(bf16, f64) X(bf16, f32) X(bf16, f16) X(bf16, i64) X(bf16, i32) X(bf16, b8)                            \
-  X(i64, f64) X(i64, f32) X(i64, f16) X(i64, bf16) X(i64, i32) X(i64, b8)                                 \
-  X(i32, f64) X(i32, f32) X(i32, f16) X(i32, bf16) X(i32, i64) X(i32, b8)                                 \
-  X(b8, f64) X(b8, f32) X(b8, f16) X(b8, bf16) X(b8, i64) X(b8, i32)                                      \
-  X(e4m3, f64) X(e5m2, f64) X(i16, f64) X(i8, f64) X(u8, f64)                                            \
-  X(f64, e4m3) X(f64, e5m2) X(f64, i16) X(f64, i8) X(f64, u8)                                            \
-  X(e4m3, f32) X(e4m3, f16) X(e4m3, bf16) X(e5m2, f32) X(e5m2, f16) X(e5m2, bf16)                         \
+#define MOPT_CONVERT_PAIRS(X)                                                     \
+  X(f64, f32) X(f64, f16) X(f64, bf16) X(f64, i64) X(f64, i32) X(f64, b8)         \
+  X(f32, f64) X(f32, f16) X(f32, bf16) X(f32, i64) X(f32, i32) X(f32, b8)         \
+  X(f16, f64) X(f16, f32) X(f16, bf16) X(f16, i64) X(f16, i32) X(f16, b8)         \
+  X(bf16, f64) X(bf16, f32) X(bf16, f16) X(bf16, i64) X(bf16, i32) X(bf16, b8)    \
+  X(i64, f64) X(i64, f32) X(i64, f16) X(i64, bf16) X(i64, i32) X(i64, b8)         \
+  X(i32, f64) X(i32, f32) X(i32, f16) X(i32, bf16) X(i32, i64) X(i32, b8)         \
+  X(b8, f64) X(b8, f32) X(b8, f16) X(b8, bf16) X(b8, i64) X(b8, i32)              \
+  X(e4m3, f64) X(e5m2, f64) X(i16, f64) X(i8, f64) X(u8, f64)                     \
+  X(f64, e4m3) X(f64, e5m2) X(f64, i16) X(f64, i8) X(f64, u8)                     \
+  X(e4m3, f32) X(e4m3, f16) X(e4m3, bf16) X(e5m2, f32) X(e5m2, f16) X(e5m2, bf16) \
   X(f32, e4m3) X(f16, e4m3) X(bf16, e4m3) X(f32, e5m2) X(f16, e5m2) X(bf16, e5m2)
 
-#define MOPT_DEF_UNARY(T, name)                                                                   \
-  extern "C" __global__ void unary_##name##_##T(Strided L, dt::T::S* out, const dt::T::S* x) { \
-    unary_body<op::name, dt::T>(L, out, x);                                                       \
+#define MOPT_DEF_UNARY(T, name)                                                 \
+  MOPT_KERNEL unary_##name##_##T(Strided L, dt::T::S* out, const dt::T::S* x) { \
+    unary_body<op::name, dt::T>(L, out, x);                                     \
   }
 #define MOPT_UNARY_ALL(T) MOPT_UNARY_OPS_WITH(MOPT_DEF_UNARY, T)
 // on integers only the ops the tensor front end allows (src/tensor/ops/elementwise.ts unary)
@@ -156,36 +156,36 @@ MOPT_DEV void copy_raw_body(const Strided& L, W* out, const W* x) {
 MOPT_UNARY_FLOAT_DTYPES(MOPT_UNARY_ALL)
 MOPT_UNARY_INT_DTYPES(MOPT_UNARY_INT)
 
-#define MOPT_DEF_BINARY(T, name)                                                                                     \
-  extern "C" __global__ void binary_##name##_##T(Strided L, dt::T::S* out, const dt::T::S* a, const dt::T::S* b) { \
-    binary_body<op::name, dt::T>(L, out, a, b);                                                                      \
+#define MOPT_DEF_BINARY(T, name)                                                                    \
+  MOPT_KERNEL binary_##name##_##T(Strided L, dt::T::S* out, const dt::T::S* a, const dt::T::S* b) { \
+    binary_body<op::name, dt::T>(L, out, a, b);                                                     \
   }
 #define MOPT_BINARY_FOR(T) MOPT_BINARY_OPS_WITH(MOPT_DEF_BINARY, T)
 MOPT_COMPUTE_DTYPES(MOPT_BINARY_FOR)
 
-#define MOPT_DEF_COMPARE(T, name)                                                                              \
-  extern "C" __global__ void compare_##name##_##T(Strided L, u8_t* out, const dt::T::S* a, const dt::T::S* b) { \
-    compare_body<op::name, dt::T>(L, out, a, b);                                                               \
+#define MOPT_DEF_COMPARE(T, name)                                                                \
+  MOPT_KERNEL compare_##name##_##T(Strided L, u8_t* out, const dt::T::S* a, const dt::T::S* b) { \
+    compare_body<op::name, dt::T>(L, out, a, b);                                                 \
   }
 #define MOPT_COMPARE_FOR(T) MOPT_COMPARE_OPS_WITH(MOPT_DEF_COMPARE, T)
 MOPT_COMPARE_DTYPES(MOPT_COMPARE_FOR)
 
-#define MOPT_DEF_WHERE(T)                                                                                               \
-  extern "C" __global__ void where_##T(Strided L, dt::T::S* out, const u8_t* cond, const dt::T::S* a, const dt::T::S* b) { \
-    where_body<dt::T>(L, out, cond, a, b);                                                                              \
+#define MOPT_DEF_WHERE(T)                                                                                   \
+  MOPT_KERNEL where_##T(Strided L, dt::T::S* out, const u8_t* cond, const dt::T::S* a, const dt::T::S* b) { \
+    where_body<dt::T>(L, out, cond, a, b);                                                                  \
   }
 MOPT_DTYPES(MOPT_DEF_WHERE)
 
-#define MOPT_DEF_FILL(T) \
-  extern "C" __global__ void fill_##T(Strided L, dt::T::S* out, double value) { fill_body<dt::T>(L, out, value); }
+#define MOPT_DEF_FILL(T)                                                                            \
+  MOPT_KERNEL fill_##T(Strided L, dt::T::S* out, double value) { fill_body<dt::T>(L, out, value); }
 MOPT_DTYPES(MOPT_DEF_FILL)
 
-#define MOPT_DEF_CONVERT(From, To)                                                                         \
-  extern "C" __global__ void copy_##From##_to_##To(Strided L, dt::To::S* out, const dt::From::S* x) { \
-    convert_body<dt::From, dt::To>(L, out, x);                                                             \
+#define MOPT_DEF_CONVERT(From, To)                                                     \
+  MOPT_KERNEL copy_##From##_to_##To(Strided L, dt::To::S* out, const dt::From::S* x) { \
+    convert_body<dt::From, dt::To>(L, out, x);                                         \
   }
 MOPT_CONVERT_PAIRS(MOPT_DEF_CONVERT)
 
-#define MOPT_DEF_COPY_RAW(name, W) \
-  extern "C" __global__ void copy_raw_##name(Strided L, W* out, const W* x) { copy_raw_body<W>(L, out, x); }
+#define MOPT_DEF_COPY_RAW(name, W)                                                            \
+  MOPT_KERNEL copy_raw_##name(Strided L, W* out, const W* x) { copy_raw_body<W>(L, out, x); }
 MOPT_WORDS(MOPT_DEF_COPY_RAW)

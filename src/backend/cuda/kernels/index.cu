@@ -50,28 +50,28 @@ MOPT_DEV void scatter_add_body(const Strided& L, A* target, const I* index, cons
 
 #define MOPT_INDEX_TYPES_WITH(X, a) X(a, i32, int) X(a, i64, i64_t)
 
-#define MOPT_DEF_GATHER(W, I, IT)                                                                                     \
-  extern "C" __global__ void gather_##W##_##I(Strided L, W##_t* out, const IT* index, const W##_t* x, i64_t size,   \
-                                              i64_t axis_stride, u64_t* err) {                                      \
-    gather_body<W##_t, IT>(L, out, index, x, size, axis_stride, err);                                               \
+#define MOPT_DEF_GATHER(W, I, IT)                                                                  \
+  MOPT_KERNEL gather_##W##_##I(Strided L, W##_t* out, const IT* index, const W##_t* x, i64_t size, \
+                                              i64_t axis_stride, u64_t* err) {                     \
+    gather_body<W##_t, IT>(L, out, index, x, size, axis_stride, err);                              \
   }
 #define MOPT_GATHER_FOR(name, W) MOPT_INDEX_TYPES_WITH(MOPT_DEF_GATHER, name)
 MOPT_WORDS(MOPT_GATHER_FOR)
 
-#define MOPT_DEF_CHECK(unused, I, IT) \
-  extern "C" __global__ void index_check_##I(Strided L, const IT* index, i64_t size, u64_t* err) { check_body<IT>(L, index, size, err); }
+#define MOPT_DEF_CHECK(unused, I, IT)                                                                                      \
+  MOPT_KERNEL index_check_##I(Strided L, const IT* index, i64_t size, u64_t* err) { check_body<IT>(L, index, size, err); }
 MOPT_INDEX_TYPES_WITH(MOPT_DEF_CHECK, _)
 
 // scatter_add_<src dtype>_<index dtype>_<accumulator dtype>: float32 accumulators for the float32-computed
 // dtypes, float64 for all (the host picks; other src dtypes are converted to float64 first)
-#define MOPT_SCATTER_SRC_ACC(X, I, IT)                                                                    \
-  X(f32, f32, float, I, IT) X(f16, f32, float, I, IT) X(bf16, f32, float, I, IT)                          \
+#define MOPT_SCATTER_SRC_ACC(X, I, IT)                                                                         \
+  X(f32, f32, float, I, IT) X(f16, f32, float, I, IT) X(bf16, f32, float, I, IT)                               \
   X(f64, f64, double, I, IT) X(f32, f64, double, I, IT) X(f16, f64, double, I, IT) X(bf16, f64, double, I, IT) \
   X(i64, f64, double, I, IT) X(i32, f64, double, I, IT)
-#define MOPT_DEF_SCATTER(T, A, AT, I, IT)                                                                          \
-  extern "C" __global__ void scatter_add_##T##_##I##_##A(Strided L, AT* target, const IT* index, const dt::T::S* src, \
-                                                         i64_t size, i64_t axis_stride) {                          \
-    scatter_add_body<dt::T, IT, AT>(L, target, index, src, size, axis_stride);                                   \
+#define MOPT_DEF_SCATTER(T, A, AT, I, IT)                                                              \
+  MOPT_KERNEL scatter_add_##T##_##I##_##A(Strided L, AT* target, const IT* index, const dt::T::S* src, \
+                                                         i64_t size, i64_t axis_stride) {              \
+    scatter_add_body<dt::T, IT, AT>(L, target, index, src, size, axis_stride);                         \
   }
 #define MOPT_SCATTER_FOR(unused, I, IT) MOPT_SCATTER_SRC_ACC(MOPT_DEF_SCATTER, I, IT)
 MOPT_INDEX_TYPES_WITH(MOPT_SCATTER_FOR, _)

@@ -86,9 +86,9 @@ MOPT_DEV void matmul_body(const MatmulLayout& L, typename T::S* out, const typen
   }
 }
 
-#define MOPT_DEF_MATMUL(T)                                                                                      \
-  extern "C" __global__ void __launch_bounds__(256) matmul_##T(MatmulLayout L, dt::T::S* out, const dt::T::S* a, \
-                                                               const dt::T::S* b) {                            \
-    matmul_body<dt::T>(L, out, a, b);                                                                           \
+#define MOPT_DEF_MATMUL(T)                                                          \
+  MOPT_KERNEL matmul_##T(MatmulLayout L, dt::T::S* out, const dt::T::S* a,          \
+                                                               const dt::T::S* b) { \
+    matmul_body<dt::T>(L, out, a, b);                                               \
   }
 MOPT_COMPUTE_DTYPES(MOPT_DEF_MATMUL)

@@ -28,7 +28,8 @@ MOPT_DEV double normal_at(u32_t seed, u64_t i) {
   return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);  // 2 * Math.PI
 }
 
-// `seed` is the CPU's `seed >>> 0` (the host passes it reduced to 32 bits). A uniform draw is capped at
+// `seed` is the CPU's `seed >>> 0` (the host passes it reduced to 32 bits, in a 64-bit parameter so the
+// parameter list has no tail padding: cuLaunchKernel wants the exact, unpadded size of its buffer). A uniform draw is capped at
 // the dtype's largest value below 1 so that rounding cannot produce 1 (cpu-backend.ts BELOW_ONE).
 template <class T>
 MOPT_DEV void uniform_body(const Strided& L, typename T::S* out, u32_t seed) {
@@ -40,9 +41,8 @@ MOPT_DEV void normal_body(const Strided& L, typename T::S* out, u32_t seed) {
   for_each_strided<1>(L, [&](u64_t i, const i64_t* o) { out[o[0]] = T::store(normal_at(seed, i)); });
 }
 
-// __launch_bounds__(256): the float64 log/cos of the normal draw need many registers; without the bound
-// the compiler may use more than a 256-thread block can have (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES on sm_90)
-#define MOPT_DEF_RANDOM(T)                                                                                          \
-  extern "C" __global__ void __launch_bounds__(256) random_uniform_##T(Strided L, dt::T::S* out, u32_t seed) { uniform_body<dt::T>(L, out, seed); } \
-  extern "C" __global__ void __launch_bounds__(256) random_normal_##T(Strided L, dt::T::S* out, u32_t seed) { normal_body<dt::T>(L, out, seed); }
+// (MOPT_KERNEL bounds the kernels to 256 threads: the float64 log/cos of the normal draw need many registers)
+#define MOPT_DEF_RANDOM(T)                                                                                    \
+  MOPT_KERNEL random_uniform_##T(Strided L, dt::T::S* out, u64_t seed) { uniform_body<dt::T>(L, out, (u32_t)seed); } \
+  MOPT_KERNEL random_normal_##T(Strided L, dt::T::S* out, u64_t seed) { normal_body<dt::T>(L, out, (u32_t)seed); }
 MOPT_DTYPES(MOPT_DEF_RANDOM)

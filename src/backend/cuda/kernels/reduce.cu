@@ -171,12 +171,12 @@ MOPT_DEV void finish_body(const ReduceLayout& L, typename R::Out* out, const typ
   }
 }
 
-#define MOPT_DEF_REDUCE(name, R, T)                                                                            \
-  extern "C" __global__ void name##_##T(ReduceLayout L, R<dt::T>::Out* out, const dt::T::S* x, void* partial) { \
-    reduce_body<R<dt::T>, dt::T>(L, out, x, (R<dt::T>::Acc*)partial);                                          \
-  }                                                                                                            \
-  extern "C" __global__ void name##_##T##_finish(ReduceLayout L, R<dt::T>::Out* out, const void* partial, int splits) { \
-    finish_body<R<dt::T>>(L, out, (const R<dt::T>::Acc*)partial, splits);                                     \
+#define MOPT_DEF_REDUCE(name, R, T)                                                                      \
+  MOPT_KERNEL name##_##T(ReduceLayout L, R<dt::T>::Out* out, const dt::T::S* x, void* partial) {         \
+    reduce_body<R<dt::T>, dt::T>(L, out, x, (R<dt::T>::Acc*)partial);                                    \
+  }                                                                                                      \
+  MOPT_KERNEL name##_##T##_finish(ReduceLayout L, R<dt::T>::Out* out, const void* partial, i64_t splits) { \
+    finish_body<R<dt::T>>(L, out, (const R<dt::T>::Acc*)partial, (int)splits);                                \
   }
 #define MOPT_REDUCE_FOR(T)             \
   MOPT_DEF_REDUCE(reduce_sum, SumR, T) \

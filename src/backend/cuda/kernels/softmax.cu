@@ -96,11 +96,11 @@ MOPT_DEV void softmax_body(const RowLayout& L, typename T::S* out, const typenam
   }
 }
 
-#define MOPT_DEF_SOFTMAX(T)                                                                               \
-  extern "C" __global__ void softmax_##T(RowLayout L, dt::T::S* out, const dt::T::S* x) {             \
-    softmax_body<dt::T, false>(L, out, x);                                                               \
-  }                                                                                                       \
-  extern "C" __global__ void log_softmax_##T(RowLayout L, dt::T::S* out, const dt::T::S* x) {         \
-    softmax_body<dt::T, true>(L, out, x);                                                                \
+#define MOPT_DEF_SOFTMAX(T)                                                    \
+  MOPT_KERNEL softmax_##T(RowLayout L, dt::T::S* out, const dt::T::S* x) {     \
+    softmax_body<dt::T, false>(L, out, x);                                     \
+  }                                                                            \
+  MOPT_KERNEL log_softmax_##T(RowLayout L, dt::T::S* out, const dt::T::S* x) { \
+    softmax_body<dt::T, true>(L, out, x);                                      \
   }
 MOPT_COMPUTE_DTYPES(MOPT_DEF_SOFTMAX)

@@ -1,0 +1,70 @@
+// Names of the fused-routine kernels (kernels/rmsnorm.cu, pointwise.cu, cross_entropy.cu, attention.cu,
+// attention_bwd.cu), built here and nowhere else; the tables mirror the macro lists at the end of those
+// files, and fusedKernelRefs() feeds kernels.ts allKernelRefs() so test/backend/cuda-sources.test.ts
+// checks every name against the sources.
+//
+// Only types are imported from kernels.ts: kernels.ts imports this module, and a value import back
+// would make the two modules a cycle.
+
+import type { DType } from '../../tensor/dtype.js';
+import type { IndexDType, KernelFile, KernelRef } from './kernels.js';
+
+/** dtypes the fused kernels are stamped out for (fused.cuh MOPT_FUSED_DTYPES) */
+export type FusedDType = 'float64' | 'float32' | 'float16' | 'bfloat16';
+export const FUSED_DTYPES: readonly FusedDType[] = ['float64', 'float32', 'float16', 'bfloat16'];
+
+/** dtypes and padded head dims of the flash attention kernels (attention.cuh MOPT_FLASH_ALL) */
+export type FlashDType = Exclude<FusedDType, 'float64'>;
+export const FLASH_DTYPES: readonly FlashDType[] = ['float32', 'float16', 'bfloat16'];
+export const FLASH_DIMS = [32, 64, 128] as const;
+export type FlashDim = (typeof FLASH_DIMS)[number];
+
+// kernels.ts DTYPE_SUFFIX for the dtypes used here
+const SFX: { readonly [K in FusedDType | IndexDType]: string } = {
+  float64: 'f64', float32: 'f32', float16: 'f16', bfloat16: 'bf16', int32: 'i32', int64: 'i64',
+};
+
+export function isFusedDType(d: DType): d is FusedDType {
+  return (FUSED_DTYPES as readonly DType[]).includes(d);
+}
+export function isFlashDType(d: DType): d is FlashDType {
+  return (FLASH_DTYPES as readonly DType[]).includes(d);
+}
+
+const ref = (file: KernelFile, name: string): KernelRef => ({ file, name });
+
+export const FK = {
+  rmsNorm: (d: FusedDType): KernelRef => ref('rmsnorm', `rms_norm_${SFX[d]}`),
+  rmsNormBwd: (d: FusedDType): KernelRef => ref('rmsnorm', `rms_norm_bwd_${SFX[d]}`),
+  rmsNormGw: (d: FusedDType): KernelRef => ref('rmsnorm', `rms_norm_gw_${SFX[d]}`),
+  rope: (x: FusedDType, table: FusedDType): KernelRef => ref('pointwise', `rope_${SFX[x]}_${SFX[table]}`),
+  swiglu: (d: FusedDType): KernelRef => ref('pointwise', `swiglu_${SFX[d]}`),
+  swigluBwd: (d: FusedDType): KernelRef => ref('pointwise', `swiglu_bwd_${SFX[d]}`),
+  adamw: (d: FusedDType): KernelRef => ref('pointwise', `adamw_${SFX[d]}`),
+  crossEntropy: (d: FusedDType, idx: IndexDType): KernelRef => ref('cross_entropy', `cross_entropy_${SFX[d]}_${SFX[idx]}`),
+  crossEntropyBwd: (d: FusedDType, idx: IndexDType): KernelRef => ref('cross_entropy', `cross_entropy_bwd_${SFX[d]}_${SFX[idx]}`),
+  attnFwd: (d: FlashDType, dp: FlashDim): KernelRef => ref('attention', `attn_fwd_${SFX[d]}_d${dp}`),
+  attnDecode: (d: FlashDType, dp: FlashDim): KernelRef => ref('attention', `attn_decode_${SFX[d]}_d${dp}`),
+  attnCombine: (d: FusedDType): KernelRef => ref('attention', `attn_combine_${SFX[d]}`),
+  attnFwdGeneric: (d: FusedDType): KernelRef => ref('attention', `attn_fwd_generic_${SFX[d]}`),
+  attnBwdDelta: (d: FusedDType): KernelRef => ref('attention_bwd', `attn_bwd_delta_${SFX[d]}`),
+  attnBwdDq: (d: FlashDType, dp: FlashDim): KernelRef => ref('attention_bwd', `attn_bwd_dq_${SFX[d]}_d${dp}`),
+  attnBwdDkv: (d: FlashDType, dp: FlashDim): KernelRef => ref('attention_bwd', `attn_bwd_dkv_${SFX[d]}_d${dp}`),
+  attnBwdDqGeneric: (d: FusedDType): KernelRef => ref('attention_bwd', `attn_bwd_dq_generic_${SFX[d]}`),
+  attnBwdDkvGeneric: (d: FusedDType): KernelRef => ref('attention_bwd', `attn_bwd_dkv_generic_${SFX[d]}`),
+};
+
+/** Every fused kernel the backend can launch (for the source cross-check test). */
+export function fusedKernelRefs(): KernelRef[] {
+  const out: KernelRef[] = [];
+  for (const d of FUSED_DTYPES) {
+    out.push(FK.rmsNorm(d), FK.rmsNormBwd(d), FK.rmsNormGw(d), FK.swiglu(d), FK.swigluBwd(d), FK.adamw(d));
+    for (const t of FUSED_DTYPES) out.push(FK.rope(d, t));
+    for (const idx of ['int32', 'int64'] as const) out.push(FK.crossEntropy(d, idx), FK.crossEntropyBwd(d, idx));
+    out.push(FK.attnCombine(d), FK.attnFwdGeneric(d), FK.attnBwdDelta(d), FK.attnBwdDqGeneric(d), FK.attnBwdDkvGeneric(d));
+  }
+  for (const d of FLASH_DTYPES) {
+    for (const dp of FLASH_DIMS) out.push(FK.attnFwd(d, dp), FK.attnDecode(d, dp), FK.attnBwdDq(d, dp), FK.attnBwdDkv(d, dp));
+  }
+  return out;
+}
