@@ -143,13 +143,15 @@ export class CublasLt implements Gemm {
     if (plan === null) return false;
     const [alpha, beta] = t.scale === 'f64' ? [this.one64, this.zero64] : [this.one32, this.zero32];
     const c = this.addressOf(out);
-    this.check(
-      'cublasLtMatmul',
-      this.f.cublasLtMatmul(
-        this.handle, plan.desc, alpha,
-        this.addressOf(b), plan.aDesc, this.addressOf(a), plan.bDesc,
-        beta, c, plan.cDesc, c, plan.cDesc,
-        plan.algo, this.workspace, this.workspaceBytes, this.driver.stream,
+    this.driver.profiled(`cublasLt ${dtype} ${m}x${n}x${k}${batch > 1 ? ` b${batch}` : ''}`, () =>
+      this.check(
+        'cublasLtMatmul',
+        this.f.cublasLtMatmul(
+          this.handle, plan.desc, alpha,
+          this.addressOf(b), plan.aDesc, this.addressOf(a), plan.bDesc,
+          beta, c, plan.cDesc, c, plan.cDesc,
+          plan.algo, this.workspace, this.workspaceBytes, this.driver.stream,
+        ),
       ),
     );
     return true;

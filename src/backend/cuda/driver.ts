@@ -106,10 +106,21 @@ export interface DeviceInfo {
   totalMemory: number;
 }
 
+/** Per-kernel device time when profiling (MOPT_CUDA_PROFILE=1): event pairs around every launch. */
+interface ProfileEntry {
+  name: string;
+  start: Handle;
+  end: Handle;
+}
+
 export class CudaDriver {
   readonly info: DeviceInfo;
   readonly stream: Handle;
   private readonly f: Record<string, Fn> = {};
+  private profiling = process.env.MOPT_CUDA_PROFILE === '1';
+  private readonly pending: ProfileEntry[] = [];
+  private readonly eventPool: Handle[] = [];
+  private readonly totals = new Map<string, { ms: number; calls: number }>();
 
   private constructor(private readonly lib: LibraryHandle, ordinal: number) {
     this.bind();
@@ -266,7 +277,51 @@ export class CudaDriver {
     };
     return { maxThreadsPerBlock: get(0), staticSharedBytes: get(1), localBytes: get(3), registers: get(4) };
   }
+  /** Runs `work` (which enqueues device work) between two profiling events when profiling is on. */
+  profiled(name: string, work: () => void): void {
+    if (!this.profiling) {
+      work();
+      return;
+    }
+    const start = this.eventPool.pop() ?? this.eventCreate();
+    const end = this.eventPool.pop() ?? this.eventCreate();
+    this.eventRecord(start);
+    work();
+    this.eventRecord(end);
+    this.pending.push({ name, start, end });
+    if (this.pending.length >= 4096) this.collectProfile();
+  }
+
+  private collectProfile(): void {
+    for (const e of this.pending) {
+      const ms = this.eventElapsedMs(e.start, e.end);
+      const t = this.totals.get(e.name) ?? { ms: 0, calls: 0 };
+      t.ms += ms;
+      t.calls++;
+      this.totals.set(e.name, t);
+      this.eventPool.push(e.start, e.end);
+    }
+    this.pending.length = 0;
+  }
+
+  /** Device time per kernel name since the last reset, largest first (empty unless MOPT_CUDA_PROFILE=1). */
+  profileReport(reset = true): { name: string; ms: number; calls: number }[] {
+    this.collectProfile();
+    const rows = [...this.totals.entries()].map(([name, t]) => ({ name, ...t })).sort((a, b) => b.ms - a.ms);
+    if (reset) this.totals.clear();
+    return rows;
+  }
+
+  setProfiling(on: boolean): void {
+    this.collectProfile();
+    this.profiling = on;
+  }
+
   launch(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name = 'kernel'): void {
+    this.profiled(name, () => this.launchNow(fn, grid, block, sharedBytes, args, name));
+  }
+
+  private launchNow(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name: string): void {
     const code = this.f.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, null, args.extra);
     if (code === 701 /* CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES */) {
       const r = this.functionResources(fn);
