@@ -16,7 +16,7 @@ export function buildProgram(): Command {
     .name('mopt')
     .description(
       'mopt makes LLMs cheaper and faster to serve. It reads Hugging Face checkpoints (config.json + safetensors + ' +
-        'tokenizer.json) and runs Llama, Mistral, Qwen2 and Qwen3 decoders in TypeScript, on the CPU.',
+        'tokenizer.json) and runs Llama, Mistral, Qwen2 and Qwen3 decoders in TypeScript, on the CPU or an NVIDIA GPU (--device cuda).',
     )
     .addHelpText(
       'after',

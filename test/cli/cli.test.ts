@@ -117,3 +117,13 @@ test('--device cuda gives the CPU results (generate, eval ppl)', { skip: process
   const bf = JSON.parse(mopt('eval', 'ppl', '--model', STORIES_HF, '--data', join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'), '--max-tokens', '1024', '--seq-len', '256', '--device', 'cuda', '--dtype', 'bfloat16', '--json').stdout) as { ppl: number };
   assert.ok(Math.abs(bf.ppl - c) < 0.02 * c, `bfloat16 on cuda ${bf.ppl} vs float32 ${c}`);
 });
+
+test('--device cuda without a CUDA driver fails with one sentence saying what to install', { skip: process.env.MOPT_TEST_CUDA === '1' ? 'this machine has CUDA' : false }, () => {
+  const r = mopt('generate', '--model', STORIES_HF, '--prompt-ids', '1', '--max-new-tokens', '2', '--device', 'cuda', '--json');
+  if (r.code === 0) return; // a machine with a working CUDA install: nothing to check here
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /CUDA is not usable: .* not found .*install .* or run with --device cpu/);
+  // and the CPU path is unaffected in the same install
+  assert.equal(mopt('generate', '--model', STORIES_HF, '--prompt-ids', '1', '--max-new-tokens', '2', '--json').code, 0);
+});
