@@ -30,7 +30,7 @@ import type { DecoderLM } from '../src/models/decoder.js';
 import { generate } from '../src/runtime/generate.js';
 import { crossEntropy } from '../src/nn/functional.js';
 import { AdamW } from '../src/nn/optim.js';
-import { tidy, noGrad, keep, tensor, max, maximum, DTYPE_INFO, type Tensor } from '../src/tensor/index.js';
+import { tidy, noGrad, keep, tensor, amax as absMax, maximum, DTYPE_INFO, type Tensor } from '../src/tensor/index.js';
 import { getBackend, registerBackend } from '../src/backend/registry.js';
 import type { Backend } from '../src/backend/backend.js';
 
@@ -378,9 +378,10 @@ function workloadCalib({ model, clock, a, counts }: Ctx): JsonObject {
   const amax = new Map<string, Tensor>();
   model.linearHook = (name, x) => {
     const prev = amax.get(name);
-    // max(|x|) on the device, folded into this Linear's running max; the temporaries die with the inner tidy
+    // max(|x|) on the device in one pass (amax), folded into this Linear's running max; the temporaries
+    // die with the inner tidy
     const next = keep(tidy(() => {
-      const local = max(x.abs());
+      const local = absMax(x);
       return prev === undefined ? local : maximum(prev, local);
     }));
     prev?.dispose();

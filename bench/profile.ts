@@ -6,7 +6,7 @@ import { loadModel } from '../src/models/load.js';
 import { generate } from '../src/runtime/generate.js';
 import { crossEntropy } from '../src/nn/functional.js';
 import { AdamW } from '../src/nn/optim.js';
-import { tidy, noGrad, keep, tensor, max, maximum, type Tensor } from '../src/tensor/index.js';
+import { tidy, noGrad, keep, tensor, amax as absMax, maximum, type Tensor } from '../src/tensor/index.js';
 import { getCudaBackend } from '../src/backend/cuda/index.js';
 
 function arg(name: string, fallback: string): string {
@@ -36,7 +36,7 @@ const vocab = model.config.vocabSize;
 const amax = new Map<string, Tensor>();
 model.linearHook = (name, x) => {
   const prev = amax.get(name);
-  const next = keep(prev === undefined ? max(x.abs()) : maximum(prev, max(x.abs())));
+  const next = keep(prev === undefined ? absMax(x) : maximum(prev, absMax(x)));
   prev?.dispose();
   amax.set(name, next);
   return undefined;

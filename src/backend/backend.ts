@@ -32,7 +32,11 @@ export type BinaryOp = (typeof BINARY_OPS)[number];
 export const COMPARE_OPS = ['eq', 'ne', 'lt', 'le', 'gt', 'ge'] as const;
 export type CompareOp = (typeof COMPARE_OPS)[number];
 
-export const REDUCE_OPS = ['sum', 'max', 'min'] as const;
+/**
+ * Reductions. amax is max(|x|) in one pass (NaN propagates as in max). An empty reduction gives the op's
+ * identity: sum 0, max -inf, min +inf, amax 0 (the smallest |x|).
+ */
+export const REDUCE_OPS = ['sum', 'max', 'min', 'amax'] as const;
 export type ReduceOp = (typeof REDUCE_OPS)[number];
 
 export interface Backend {

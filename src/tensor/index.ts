@@ -4,7 +4,7 @@ export { Tensor, type TensorOrScalar } from './tensor.js';
 export { type DType, DTYPES, DTYPE_INFO, isFloatDType } from './dtype.js';
 export { tensor, full, zeros, ones, arange, randn, rand, fromStorage, type CreateOptions } from './create.js';
 export { add, sub, mul, div, pow, maximum, minimum, unary, binary, compare, where, cast } from './ops/elementwise.js';
-export { sum, mean, max, min, argmax, softmax, logSoftmax, sumTo } from './ops/reduce.js';
+export { sum, mean, max, min, amax, argmax, softmax, logSoftmax, sumTo } from './ops/reduce.js';
 export { reshape, permute, transpose, expand, slice, unsqueeze, squeeze, concat, split, contiguous, clone } from './ops/shape-ops.js';
 export { matmul } from './ops/linalg.js';
 export { gather, scatterAdd, embedding } from './ops/indexing.js';

@@ -169,6 +169,13 @@ forEachBackend('fused routines on bfloat16 and float16 match the CPU reference a
       const v = T.transpose(r([2, 64, 2, 64], 9), 1, 2);
       check('attention prefill', (a, b, c) => attention(a, b, c, causal), [q, r([2, 2, 64, 64], 8), v]);
 
+      // chunked prefill with head dim 128: 100 queries after 50 cached keys, sliding window 80, K/V strided
+      // views of a cache of capacity 160 (a partial last query tile and partially masked key tiles)
+      const k128 = T.slice(r([1, 2, 160, 128], 18), 2, 0, 150);
+      const v128 = T.slice(r([1, 2, 160, 128], 19), 2, 0, 150);
+      const chunk: AttentionOptions = { scale: 1 / Math.sqrt(128), causal: true, past: 50, window: 80 };
+      check('attention prefill d128, past + window', (a, b, c) => attention(a, b, c, chunk), [r([1, 4, 100, 128], 20), k128, v128]);
+
       // decode: one query per head against 300-long views of a KV cache of capacity 320 (strided), past = 299
       const kCache = T.slice(r([2, 2, 320, 64], 10), 2, 0, 300);
       const vCache = T.slice(r([2, 2, 320, 64], 11), 2, 0, 300);

@@ -55,6 +55,8 @@ test('grad reductions', () => {
   gradcheck('mean', (a) => T.mean(a, -1), [r([3, 5])]);
   gradcheck('max', (a) => T.max(a, 1), [r([3, 5])]);
   gradcheck('min', (a) => T.min(a, [0, 1]), [r([3, 5])]);
+  gradcheck('amax', (a) => T.amax(a, 1), [r([3, 5])]);
+  gradcheck('amax all', (a) => T.amax(a), [r([2, 3, 4])]);
 });
 
 test('grad softmax and logSoftmax', () => {

@@ -134,7 +134,9 @@ class CpuBackend implements Backend, FusedKernels {
   reduce(op: ReduceOp, x: View, axes: readonly number[], out: View): void {
     const xs = readNumbers(x);
     const n = numel(out.shape);
-    const init = op === 'sum' ? 0 : op === 'max' ? -Infinity : Infinity;
+    // identities, which empty reductions return: sum 0, max -inf, min +inf, amax 0
+    const init = op === 'sum' || op === 'amax' ? 0 : op === 'max' ? -Infinity : Infinity;
+    const isMax = op === 'max' || op === 'amax';
     const acc = new Float64Array(n).fill(init);
     // stride of each input dim in the output (0 on reduced dims)
     const oStrides = contiguousStrides(out.shape).map((s, d) => (axes.includes(d) ? 0 : s));
@@ -143,10 +145,10 @@ class CpuBackend implements Backend, FusedKernels {
     const idx = new Array<number>(rank).fill(0);
     let o = 0;
     for (let i = 0; i < xs.length; i++) {
-      const v = xs[i];
+      const v = op === 'amax' ? Math.abs(xs[i]) : xs[i];
       if (op === 'sum') acc[o] += v;
       else if (Number.isNaN(v) || Number.isNaN(acc[o])) acc[o] = NaN;
-      else if (op === 'max' ? v > acc[o] : v < acc[o]) acc[o] = v;
+      else if (isMax ? v > acc[o] : v < acc[o]) acc[o] = v;
       for (let d = rank - 1; d >= 0; d--) {
         o += oStrides[d];
         if (++idx[d] < shape[d]) break;

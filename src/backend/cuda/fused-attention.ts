@@ -1,16 +1,18 @@
-// Attention on CUDA (kernels/attention.cu, attention_bwd.cu): picks the kernel path, builds the launch
-// layout (attention.cuh AttnLayout) and sizes grids and shared memory.
+// Attention on CUDA (kernels/attention.cu, attention_tc.cu, attention_bwd.cu): picks the kernel path,
+// builds the launch layout (attention.cuh AttnLayout) and sizes grids and shared memory.
 //
 // Paths: the flash kernels for float32/float16/bfloat16 with head dim <= 128 (padded to 32, 64 or 128);
 // among those, the split-K decode kernels when few query rows share a KV head (rep * S <= 16: decoding
-// against a KV cache); the generic warp-per-row kernels otherwise (float64, head dim > 128). q, k, v,
-// out and gOut may have any strides on their first three dims (a KV cache slice, a transposed
-// projection); a view whose last dim is not unit-stride is copied to a contiguous temporary.
+// against a KV cache), and otherwise, for float16/bfloat16 with head dim exactly 64 or 128 on sm_80+, the
+// tensor-core forward (attention_tc.cu; USE_TC_FORWARD); the generic warp-per-row kernels otherwise
+// (float64, head dim > 128). The backward always uses attention_bwd.cu. q, k, v, out and gOut may have
+// any strides on their first three dims (a KV cache slice, a transposed projection); a view whose last
+// dim is not unit-stride is copied to a contiguous temporary.
 
 import type { AttentionOptions, View } from '../backend.js';
 import { isContiguous, numel, shapeStr } from '../../tensor/shape.js';
 import { KernelArgs } from './driver.js';
-import { FK, isFlashDType, isFusedDType, type FlashDim, type FlashDType, type FusedDType } from './fused-kernels.js';
+import { FK, isFlashDType, isFusedDType, isTcDim, isTcDType, type FlashDim, type FlashDType, type FusedDType } from './fused-kernels.js';
 import type { FusedLauncher, Temps } from './fused-host.js';
 
 /** attention.cuh AttnLayout: every field an int64, in this order (test/backend/cuda-fused-sources.test.ts checks it). */
@@ -40,6 +42,12 @@ const MIN_SPLIT_KEYS = 128;
 const F32 = 4;
 const P = 8;
 const LAYOUT: readonly [number, number] = [ATTN_FIELDS.length * 8, 8];
+
+/** Switch for the tensor-core prefill forward (attention_tc.cu); false falls back to attn_fwd. */
+const USE_TC_FORWARD = true;
+/** attention_tc.cu TcTile: 64 query rows per CTA; two stages of K and V key tiles [64][D + 8] of 16-bit words */
+const TC_KEYS = 64;
+const tcShared = (dim: number): number => 2 * 2 * TC_KEYS * (dim + 8) * 2;
 
 const padDim = (d: number): FlashDim => (d <= 32 ? 32 : d <= 64 ? 64 : 128);
 const keyTile = (dp: FlashDim): number => (dp === 128 ? 32 : 64);
@@ -88,6 +96,10 @@ export class CudaAttention {
         const dp = padDim(g.D);
         if ((g.H / g.KV) * g.S <= DECODE_MAX_ROWS && g.B * g.KV <= 65535) {
           this.decode(d, dp, g, o, base, t, ov, lv, [qv, kv, vv]);
+        } else if (USE_TC_FORWARD && isTcDType(d) && isTcDim(g.D) && this.l.host.driver.info.computeCapability[0] >= 8) {
+          const a = this.args.fwd.bytes(0, layoutBytes(base)).f64(1, o.scale).ptr(2, this.l.addr(ov)).ptr(3, this.l.addr(lv));
+          this.setInputs(a, 4, [qv, kv, vv]);
+          this.l.launch(FK.attnFwdTc(d, g.D), [Math.ceil(g.S / BQ), g.H, g.B], [THREADS, 1, 1], tcShared(g.D), a);
         } else {
           const a = this.args.fwd.bytes(0, layoutBytes(base)).f64(1, o.scale).ptr(2, this.l.addr(ov)).ptr(3, this.l.addr(lv));
           this.setInputs(a, 4, [qv, kv, vv]);

@@ -1,6 +1,6 @@
 // Names of the fused-routine kernels (kernels/rmsnorm.cu, pointwise.cu, cross_entropy.cu, attention.cu,
-// attention_bwd.cu), built here and nowhere else; the tables mirror the macro lists at the end of those
-// files, and fusedKernelRefs() feeds kernels.ts allKernelRefs() so test/backend/cuda-sources.test.ts
+// attention_tc.cu, attention_bwd.cu), built here and nowhere else; the tables mirror the macro lists at the
+// end of those files, and fusedKernelRefs() feeds kernels.ts allKernelRefs() so test/backend/cuda-sources.test.ts
 // checks every name against the sources.
 //
 // Only types are imported from kernels.ts: kernels.ts imports this module, and a value import back
@@ -19,6 +19,12 @@ export const FLASH_DTYPES: readonly FlashDType[] = ['float32', 'float16', 'bfloa
 export const FLASH_DIMS = [32, 64, 128] as const;
 export type FlashDim = (typeof FLASH_DIMS)[number];
 
+/** dtypes and head dims of the tensor-core forward (attention_tc.cu MOPT_TC_ALL); head dim must equal it */
+export type TcDType = 'float16' | 'bfloat16';
+export const TC_DTYPES: readonly TcDType[] = ['float16', 'bfloat16'];
+export const TC_DIMS = [64, 128] as const;
+export type TcDim = (typeof TC_DIMS)[number];
+
 // kernels.ts DTYPE_SUFFIX for the dtypes used here
 const SFX: { readonly [K in FusedDType | IndexDType]: string } = {
   float64: 'f64', float32: 'f32', float16: 'f16', bfloat16: 'bf16', int32: 'i32', int64: 'i64',
@@ -29,6 +35,12 @@ export function isFusedDType(d: DType): d is FusedDType {
 }
 export function isFlashDType(d: DType): d is FlashDType {
   return (FLASH_DTYPES as readonly DType[]).includes(d);
+}
+export function isTcDType(d: DType): d is TcDType {
+  return (TC_DTYPES as readonly DType[]).includes(d);
+}
+export function isTcDim(n: number): n is TcDim {
+  return (TC_DIMS as readonly number[]).includes(n);
 }
 
 const ref = (file: KernelFile, name: string): KernelRef => ({ file, name });
@@ -44,6 +56,7 @@ export const FK = {
   crossEntropy: (d: FusedDType, idx: IndexDType): KernelRef => ref('cross_entropy', `cross_entropy_${SFX[d]}_${SFX[idx]}`),
   crossEntropyBwd: (d: FusedDType, idx: IndexDType): KernelRef => ref('cross_entropy', `cross_entropy_bwd_${SFX[d]}_${SFX[idx]}`),
   attnFwd: (d: FlashDType, dp: FlashDim): KernelRef => ref('attention', `attn_fwd_${SFX[d]}_d${dp}`),
+  attnFwdTc: (d: TcDType, dim: TcDim): KernelRef => ref('attention_tc', `attn_fwd_tc_${SFX[d]}_d${dim}`),
   attnDecode: (d: FlashDType, dp: FlashDim): KernelRef => ref('attention', `attn_decode_${SFX[d]}_d${dp}`),
   attnCombine: (d: FusedDType): KernelRef => ref('attention', `attn_combine_${SFX[d]}`),
   attnFwdGeneric: (d: FusedDType): KernelRef => ref('attention', `attn_fwd_generic_${SFX[d]}`),
@@ -66,5 +79,6 @@ export function fusedKernelRefs(): KernelRef[] {
   for (const d of FLASH_DTYPES) {
     for (const dp of FLASH_DIMS) out.push(FK.attnFwd(d, dp), FK.attnDecode(d, dp), FK.attnBwdDq(d, dp), FK.attnBwdDkv(d, dp));
   }
+  for (const d of TC_DTYPES) for (const dim of TC_DIMS) out.push(FK.attnFwdTc(d, dim));
   return out;
 }

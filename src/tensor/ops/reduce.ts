@@ -48,6 +48,22 @@ function extreme(op: 'max' | 'min', x: Tensor, axesIn: number | number[] | undef
 export const max = (x: Tensor, axes?: number | number[], keepdim = false): Tensor => extreme('max', x, axes, keepdim);
 export const min = (x: Tensor, axes?: number | number[], keepdim = false): Tensor => extreme('min', x, axes, keepdim);
 
+/**
+ * max(|x|) over the axes in one pass (calibration's absolute max); NaN propagates, an empty reduction
+ * gives 0. The gradient is torch.amax's on |x|: sign(x) times the share of g of each position whose |x|
+ * equals the result, split evenly among ties.
+ */
+export function amax(x: Tensor, axesIn?: number | number[], keepdim = false): Tensor {
+  const axes = normAxes(axesIn, x.ndim);
+  const kept = reduceRaw('amax', x, axes);
+  record(kept, 'amax', [x], (g) => {
+    const mask = cast(compare('eq', unary('abs', x), expand(kept, x.shape)), g.dtype);
+    const count = reduceRaw('sum', mask, axes);
+    return [mul(mul(mask, cast(unary('sign', x), g.dtype)), expand(div(g, count), x.shape))];
+  });
+  return dropAxes(kept, kept.shape, axes, keepdim);
+}
+
 /** Index of the largest value along axis (int32, first on ties). */
 export function argmax(x: Tensor, axisIn: number, keepdim = false): Tensor {
   const axis = normAxis(axisIn, x.ndim);

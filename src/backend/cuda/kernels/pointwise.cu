@@ -1,10 +1,13 @@
 // The element-wise fused routines: rotate-half RoPE, SwiGLU forward/backward and the AdamW step
 // (src/backend/cpu/fused.ts ropeCpu, swigluCpu, swigluBackwardCpu, adamwCpu).
 //
-// They are memory bound, so they compute in float64 like the CPU reference and round once per output:
-// results equal the CPU's bit for bit (SwiGLU up to the float64 exp, which may differ in its last bit).
-// Operands are strided views walked with common.cuh for_each_strided (the host builds the launches with
-// layout.ts stridedLaunches; output first).
+// RoPE and AdamW compute in float64 like the CPU reference and round once per output: results equal the
+// CPU's bit for bit. SwiGLU (forward and backward) computes in float32 for float32 and the 16-bit floats
+// (float64 for float64), so that the float32 exp keeps it at memory speed: results are within a few
+// float32 ulp of the CPU's float64 before the one rounding to the output dtype (test/tensor/fused.test.ts
+// compares with tolerances). Operands are strided views walked with common.cuh for_each_strided (the host
+// builds the launches with layout.ts stridedLaunches; output first); SwiGLU takes the contiguous fast path
+// (common.cuh for_each_contiguous: 16-byte vector accesses) when every operand is contiguous and aligned.
 #include "fused.cuh"
 
 /**
@@ -27,14 +30,44 @@ MOPT_DEV void rope_body(const Strided& L, typename T::S* out, const typename T::
   });
 }
 
-/** out = silu(gate) * up, silu rounded to the dtype first (two ops in transformers). */
+/** silu(g) * u, silu rounded to the dtype first (two ops in transformers), in Acc<T> (float32 / float64). */
+template <class T>
+MOPT_DEV typename Acc<T>::type swiglu_one(typename T::S gs, typename T::S us) {
+  typedef typename Acc<T>::type C;
+  const C g = (C)T::load(gs);
+  const C silu = round_to<T>(g * (C(1) / (C(1) + m_exp(-g))));
+  return silu * (C)T::load(us);
+}
+
+/** out = silu(gate) * up. */
 template <class T>
 MOPT_DEV void swiglu_body(const Strided& L, typename T::S* out, const typename T::S* gate, const typename T::S* up) {
-  for_each_strided<3>(L, [&](u64_t, const i64_t* o) {
-    const double g = T::load(gate[o[1]]);
-    const double silu = round_to<T>(g * (1.0 / (1.0 + exp(-g))));
-    out[o[0]] = T::store(silu * (double)T::load(up[o[2]]));
-  });
+  typedef typename T::S S;
+  constexpr int N = VecN<S>::N;
+  if (L.rank == 0 && vec_aligned<N>(out, L.offset[0]) && vec_aligned<N>(gate, L.offset[1]) && vec_aligned<N>(up, L.offset[2])) {
+    S* o = out + L.offset[0];
+    const S* pg = gate + L.offset[1];
+    const S* pu = up + L.offset[2];
+    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
+      const Vec<S, N> vg = vec_load<N>(pg, v), vu = vec_load<N>(pu, v);
+      Vec<S, N> r;
+#pragma unroll
+      for (int j = 0; j < N; j++) r.v[j] = T::store(swiglu_one<T>(vg.v[j], vu.v[j]));
+      vec_store<N>(o, v, r);
+    }, [&](u64_t i) { o[i] = T::store(swiglu_one<T>(pg[i], pu[i])); });
+    return;
+  }
+  for_each_strided<3>(L, [&](u64_t, const i64_t* o) { out[o[0]] = T::store(swiglu_one<T>(gate[o[1]], up[o[2]])); });
+}
+
+/** Gradients of swiglu at one element, in Acc<T>: gu = go * silu(g), gg = go * u * silu'(g). */
+template <class T>
+MOPT_DEV void swiglu_bwd_one(typename T::S gs, typename T::S us, typename T::S gos, typename T::S& gg, typename T::S& gu) {
+  typedef typename Acc<T>::type C;
+  const C g = (C)T::load(gs), u = (C)T::load(us), go = (C)T::load(gos);
+  const C s = C(1) / (C(1) + m_exp(-g));
+  gu = T::store(go * g * s);
+  gg = T::store(go * u * s * (C(1) + g * (C(1) - s)));
 }
 
 /**
@@ -44,12 +77,26 @@ MOPT_DEV void swiglu_body(const Strided& L, typename T::S* out, const typename T
 template <class T>
 MOPT_DEV void swiglu_bwd_body(const Strided& L, typename T::S* g_gate, const typename T::S* gate,
                               const typename T::S* up, const typename T::S* g_out, typename T::S* g_up) {
-  for_each_strided<4>(L, [&](u64_t i, const i64_t* o) {
-    const double g = T::load(gate[o[1]]), u = T::load(up[o[2]]), go = T::load(g_out[o[3]]);
-    const double s = 1.0 / (1.0 + exp(-g));
-    g_up[i] = T::store(go * g * s);
-    g_gate[o[0]] = T::store(go * u * s * (1.0 + g * (1.0 - s)));
-  });
+  typedef typename T::S S;
+  constexpr int N = VecN<S>::N;
+  if (L.rank == 0 && vec_aligned<N>(g_gate, L.offset[0]) && vec_aligned<N>(gate, L.offset[1]) &&
+      vec_aligned<N>(up, L.offset[2]) && vec_aligned<N>(g_out, L.offset[3]) && vec_aligned<N>(g_up, (i64_t)L.base)) {
+    S* pgg = g_gate + L.offset[0];
+    const S* pg = gate + L.offset[1];
+    const S* pu = up + L.offset[2];
+    const S* pgo = g_out + L.offset[3];
+    S* pgu = g_up + L.base;
+    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
+      const Vec<S, N> vg = vec_load<N>(pg, v), vu = vec_load<N>(pu, v), vgo = vec_load<N>(pgo, v);
+      Vec<S, N> rgg, rgu;
+#pragma unroll
+      for (int j = 0; j < N; j++) swiglu_bwd_one<T>(vg.v[j], vu.v[j], vgo.v[j], rgg.v[j], rgu.v[j]);
+      vec_store<N>(pgg, v, rgg);
+      vec_store<N>(pgu, v, rgu);
+    }, [&](u64_t i) { swiglu_bwd_one<T>(pg[i], pu[i], pgo[i], pgg[i], pgu[i]); });
+    return;
+  }
+  for_each_strided<4>(L, [&](u64_t i, const i64_t* o) { swiglu_bwd_one<T>(gate[o[1]], up[o[2]], g_out[o[3]], g_gate[o[0]], g_up[i]); });
 }
 
 /** One AdamW step in place on operands param, grad, m, v (decoupled weight decay, bias corrections bc1/bc2). */

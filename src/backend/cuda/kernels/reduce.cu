@@ -1,4 +1,4 @@
-// Reductions over an arbitrary set of axes (sum, max, min) and argmax along one axis.
+// Reductions over an arbitrary set of axes (sum, max, min, amax = max |x|) and argmax along one axis.
 //
 // The host (src/backend/cuda/cuda-backend.ts reduce) splits the input's dims into kept dims (one output
 // element per index) and reduced dims, each collapsed, and picks the thread layout: with r_fast the
@@ -8,9 +8,9 @@
 // accumulators go to a workspace, and the _finish kernel combines them (deterministic, no atomics).
 //
 // Semantics follow the CPU (src/backend/cpu/cpu-backend.ts reduce / argmax): sum accumulates in float32
-// for the narrow floats and in float64 otherwise (the CPU accumulates in float64); max/min return NaN
-// when any element is NaN; argmax returns the first NaN if there is one, else the first maximum, and 0
-// for a row of -inf or an empty row.
+// for the narrow floats and in float64 otherwise (the CPU accumulates in float64); max/min/amax return
+// NaN when any element is NaN; an empty amax is 0 (its identity, as max's is -inf); argmax returns the
+// first NaN if there is one, else the first maximum, and 0 for a row of -inf or an empty row.
 #include "common.cuh"
 
 #define MOPT_BLOCK 256
@@ -120,6 +120,16 @@ struct ExtremeR {
 template <class T> struct MaxR : ExtremeR<T, true, false> {};
 template <class T> struct MinR : ExtremeR<T, false, false> {};
 template <class T> struct ArgmaxR : ExtremeR<T, true, true> {};
+// max(|x|) in one pass: max over |x| from the identity 0 (an empty reduction gives 0, as on the CPU);
+// NaN propagates as in max
+template <class T>
+struct AmaxR : ExtremeR<T, true, false> {
+  typedef ExtremeR<T, true, false> Base;
+  typedef typename Base::Acc Acc;
+  typedef typename Base::C C;
+  MOPT_DEV Acc identity() { return Acc{C(0), Base::NONE}; }
+  MOPT_DEV Acc add(Acc a, C v, i64_t r) { return Base::merge(a, Acc{m_abs(v), r}); }
+};
 
 // ---------------------------------------------------------------------------------------------------
 
@@ -178,9 +188,10 @@ MOPT_DEV void finish_body(const ReduceLayout& L, typename R::Out* out, const typ
   MOPT_KERNEL name##_##T##_finish(ReduceLayout L, R<dt::T>::Out* out, const void* partial, i64_t splits) { \
     finish_body<R<dt::T>>(L, out, (const R<dt::T>::Acc*)partial, (int)splits);                                \
   }
-#define MOPT_REDUCE_FOR(T)             \
-  MOPT_DEF_REDUCE(reduce_sum, SumR, T) \
-  MOPT_DEF_REDUCE(reduce_max, MaxR, T) \
-  MOPT_DEF_REDUCE(reduce_min, MinR, T) \
+#define MOPT_REDUCE_FOR(T)               \
+  MOPT_DEF_REDUCE(reduce_sum, SumR, T)   \
+  MOPT_DEF_REDUCE(reduce_max, MaxR, T)   \
+  MOPT_DEF_REDUCE(reduce_min, MinR, T)   \
+  MOPT_DEF_REDUCE(reduce_amax, AmaxR, T) \
   MOPT_DEF_REDUCE(argmax, ArgmaxR, T)
 MOPT_COMPUTE_DTYPES(MOPT_REDUCE_FOR)
