@@ -347,3 +347,70 @@ MOPT_DEV void for_each_contiguous(u64_t n, VecFn fv, OneFn f1) {
 #pragma unroll 1
   for (u64_t i = nv * N + global_thread(); i < n; i += step) f1(i);
 }
+
+/**
+ * out[i] = f(x[i]) over a layout of two operands (out, x): 16-byte vector accesses when both are contiguous
+ * and aligned (the common case), the strided loop otherwise. Both paths compute the same f per element.
+ */
+template <class SO, class SX, class F>
+MOPT_DEV void map1(const Strided& L, SO* out, const SX* x, F f) {
+  constexpr int N = VecN<SO, SX>::N;
+  if (L.rank == 0 && vec_aligned<N>(out, L.offset[0]) && vec_aligned<N>(x, L.offset[1])) {
+    SO* o = out + L.offset[0];
+    const SX* a = x + L.offset[1];
+    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
+      const Vec<SX, N> va = vec_load<N>(a, v);
+      Vec<SO, N> r;
+#pragma unroll
+      for (int j = 0; j < N; j++) r.v[j] = f(va.v[j]);
+      vec_store<N>(o, v, r);
+    }, [&](u64_t i) { o[i] = f(a[i]); });
+    return;
+  }
+  for_each_strided<2>(L, [&](u64_t, const i64_t* o) { out[o[0]] = f(x[o[1]]); });
+}
+
+/** out[i] = f(a[i], b[i]) over a layout of three operands (out, a, b); vectorised like map1. */
+template <class SO, class SA, class SB, class F>
+MOPT_DEV void map2(const Strided& L, SO* out, const SA* a, const SB* b, F f) {
+  constexpr int N = VecN<SO, SA, SB>::N;
+  if (L.rank == 0 && vec_aligned<N>(out, L.offset[0]) && vec_aligned<N>(a, L.offset[1]) && vec_aligned<N>(b, L.offset[2])) {
+    SO* o = out + L.offset[0];
+    const SA* pa = a + L.offset[1];
+    const SB* pb = b + L.offset[2];
+    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
+      const Vec<SA, N> va = vec_load<N>(pa, v);
+      const Vec<SB, N> vb = vec_load<N>(pb, v);
+      Vec<SO, N> r;
+#pragma unroll
+      for (int j = 0; j < N; j++) r.v[j] = f(va.v[j], vb.v[j]);
+      vec_store<N>(o, v, r);
+    }, [&](u64_t i) { o[i] = f(pa[i], pb[i]); });
+    return;
+  }
+  for_each_strided<3>(L, [&](u64_t, const i64_t* o) { out[o[0]] = f(a[o[1]], b[o[2]]); });
+}
+
+/** out[i] = f(a[i], b[i], c[i]) over a layout of four operands (out, a, b, c); vectorised like map1. */
+template <class SO, class SA, class SB, class SC, class F>
+MOPT_DEV void map3(const Strided& L, SO* out, const SA* a, const SB* b, const SC* c, F f) {
+  constexpr int N = VecN<SO, SA, SB, SC>::N;
+  if (L.rank == 0 && vec_aligned<N>(out, L.offset[0]) && vec_aligned<N>(a, L.offset[1]) && vec_aligned<N>(b, L.offset[2]) &&
+      vec_aligned<N>(c, L.offset[3])) {
+    SO* o = out + L.offset[0];
+    const SA* pa = a + L.offset[1];
+    const SB* pb = b + L.offset[2];
+    const SC* pc = c + L.offset[3];
+    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
+      const Vec<SA, N> va = vec_load<N>(pa, v);
+      const Vec<SB, N> vb = vec_load<N>(pb, v);
+      const Vec<SC, N> vc = vec_load<N>(pc, v);
+      Vec<SO, N> r;
+#pragma unroll
+      for (int j = 0; j < N; j++) r.v[j] = f(va.v[j], vb.v[j], vc.v[j]);
+      vec_store<N>(o, v, r);
+    }, [&](u64_t i) { o[i] = f(pa[i], pb[i], pc[i]); });
+    return;
+  }
+  for_each_strided<4>(L, [&](u64_t, const i64_t* o) { out[o[0]] = f(a[o[1]], b[o[2]], c[o[3]]); });
+}

@@ -86,60 +86,19 @@ struct ge { template <class C> MOPT_DEV bool f(C a, C b) { return a >= b; } };
 template <class Op, class T>
 MOPT_DEV void unary_body(const Strided& L, typename T::S* out, const typename T::S* x) {
   typedef typename T::S S;
-  constexpr int N = VecN<S>::N;
-  if (L.rank == 0 && vec_aligned<N>(out, L.offset[0]) && vec_aligned<N>(x, L.offset[1])) {
-    S* o = out + L.offset[0];
-    const S* a = x + L.offset[1];
-    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
-      const Vec<S, N> va = vec_load<N>(a, v);
-      Vec<S, N> r;
-#pragma unroll
-      for (int j = 0; j < N; j++) r.v[j] = T::store(Op::f(T::load(va.v[j])));
-      vec_store<N>(o, v, r);
-    }, [&](u64_t i) { o[i] = T::store(Op::f(T::load(a[i]))); });
-    return;
-  }
-  for_each_strided<2>(L, [&](u64_t, const i64_t* o) { out[o[0]] = T::store(Op::f(T::load(x[o[1]]))); });
+  map1(L, out, x, [](S v) { return T::store(Op::f(T::load(v))); });
 }
 
 template <class Op, class T>
 MOPT_DEV void binary_body(const Strided& L, typename T::S* out, const typename T::S* a, const typename T::S* b) {
   typedef typename T::S S;
-  constexpr int N = VecN<S>::N;
-  if (L.rank == 0 && vec_aligned<N>(out, L.offset[0]) && vec_aligned<N>(a, L.offset[1]) && vec_aligned<N>(b, L.offset[2])) {
-    S* o = out + L.offset[0];
-    const S* pa = a + L.offset[1];
-    const S* pb = b + L.offset[2];
-    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
-      const Vec<S, N> va = vec_load<N>(pa, v), vb = vec_load<N>(pb, v);
-      Vec<S, N> r;
-#pragma unroll
-      for (int j = 0; j < N; j++) r.v[j] = T::store(Op::f(T::load(va.v[j]), T::load(vb.v[j])));
-      vec_store<N>(o, v, r);
-    }, [&](u64_t i) { o[i] = T::store(Op::f(T::load(pa[i]), T::load(pb[i]))); });
-    return;
-  }
-  for_each_strided<3>(L, [&](u64_t, const i64_t* o) { out[o[0]] = T::store(Op::f(T::load(a[o[1]]), T::load(b[o[2]]))); });
+  map2(L, out, a, b, [](S va, S vb) { return T::store(Op::f(T::load(va), T::load(vb))); });
 }
 
 template <class Op, class T>
 MOPT_DEV void compare_body(const Strided& L, u8_t* out, const typename T::S* a, const typename T::S* b) {
   typedef typename T::S S;
-  constexpr int N = VecN<S>::N;
-  if (L.rank == 0 && vec_aligned<N>(out, L.offset[0]) && vec_aligned<N>(a, L.offset[1]) && vec_aligned<N>(b, L.offset[2])) {
-    u8_t* o = out + L.offset[0];
-    const S* pa = a + L.offset[1];
-    const S* pb = b + L.offset[2];
-    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
-      const Vec<S, N> va = vec_load<N>(pa, v), vb = vec_load<N>(pb, v);
-      Vec<u8_t, N> r;
-#pragma unroll
-      for (int j = 0; j < N; j++) r.v[j] = Op::f(T::load(va.v[j]), T::load(vb.v[j])) ? 1 : 0;
-      vec_store<N>(o, v, r);
-    }, [&](u64_t i) { o[i] = Op::f(T::load(pa[i]), T::load(pb[i])) ? 1 : 0; });
-    return;
-  }
-  for_each_strided<3>(L, [&](u64_t, const i64_t* o) { out[o[0]] = Op::f(T::load(a[o[1]]), T::load(b[o[2]])) ? 1 : 0; });
+  map2(L, out, a, b, [](S va, S vb) -> u8_t { return Op::f(T::load(va), T::load(vb)) ? 1 : 0; });
 }
 
 // cond is one byte per element (bool, uint8 or int8: nonzero byte <=> nonzero value); the host converts
@@ -147,24 +106,7 @@ MOPT_DEV void compare_body(const Strided& L, u8_t* out, const typename T::S* a, 
 template <class T>
 MOPT_DEV void where_body(const Strided& L, typename T::S* out, const u8_t* cond, const typename T::S* a, const typename T::S* b) {
   typedef typename T::S S;
-  constexpr int N = VecN<S>::N;
-  if (L.rank == 0 && vec_aligned<N>(out, L.offset[0]) && vec_aligned<N>(cond, L.offset[1]) && vec_aligned<N>(a, L.offset[2]) &&
-      vec_aligned<N>(b, L.offset[3])) {
-    S* o = out + L.offset[0];
-    const u8_t* pc = cond + L.offset[1];
-    const S* pa = a + L.offset[2];
-    const S* pb = b + L.offset[3];
-    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
-      const Vec<u8_t, N> vc = vec_load<N>(pc, v);
-      const Vec<S, N> va = vec_load<N>(pa, v), vb = vec_load<N>(pb, v);
-      Vec<S, N> r;
-#pragma unroll
-      for (int j = 0; j < N; j++) r.v[j] = T::store(vc.v[j] != 0 ? T::load(va.v[j]) : T::load(vb.v[j]));
-      vec_store<N>(o, v, r);
-    }, [&](u64_t i) { o[i] = T::store(pc[i] != 0 ? T::load(pa[i]) : T::load(pb[i])); });
-    return;
-  }
-  for_each_strided<4>(L, [&](u64_t, const i64_t* o) { out[o[0]] = T::store(cond[o[1]] != 0 ? T::load(a[o[2]]) : T::load(b[o[3]])); });
+  map3(L, out, cond, a, b, [](u8_t c, S va, S vb) { return T::store(c != 0 ? T::load(va) : T::load(vb)); });
 }
 
 template <class T>
@@ -187,21 +129,7 @@ MOPT_DEV void fill_body(const Strided& L, typename T::S* out, double value) {
 template <class From, class To>
 MOPT_DEV void convert_body(const Strided& L, typename To::S* out, const typename From::S* x) {
   typedef typename From::S SF;
-  typedef typename To::S ST;
-  constexpr int N = VecN<SF, ST>::N;
-  if (L.rank == 0 && vec_aligned<N>(out, L.offset[0]) && vec_aligned<N>(x, L.offset[1])) {
-    ST* o = out + L.offset[0];
-    const SF* a = x + L.offset[1];
-    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
-      const Vec<SF, N> va = vec_load<N>(a, v);
-      Vec<ST, N> r;
-#pragma unroll
-      for (int j = 0; j < N; j++) r.v[j] = To::store(From::load(va.v[j]));
-      vec_store<N>(o, v, r);
-    }, [&](u64_t i) { o[i] = To::store(From::load(a[i])); });
-    return;
-  }
-  for_each_strided<2>(L, [&](u64_t, const i64_t* o) { out[o[0]] = To::store(From::load(x[o[1]])); });
+  map1(L, out, x, [](SF v) { return To::store(From::load(v)); });
 }
 
 // same-dtype copy moves bit patterns (NaN payloads and int64 beyond 2^53 survive), as the CPU does

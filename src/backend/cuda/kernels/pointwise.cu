@@ -43,21 +43,7 @@ MOPT_DEV typename Acc<T>::type swiglu_one(typename T::S gs, typename T::S us) {
 template <class T>
 MOPT_DEV void swiglu_body(const Strided& L, typename T::S* out, const typename T::S* gate, const typename T::S* up) {
   typedef typename T::S S;
-  constexpr int N = VecN<S>::N;
-  if (L.rank == 0 && vec_aligned<N>(out, L.offset[0]) && vec_aligned<N>(gate, L.offset[1]) && vec_aligned<N>(up, L.offset[2])) {
-    S* o = out + L.offset[0];
-    const S* pg = gate + L.offset[1];
-    const S* pu = up + L.offset[2];
-    for_each_contiguous<N>((u64_t)L.n, [&](u64_t v) {
-      const Vec<S, N> vg = vec_load<N>(pg, v), vu = vec_load<N>(pu, v);
-      Vec<S, N> r;
-#pragma unroll
-      for (int j = 0; j < N; j++) r.v[j] = T::store(swiglu_one<T>(vg.v[j], vu.v[j]));
-      vec_store<N>(o, v, r);
-    }, [&](u64_t i) { o[i] = T::store(swiglu_one<T>(pg[i], pu[i])); });
-    return;
-  }
-  for_each_strided<3>(L, [&](u64_t, const i64_t* o) { out[o[0]] = T::store(swiglu_one<T>(gate[o[1]], up[o[2]])); });
+  map2(L, out, gate, up, [](S g, S u) { return T::store(swiglu_one<T>(g, u)); });
 }
 
 /** Gradients of swiglu at one element, in Acc<T>: gu = go * silu(g), gg = go * u * silu'(g). */
