@@ -45,6 +45,8 @@ export interface Backend {
   // memory
   alloc(dtype: DType, length: number): Storage;
   free(storage: Storage): void;
+  /** storages allocated and not yet freed: leak tests watch this stay flat */
+  liveStorages(): number;
   /** Uploads host data (storage array of the same dtype). */
   fromHost(dtype: DType, data: StorageArray): Storage;
   /** Downloads a view into a contiguous host array of its dtype. */

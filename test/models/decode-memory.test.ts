@@ -8,7 +8,7 @@ import { generate } from '../../src/runtime/generate.js';
 import { forEachBackend } from '../helpers/backends.js';
 
 forEachBackend('no memory growth over 1,000 greedy decode steps', ({ name, backend }) => {
-  const live = (): number => (backend as unknown as { liveStorages(): number }).liveStorages();
+  const live = (): number => backend.liveStorages();
   const config = parseDecoderConfig(
     {
       model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,

@@ -1,12 +1,10 @@
 // Memory scopes and tensor lifetimes, per backend: tidy() disposes what it created except what it returns
 // or what is kept, survivors move to the enclosing scope, exceptions unwind everything, views share
 // storage with reference counts, disposed tensors refuse use, and a training loop does not leak.
-// Leak checks count live storages with the CPU backend's liveStorages(); a backend without that counter
-// skips them.
+// Leak checks count live storages with Backend.liveStorages().
 
 import assert from 'node:assert/strict';
 import type { Backend } from '../../src/backend/backend.js';
-import type { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { crossEntropy, rmsNorm } from '../../src/nn/functional.js';
 import { AdamW, clipGradNorm } from '../../src/nn/optim.js';
 import * as T from '../../src/tensor/index.js';
@@ -14,15 +12,14 @@ import type { Tensor } from '../../src/tensor/index.js';
 import { scopeDepth } from '../../src/tensor/scope.js';
 import { forEachBackend } from '../helpers/backends.js';
 
-/** The backend's live-storage counter, or null when it has none. */
-function liveCounter(b: Backend): (() => number) | null {
-  const f = (b as Partial<Pick<CpuBackend, 'liveStorages'>>).liveStorages;
-  return typeof f === 'function' ? () => f.call(b) : null;
+/** The backend's live-storage counter. */
+function liveCounter(b: Backend): () => number {
+  return () => b.liveStorages();
 }
 
 forEachBackend('tidy disposes intermediates and keeps returned values (arrays, objects, Maps)', ({ backend }) => {
   const live = liveCounter(backend);
-  const before = live?.();
+  const before = live();
   const o = { device: backend };
   const intermediates: Tensor[] = [];
   const res = T.tidy(() => {
@@ -86,7 +83,7 @@ forEachBackend('nested tidy moves its survivors to the parent scope', ({ backend
 
 forEachBackend('an exception inside tidy disposes everything created in it, in every nested scope', ({ backend }) => {
   const live = liveCounter(backend);
-  const before = live?.();
+  const before = live();
   const o = { device: backend };
   const made: Tensor[] = [];
   assert.throws(
@@ -107,9 +104,8 @@ forEachBackend('an exception inside tidy disposes everything created in it, in e
   if (live && before !== undefined) assert.equal(live(), before + 1);
 });
 
-forEachBackend('views keep storage alive until the last view is disposed', ({ backend }, t) => {
+forEachBackend('views keep storage alive until the last view is disposed', ({ backend }) => {
   const live = liveCounter(backend);
-  if (live === null) return t.skip(`backend ${backend.name} has no liveStorages() counter`);
   const o = { device: backend };
   const before = live();
   const base = T.tensor([1, 2, 3, 4, 5, 6], [2, 3], o);
@@ -134,9 +130,8 @@ forEachBackend('views keep storage alive until the last view is disposed', ({ ba
   assert.equal(live(), before);
 });
 
-forEachBackend('a tidy returning a view of an intermediate keeps only that storage alive', ({ backend }, t) => {
+forEachBackend('a tidy returning a view of an intermediate keeps only that storage alive', ({ backend }) => {
   const live = liveCounter(backend);
-  if (live === null) return t.skip(`backend ${backend.name} has no liveStorages() counter`);
   const before = live();
   const v = T.tidy(() => T.arange(0, 6, 1, { device: backend }).reshape([2, 3]).transpose(0, 1));
   assert.equal(live(), before + 1);
@@ -158,9 +153,8 @@ forEachBackend('use after dispose throws a clear error; dispose twice is harmles
   y.dispose();
 });
 
-forEachBackend('host reads of non-float32 tensors do not leak their temporary cast', ({ backend }, t) => {
+forEachBackend('host reads of non-float32 tensors do not leak their temporary cast', ({ backend }) => {
   const live = liveCounter(backend);
-  if (live === null) return t.skip(`backend ${backend.name} has no liveStorages() counter`);
   const x = T.tensor([1.5, -2, 3], [3], { dtype: 'bfloat16', device: backend });
   const before = live();
   assert.deepEqual(x.toArray(), [1.5, -2, 3]);
@@ -173,9 +167,8 @@ forEachBackend('host reads of non-float32 tensors do not leak their temporary ca
   x.dispose();
 });
 
-forEachBackend('200 training steps (forward, backward, clipping, AdamW) inside tidy do not leak', ({ backend }, t) => {
+forEachBackend('200 training steps (forward, backward, clipping, AdamW) inside tidy do not leak', ({ backend }) => {
   const live = liveCounter(backend);
-  if (live === null) return t.skip(`backend ${backend.name} has no liveStorages() counter`);
   const o = { device: backend };
   const before = live();
   const init = (shape: number[], seed: number, scale: number): Tensor => T.tidy(() => T.mul(T.randn(shape, seed, o), scale));
