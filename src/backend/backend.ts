@@ -120,4 +120,9 @@ export interface FusedKernels {
   crossEntropyBackward(logits: View, targets: View, lse: View, gLoss: View, ignoreIndex: number, gLogits: View): void;
   /** in place on param, m, v */
   adamw(param: View, grad: View, m: View, v: View, h: AdamWHyper): void;
+  /**
+   * out [M, N] = (a * scaleA) @ (b * scaleB) for float8_e4m3fn a [M, K] (row-major) and b [K, N] (the
+   * transposed view of a row-major [N, K] weight), float32 scalar scales; out float32 or bfloat16.
+   */
+  scaledMatmul(a: View, b: View, scaleA: View, scaleB: View, out: View): void;
 }

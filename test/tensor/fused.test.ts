@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { rmsNorm, rope, swiglu, attention, crossEntropyLoss } from '../../src/tensor/ops/fused.js';
+import { rmsNorm, rope, swiglu, attention, crossEntropyLoss, fp8Linear } from '../../src/tensor/ops/fused.js';
 import { applyRope } from '../../src/models/rope.js';
 import type { AttentionOptions } from '../../src/backend/backend.js';
 import { Rng } from '../../src/tensor/random.js';
@@ -200,4 +200,33 @@ forEachBackend('fused routines on bfloat16 and float16 match the CPU reference a
       assertCloseToCpu(`${dtype} adamw`, tol, step(state), step(state.map(onCpu)));
     });
   }
+});
+
+forEachBackend('FP8 linear (e4m3 operands, float32 scales) equals the dequantized float64 product', ({ backend }) => {
+  T.tidy(() => {
+    for (const [m, n, k] of [[5, 24, 32], [64, 48, 256]]) {
+      const x = T.cast(T.mul(T.randn([m, k], 21, { device: backend }), 3), 'float8_e4m3fn');
+      const w = T.cast(T.mul(T.randn([n, k], 22, { device: backend }), 3), 'float8_e4m3fn');
+      const sx = T.tensor([0.5], [], { device: backend });
+      const sw = T.tensor([0.125], [], { device: backend });
+      const xs = x.toFloat32Array();
+      const ws = w.toFloat32Array();
+      const ref = new Float64Array(m * n);
+      for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+        let acc = 0;
+        for (let p = 0; p < k; p++) acc += xs[i * k + p] * ws[j * k + p];
+        ref[i * n + j] = acc * 0.5 * 0.125;
+      }
+      for (const [dtype, tol] of [['float32', 1e-6], ['bfloat16', 8e-3]] as const) {
+        const got = fp8Linear(x, w, sx, sw, dtype).toFloat64Array();
+        let num = 0;
+        let den = 0;
+        for (let i = 0; i < ref.length; i++) {
+          num += (got[i] - ref[i]) ** 2;
+          den += ref[i] ** 2;
+        }
+        assert.ok(Math.sqrt(num / den) < tol, `${m}x${n}x${k} ${dtype}: rel ${Math.sqrt(num / den)}`);
+      }
+    }
+  });
 });

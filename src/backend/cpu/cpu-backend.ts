@@ -301,6 +301,9 @@ class CpuBackend implements Backend, FusedKernels {
   adamw(param: View, grad: View, m: View, v: View, h: AdamWHyper): void {
     F.adamwCpu(param, grad, m, v, h);
   }
+  scaledMatmul(a: View, b: View, scaleA: View, scaleB: View, out: View): void {
+    F.scaledMatmulCpu(a, b, scaleA, scaleB, out);
+  }
 }
 
 export const cpuBackend = new CpuBackend();

@@ -282,3 +282,21 @@ export function adamwCpu(param: View, grad: View, m: View, v: View, h: AdamWHype
   writeNumbers(v, nv);
   writeNumbers(param, np);
 }
+
+/** FP8 GEMM reference: decoded e4m3 values times their scales, float64 accumulation, one rounding. */
+export function scaledMatmulCpu(a: View, b: View, scaleA: View, scaleB: View, out: View): void {
+  const [m, k] = a.shape;
+  const n = b.shape[1];
+  const as = readNumbers(a);
+  const bs = readNumbers(b);
+  const scale = readNumbers(scaleA)[0] * readNumbers(scaleB)[0];
+  const y = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let acc = 0;
+      for (let p = 0; p < k; p++) acc += as[i * k + p] * bs[p * n + j];
+      y[i * n + j] = acc * scale;
+    }
+  }
+  writeNumbers(out, y);
+}

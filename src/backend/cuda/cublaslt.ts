@@ -13,6 +13,11 @@ type Fn = (...args: unknown[]) => number;
 // enum values from cublasLt.h / cublas_api.h / library_types.h of CUDA 13.0
 const DESC_TRANSA = 3;
 const DESC_TRANSB = 4;
+const DESC_A_SCALE_POINTER = 17;
+const DESC_B_SCALE_POINTER = 18;
+const CUDA_R_8F_E4M3 = 28;
+const CUDA_R_32F = 0;
+const CUDA_R_16BF = 14;
 const LAYOUT_BATCH_COUNT = 5;
 const LAYOUT_STRIDED_BATCH_OFFSET = 6;
 const PREF_MAX_WORKSPACE_BYTES = 1;
@@ -30,6 +35,8 @@ const TYPES: Partial<Record<DType, { data: number; compute: number; scale: 'f32'
 /** Something that can multiply two device views into a contiguous output; false = cannot, use a fallback. */
 export interface Gemm {
   matmul(a: View, b: View, out: View): boolean;
+  /** FP8 e4m3 a [M,K] row-major times b [K,N] (transposed weight view) with device float32 scale scalars */
+  scaledMatmul?(a: View, b: View, scaleA: DevicePtr, scaleB: DevicePtr, out: View): boolean;
 }
 
 /** A 2-D matrix window: row-major (ld = row stride) or transposed (column-major, ld = column stride). */
@@ -157,6 +164,54 @@ export class CublasLt implements Gemm {
     return true;
   }
 
+  /**
+   * FP8 GEMM: out = (a * sa) @ (b * sb) with a [M,K] e4m3 row-major and b [K,N] e4m3 as the transposed view
+   * of a row-major [N,K] weight — the "TN" layout Hopper's FP8 tensor cores require. Scales are device
+   * float32 scalars (cuBLASLt multiplies them in). False when the shapes or layouts do not fit.
+   */
+  scaledMatmul(a: View, b: View, scaleA: DevicePtr, scaleB: DevicePtr, out: View): boolean {
+    const outType = out.storage.dtype === 'float32' ? CUDA_R_32F : out.storage.dtype === 'bfloat16' ? CUDA_R_16BF : null;
+    if (outType === null || a.storage.dtype !== 'float8_e4m3fn' || b.storage.dtype !== 'float8_e4m3fn') return false;
+    if (a.shape.length !== 2 || b.shape.length !== 2 || out.shape.length !== 2) return false;
+    const [m, k] = a.shape;
+    const n = b.shape[1];
+    // a row-major with contiguous rows; b a transposed view (column stride k); FP8 wants 16-byte leading dims
+    if (a.strides[1] !== 1 || a.strides[0] !== k || b.strides[0] !== 1 || b.strides[1] !== k || k % 16 !== 0) return false;
+    if (out.strides[1] !== 1 || out.strides[0] !== n) return false;
+    const key = `fp8|${m},${n},${k}|${outType}`;
+    let plan = this.plans.get(key);
+    if (plan === undefined) {
+      plan = this.makeFp8Plan(m, n, k, outType);
+      this.plans.set(key, plan);
+    }
+    if (plan === null) return false;
+    // cuBLAS "A" is our b (op T over its stored [k, n] column-major = the weight), "B" is our a (op N)
+    this.check('cublasLtMatmulDescSetAttribute', this.f.cublasLtMatmulDescSetAttribute(plan.desc, DESC_A_SCALE_POINTER, new BigUint64Array([BigInt(scaleB)]), 8));
+    this.check('cublasLtMatmulDescSetAttribute', this.f.cublasLtMatmulDescSetAttribute(plan.desc, DESC_B_SCALE_POINTER, new BigUint64Array([BigInt(scaleA)]), 8));
+    const c = this.addressOf(out);
+    this.driver.profiled(`cublasLt fp8 ${m}x${n}x${k}`, () =>
+      this.check(
+        'cublasLtMatmul',
+        this.f.cublasLtMatmul(
+          this.handle, plan.desc, this.one32, this.addressOf(b), plan.aDesc, this.addressOf(a), plan.bDesc,
+          this.zero32, c, plan.cDesc, c, plan.cDesc, plan.algo, this.workspace, this.workspaceBytes, this.driver.stream,
+        ),
+      ),
+    );
+    return true;
+  }
+
+  private makeFp8Plan(m: number, n: number, k: number, outType: number): Plan | null {
+    const d: unknown[] = [null];
+    this.check('cublasLtMatmulDescCreate', this.f.cublasLtMatmulDescCreate(d, 68 /* COMPUTE_32F */, CUDA_R_32F));
+    this.check('cublasLtMatmulDescSetAttribute', this.f.cublasLtMatmulDescSetAttribute(d[0], DESC_TRANSA, new Int32Array([OP_T]), 4));
+    this.check('cublasLtMatmulDescSetAttribute', this.f.cublasLtMatmulDescSetAttribute(d[0], DESC_TRANSB, new Int32Array([OP_N]), 4));
+    const aDesc = this.layout(CUDA_R_8F_E4M3, k, n, k, 1, 0);
+    const bDesc = this.layout(CUDA_R_8F_E4M3, k, m, k, 1, 0);
+    const cDesc = this.layout(outType, n, m, n, 1, 0);
+    return this.heuristic(d[0], aDesc, bDesc, cDesc);
+  }
+
   private layout(type: number, rows: number, cols: number, ld: number, batch: number, stride: number): Handle {
     const l: unknown[] = [null];
     this.check('cublasLtMatrixLayoutCreate', this.f.cublasLtMatrixLayoutCreate(l, type, rows, cols, ld));
@@ -181,6 +236,11 @@ export class CublasLt implements Gemm {
     const aDesc = opA === OP_N ? this.layout(t.data, n, k, lb.ld, batch, sb) : this.layout(t.data, k, n, lb.ld, batch, sb);
     const bDesc = opB === OP_N ? this.layout(t.data, k, m, la.ld, batch, sa) : this.layout(t.data, m, k, la.ld, batch, sa);
     const cDesc = this.layout(t.data, n, m, n, batch, so);
+    return this.heuristic(d[0], aDesc, bDesc, cDesc);
+  }
+
+  /** The best algorithm cuBLASLt's heuristic offers for these descriptors within the workspace, or null. */
+  private heuristic(desc: Handle, aDesc: Handle, bDesc: Handle, cDesc: Handle): Plan | null {
     const p: unknown[] = [null];
     this.check('cublasLtMatmulPreferenceCreate', this.f.cublasLtMatmulPreferenceCreate(p));
     this.check(
@@ -189,9 +249,9 @@ export class CublasLt implements Gemm {
     );
     const results = new Uint8Array(HEURISTIC_RESULT_BYTES);
     const count = [0];
-    const status = this.f.cublasLtMatmulAlgoGetHeuristic(this.handle, d[0], aDesc, bDesc, cDesc, cDesc, p[0], 1, results, count);
+    const status = this.f.cublasLtMatmulAlgoGetHeuristic(this.handle, desc, aDesc, bDesc, cDesc, cDesc, p[0], 1, results, count);
     if (status !== 0 || count[0] === 0) return null;
-    return { desc: d[0], aDesc, bDesc, cDesc, algo: results.slice(0, 64) };
+    return { desc, aDesc, bDesc, cDesc, algo: results.slice(0, 64) };
   }
 }
 

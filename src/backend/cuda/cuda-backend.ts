@@ -16,6 +16,7 @@ import { MATMUL, REDUCE, ROW, STRIDED, matmulPlan, reducePlan, rowPlan, stridedL
 import { CudaFused } from './fused.js';
 
 import type { Gemm } from './cublaslt.js';
+import { UserError } from '../../util/errors.js';
 export type { Gemm };
 
 export class CudaStorage implements Storage {
@@ -359,6 +360,12 @@ export class CudaBackend implements Backend, FusedKernels {
   crossEntropy(logits: View, targets: View, ignoreIndex: number, losses: View, lse: View): void { this.fused.crossEntropy(logits, targets, ignoreIndex, losses, lse); }
   crossEntropyBackward(logits: View, targets: View, lse: View, gLoss: View, ignoreIndex: number, gLogits: View): void { this.fused.crossEntropyBackward(logits, targets, lse, gLoss, ignoreIndex, gLogits); }
   adamw(param: View, grad: View, m: View, v: View, h: AdamWHyper): void { this.fused.adamw(param, grad, m, v, h); }
+  scaledMatmul(a: View, b: View, scaleA: View, scaleB: View, out: View): void {
+    if (this.gemmImpl?.scaledMatmul?.(a, b, this.ptrOf(scaleA), this.ptrOf(scaleB), out)) return;
+    throw new UserError(
+      `FP8 matmul on ${this.driver.info.name} (sm_${this.driver.info.computeCapability.join('')}) needs cuBLASLt with FP8 support (sm_89 or newer) and a K that is a multiple of 16; got a ${a.shape.join('x')} by ${b.shape.join('x')} product`,
+    );
+  }
 
   // ---- plumbing -------------------------------------------------------------------------------
 

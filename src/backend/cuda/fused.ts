@@ -38,7 +38,7 @@ function expectDType(op: string, what: string, v: View, d: DType): void {
   if (v.storage.dtype !== d) throw new Error(`cuda ${op}: ${what} must be ${d}, got ${v.storage.dtype}`);
 }
 
-export class CudaFused implements FusedKernels {
+export class CudaFused implements Omit<FusedKernels, 'scaledMatmul'> {
   private readonly l: FusedLauncher;
   private readonly attn: CudaAttention;
   // one argument block per launch site, rewritten per call (cuLaunchKernel copies it at launch)

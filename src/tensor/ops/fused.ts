@@ -5,7 +5,7 @@ import type { AttentionOptions, Backend, FusedKernels } from '../../backend/back
 import type { Tensor } from '../tensor.js';
 import { shapeStr } from '../shape.js';
 import { empty, record, assertSameBackend } from './core.js';
-import { contiguous } from './shape-ops.js';
+import { contiguous, transpose } from './shape-ops.js';
 import { cast, compare, div } from './elementwise.js';
 import { sum } from './reduce.js';
 
@@ -94,4 +94,18 @@ export function crossEntropyLoss(logits: Tensor, targets: Tensor, ignoreIndex = 
   // gives 0/0 = NaN, as torch's mean reduction does
   const count = sum(cast(compare('ne', targets, ignoreIndex), lossType));
   return div(sum(perRow), count);
+}
+
+/**
+ * FP8 Linear for inference: x [M, K] float8_e4m3fn times w [N, K] float8_e4m3fn (torch.nn.Linear layout),
+ * each with a float32 scalar scale, -> [M, N] in outDtype. On CUDA this is cuBLASLt's FP8 tensor-core GEMM.
+ */
+export function fp8Linear(x: Tensor, w: Tensor, scaleX: Tensor, scaleW: Tensor, outDtype: 'float32' | 'bfloat16' = 'bfloat16'): Tensor {
+  assertSameBackend('fp8Linear', x, w, scaleX, scaleW);
+  if (x.dtype !== 'float8_e4m3fn' || w.dtype !== 'float8_e4m3fn') throw new TypeError(`fp8Linear: operands must be float8_e4m3fn, got ${x.dtype} and ${w.dtype}`);
+  if (x.ndim !== 2 || w.ndim !== 2 || x.shape[1] !== w.shape[1]) throw new RangeError(`fp8Linear: x ${shapeStr(x.shape)} does not fit w ${shapeStr(w.shape)}`);
+  if (scaleX.size !== 1 || scaleW.size !== 1 || scaleX.dtype !== 'float32' || scaleW.dtype !== 'float32') throw new TypeError('fp8Linear: scales must be float32 scalars');
+  const out = empty([x.shape[0], w.shape[0]], outDtype, x.backend);
+  kernels(x).scaledMatmul(contiguous(x), transpose(contiguous(w), 0, 1), scaleX, scaleW, out);
+  return out;
 }
