@@ -217,7 +217,9 @@ forEachBackend('FP8 linear (e4m3 operands, float32 scales) equals the dequantize
         for (let p = 0; p < k; p++) acc += xs[i * k + p] * ws[j * k + p];
         ref[i * n + j] = acc * 0.5 * 0.125;
       }
-      for (const [dtype, tol] of [['float32', 1e-6], ['bfloat16', 8e-3]] as const) {
+      // float32 out: the CPU is exact to 1e-12; Hopper's FP8 tensor cores accumulate with reduced internal
+      // precision (4.4e-5 measured on an H200), so the bound is 2e-4. bfloat16 out adds its own rounding.
+      for (const [dtype, tol] of [['float32', 2e-4], ['bfloat16', 8e-3]] as const) {
         const got = fp8Linear(x, w, sx, sw, dtype).toFloat64Array();
         let num = 0;
         let den = 0;
