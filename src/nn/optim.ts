@@ -10,6 +10,11 @@ export interface AdamWOptions {
   beta2?: number;
   eps?: number;
   weightDecay?: number;
+  /**
+   * Mixed precision: keep a float32 master copy of every lower-precision (bf16/f16) parameter, with float32
+   * moments; each update runs on the master and writes it back rounded to the parameter's dtype.
+   */
+  masterWeights?: boolean;
 }
 
 export class AdamW {
@@ -21,6 +26,8 @@ export class AdamW {
   step = 0;
   private readonly m = new Map<Tensor, Tensor>();
   private readonly v = new Map<Tensor, Tensor>();
+  private readonly master = new Map<Tensor, Tensor>();
+  readonly masterWeights: boolean;
 
   constructor(readonly params: Tensor[], o: AdamWOptions) {
     this.lr = o.lr;
@@ -28,6 +35,23 @@ export class AdamW {
     this.beta2 = o.beta2 ?? 0.999;
     this.eps = o.eps ?? 1e-8;
     this.weightDecay = o.weightDecay ?? 0.01;
+    this.masterWeights = o.masterWeights ?? false;
+  }
+
+  /** The tensor the update runs on: a float32 master copy for bf16/f16 parameters when masterWeights is set. */
+  private target(p: Tensor): Tensor {
+    if (!this.masterWeights || p.dtype === 'float32' || p.dtype === 'float64') return p;
+    let w = this.master.get(p);
+    if (w === undefined) {
+      w = keep(noGrad(() => p.cast('float32').contiguous()));
+      this.master.set(p, w);
+    }
+    return w;
+  }
+
+  /** float32 master copy of a parameter (the parameter itself when it has none). */
+  masterOf(p: Tensor): Tensor {
+    return this.master.get(p) ?? p;
   }
 
   /** One update from each parameter's .grad (fused kernel, in place); parameters without a gradient are left alone. */
@@ -42,17 +66,20 @@ export class AdamW {
         const g = p.grad;
         if (g === null) continue;
         if (!p.isContiguous) throw new Error('AdamW: parameters must be contiguous tensors');
+        const w = this.target(p);
         let m = this.m.get(p);
         let v = this.v.get(p);
         if (m === undefined || v === undefined) {
-          m = keep(zeros([...p.shape], { dtype: p.dtype, device: p.backend }));
-          v = keep(zeros([...p.shape], { dtype: p.dtype, device: p.backend }));
+          m = keep(zeros([...w.shape], { dtype: w.dtype, device: w.backend }));
+          v = keep(zeros([...w.shape], { dtype: w.dtype, device: w.backend }));
           this.m.set(p, m);
           this.v.set(p, v);
         }
-        const grad = tidy(() => (g.isContiguous && g.dtype === p.dtype ? g : keep(g.cast(p.dtype).contiguous())));
-        (p.backend as Backend & FusedKernels).adamw(p, grad, m, v, hyper);
+        const grad = tidy(() => (g.isContiguous && g.dtype === w.dtype ? g : keep(g.cast(w.dtype).contiguous())));
+        (p.backend as Backend & FusedKernels).adamw(w, grad, m, v, hyper);
         if (grad !== g) grad.dispose();
+        // the model computes with the rounded copy of the updated master
+        if (w !== p) p.backend.copy(w, p);
       }
     });
   }

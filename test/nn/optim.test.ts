@@ -54,3 +54,43 @@ test('cross-entropy with ignore_index equals torch.nn.functional.cross_entropy',
   const loss = crossEntropy(tensor(c.logits, c.shape), tensor(c.targets, c.shape.slice(0, 2), { dtype: 'int64' }));
   close(loss.item(), c.loss, 1e-6, 'loss');
 });
+
+test('AdamW with float32 master weights for bfloat16 parameters follows the float32 trajectory', () => {
+  const a = fx.adamw;
+  const steps = a.trace.length;
+  const opts = { lr: 0, beta1: a.betas[0], beta2: a.betas[1], eps: a.eps, weightDecay: a.weight_decay };
+  // reference: float32 parameters updated with the same bf16-rounded gradients
+  const ref = a.params_init.map((v, i) => keep(tensor(v, a.shapes[i], { dtype: 'bfloat16' }).cast('float32')).requireGrad());
+  const bf = a.params_init.map((v, i) => keep(tensor(v, a.shapes[i], { dtype: 'bfloat16' })).requireGrad());
+  const optRef = new AdamW(ref, opts);
+  const optBf = new AdamW(bf, { ...opts, masterWeights: true });
+  for (let step = 0; step < steps; step++) {
+    const t = a.trace[step];
+    bf.forEach((p, i) => (p.grad = keep(tensor(t.grads[i], a.shapes[i], { dtype: 'bfloat16' }))));
+    ref.forEach((p, i) => (p.grad = keep(bf[i].grad!.cast('float32'))));
+    optRef.lr = optBf.lr = t.lr;
+    optRef.update();
+    optBf.update();
+    optRef.zeroGrad();
+    optBf.zeroGrad();
+  }
+  bf.forEach((p, i) => {
+    const master = optBf.masterOf(p).toFloat32Array();
+    const want = ref[i].toFloat32Array();
+    want.forEach((v, j) => assert.equal(master[j], v, `master ${i}[${j}]`));
+    // the bfloat16 parameter is the master rounded once
+    const rounded = tensor(master, a.shapes[i]).cast('bfloat16').toFloat32Array();
+    assert.deepEqual(Array.from(p.toFloat32Array()), Array.from(rounded));
+  });
+  // without master weights the bf16 parameters drift: small updates vanish in bf16 rounding
+  const plain = a.params_init.map((v, i) => keep(tensor(v, a.shapes[i], { dtype: 'bfloat16' })).requireGrad());
+  const optPlain = new AdamW(plain, opts);
+  for (const t of a.trace) {
+    plain.forEach((p, i) => (p.grad = keep(tensor(t.grads[i], a.shapes[i], { dtype: 'bfloat16' }))));
+    optPlain.lr = t.lr;
+    optPlain.update();
+    optPlain.zeroGrad();
+  }
+  const differs = plain.some((p, i) => p.toFloat32Array().some((x, j) => x !== bf[i].toFloat32Array()[j]));
+  assert.ok(differs, 'master weights should change the bf16 result compared with plain bf16 AdamW');
+});
