@@ -21,23 +21,13 @@ import * as w4a8 from '../../src/quant/formats/w4a8.js';
 import * as act from '../../src/quant/formats/activations.js';
 import * as kv from '../../src/quant/formats/kv-cache.js';
 import { SHARED_DATA, DATA_SKIP } from '../helpers/paths.js';
+import { e4m3Value, isNegative } from '../helpers/e4m3-reference.js';
 
 const f = Math.fround;
 const bf16 = (x: number): number => bf16BitsToF32(f32ToBf16Bits(x));
-const neg = (x: number): boolean => x < 0 || Object.is(x, -0);
+const neg = isNegative;
 
-const E4M3_MAGS = Array.from({ length: 127 }, (_, c) => e4m3ToF32(c));
-/** e4m3 value of clamp(x, ±448): nearest of the 127 magnitudes, ties to the even code. */
-function e4m3Val(x: number): number {
-  const a = Math.min(Math.abs(x), 448);
-  let best = 0;
-  for (let c = 1; c < 127; c++) {
-    const d = Math.abs(E4M3_MAGS[c]! - a);
-    const db = Math.abs(E4M3_MAGS[best]! - a);
-    if (d < db || (d === db && c % 2 === 0)) best = c;
-  }
-  return neg(x) ? -E4M3_MAGS[best]! : E4M3_MAGS[best]!;
-}
+const e4m3Val = e4m3Value;
 /** e2m1 value from formats.md thresholds and ties. */
 function e2m1Val(x: number): number {
   const a = Math.abs(x);

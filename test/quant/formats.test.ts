@@ -30,6 +30,7 @@ import * as int4 from '../../src/quant/formats/int4.js';
 import * as nvfp4 from '../../src/quant/formats/nvfp4.js';
 import * as mx from '../../src/quant/formats/mx.js';
 import { SHARED_DATA, DATA_SKIP } from '../helpers/paths.js';
+import { e4m3Code, isNegative } from '../helpers/e4m3-reference.js';
 
 const skip = DATA_SKIP;
 type Json = { [k: string]: unknown };
@@ -52,21 +53,9 @@ function e2m1Mag(a: number): number {
   if (a <= 5) return 6;
   return 7;
 }
-const neg = (x: number): boolean => x < 0 || Object.is(x, -0);
+const neg = isNegative;
 const e2m1Code = (x: number): number => (neg(x) ? 8 : 0) | e2m1Mag(Math.abs(x));
 
-/** e4m3fn code of clamp(x, ±448): brute-force nearest of the 127 magnitudes, ties to the even code. */
-const E4M3_MAGS = Array.from({ length: 127 }, (_, c) => e4m3ToF32(c));
-function e4m3Code(x: number): number {
-  const a = Math.min(Math.abs(x), 448);
-  let best = 0;
-  for (let c = 1; c < 127; c++) {
-    const d = Math.abs(E4M3_MAGS[c]! - a);
-    const db = Math.abs(E4M3_MAGS[best]! - a);
-    if (d < db || (d === db && c % 2 === 0)) best = c;
-  }
-  return (neg(x) ? 0x80 : 0) | best;
-}
 
 /** round half to even, written out. */
 function rne(t: number): number {
