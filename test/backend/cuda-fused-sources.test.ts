@@ -21,7 +21,7 @@ function structFields(src: string, name: string): { type: string; field: string 
 }
 
 test('attention.cuh AttnLayout has the fields fused-attention.ts writes, in order, all int64', () => {
-  for (const file of ['attention', 'attention_tc', 'attention_bwd'] as const) {
+  for (const file of ['attention', 'attention_tc', 'attention_bwd', 'attention_tc_bwd'] as const) {
     const fields = structFields(kernelSource(file), 'AttnLayout');
     assert.deepEqual(fields.map((f) => f.field), [...ATTN_FIELDS], `${file}.cu`);
     assert.ok(fields.every((f) => f.type === 'i64_t'), `${file}.cu: every AttnLayout field must be i64_t`);

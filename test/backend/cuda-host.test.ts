@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CachingAllocator, roundSize, type AllocatorDevice } from '../../src/backend/cuda/allocator.js';
-import { STRIDED, collapseDims, stridedLaunches, type Operand } from '../../src/backend/cuda/layout.js';
+import { STRIDED, collapseDims, stridedLaunches, widenCopy, type Operand } from '../../src/backend/cuda/layout.js';
 import { UserError } from '../../src/util/errors.js';
 
 class FakeDevice implements AllocatorDevice {
@@ -128,4 +128,32 @@ test('launch layouts: dims collapse, contiguous fast path, 2^32 splits', () => {
   checkLaunches([3, 2 ** 31 + 5], [{ strides: [1, 3], offset: 7 }, { strides: [2 ** 31 + 5, 1], offset: 0 }], [2]);
   checkLaunches([5, 7, 2 ** 32 + 3], [{ strides: [1, 5, 35], offset: 0 }, { strides: [7 * (2 ** 32 + 3), 2 ** 32 + 3, 1], offset: 2 }], [1]);
   checkLaunches([2 ** 34], [{ strides: [1], offset: 0 }, { strides: [1], offset: 4 }], [0]);
+});
+
+test('widenCopy: bit copies of aligned unit-stride rows move 16-, 8- or 4-byte words, same bytes', () => {
+  // [B, H, S, D] bf16 view of [B, S, H, D] memory -> contiguous: 64 halves per row = 8 words of 16 bytes
+  const src: Operand = { strides: [2 * 3 * 64, 64, 2 * 64, 1], offset: 0 };
+  const dst: Operand = { strides: [2 * 3 * 64, 3 * 64, 64, 1], offset: 0 };
+  const w = widenCopy([2, 2, 3, 64], [dst, src], 2);
+  assert.equal(w.word, 16);
+  assert.deepEqual(w.shape, [2, 2, 3, 8]);
+  assert.deepEqual(w.operands, [{ strides: [48, 24, 8, 1], offset: 0 }, { strides: [48, 8, 16, 1], offset: 0 }]);
+  // every word of the widened copy covers the same bytes as the elements it replaces
+  for (let i = 0; i < 2 * 2 * 3 * 8; i++) {
+    for (let k = 0; k < 2; k++) {
+      const wordByte: number = viewOffset(w.shape, w.operands[k], i) * 16;
+      const elem = viewOffset([2, 2, 3, 64], [dst, src][k], Math.floor(i / 8) * 64 + (i % 8) * 8) * 2;
+      assert.equal(wordByte, elem);
+    }
+  }
+  // an odd offset only allows 4-byte words of bf16 pairs when it is even; otherwise nothing wider fits
+  assert.equal(widenCopy([4, 8], [{ strides: [8, 1], offset: 2 }, { strides: [16, 1], offset: 6 }], 2).word, 4);
+  assert.equal(widenCopy([4, 8], [{ strides: [8, 1], offset: 1 }, { strides: [16, 1], offset: 0 }], 2).word, 2);
+  // a non-unit last stride, a ragged row length or a misaligned row stride keeps the element width
+  assert.equal(widenCopy([4, 8], [{ strides: [1, 4], offset: 0 }, { strides: [8, 1], offset: 0 }], 2).word, 2);
+  assert.equal(widenCopy([4, 6], [{ strides: [6, 1], offset: 0 }, { strides: [6, 1], offset: 0 }], 4).word, 8);
+  assert.equal(widenCopy([4, 5], [{ strides: [5, 1], offset: 0 }, { strides: [5, 1], offset: 0 }], 4).word, 4);
+  // size-1 dims may have any stride; 16-byte elements are never widened
+  assert.equal(widenCopy([1, 8], [{ strides: [3, 1], offset: 0 }, { strides: [8, 1], offset: 0 }], 2).word, 16);
+  assert.equal(widenCopy([4], [{ strides: [1], offset: 0 }, { strides: [1], offset: 0 }], 16).word, 16);
 });

@@ -354,6 +354,26 @@ perDtype('argmax: first index on ties, NaN counts as the maximum', (c) => {
   checkEw('argmax NaN', 'int32', T.argmax(nan.t, -1), { shape: [2], data: [1, 0] });
 });
 
+perDtype('long contiguous reductions: vector loads from unaligned starts, split over many blocks', (c) => {
+  // rows of 20,011 elements starting 3 elements into their storage (not 16-byte aligned), and a 1-D
+  // reduction long enough to be split across CTAs; the maximum sits in a scalar head or tail element
+  const rows = input(c, [3, 20_014]);
+  const { t, r } = { t: T.slice(rows.t, 1, 3, 20_014), r: rSlice(rows.r, 1, 3, 20_014) };
+  const whole = input(c, [300_005]);
+  const flat = { t: T.slice(whole.t, 0, 1, 300_004), r: rSlice(whole.r, 0, 1, 300_004) };
+  for (const [what, x] of [['rows', { t, r }], ['flat', flat]] as const) {
+    const abs = rReduce(x.r, [-1], false, 'abs');
+    checkAcc(`sum ${what}`, c.dtype, T.sum(x.t, [-1]), rReduce(x.r, [-1], false, 'sum'), abs);
+    checkEw(`amax ${what}`, c.dtype, T.amax(x.t, [-1]), rReduce(x.r, [-1], false, 'amax'));
+    checkEw(`max ${what}`, c.dtype, T.max(x.t, [-1]), rReduce(x.r, [-1], false, 'max'));
+    checkEw(`min ${what}`, c.dtype, T.min(x.t, [-1]), rReduce(x.r, [-1], false, 'min'));
+  }
+  const peak = input(c, [20_011], 0, 1, Array.from({ length: 20_011 }, (_, i) => (i === 20_010 ? 9 : i === 1 ? -9 : (i % 7) / 8)));
+  checkEw('amax, largest |x| in the head', c.dtype, T.amax(T.slice(peak.t, 0, 1, 20_010)), { shape: [], data: [9] });
+  checkEw('max, largest x in the tail', c.dtype, T.max(T.slice(peak.t, 0, 2, 20_011)), { shape: [], data: [9] });
+  checkEw('argmax, in the tail', 'int32', T.argmax(T.slice(peak.t, 0, 2, 20_011), 0), { shape: [], data: [20_008] });
+});
+
 perDtype('softmax / logSoftmax on axis -1 and 0 (with -inf entries)', (c) => {
   const rowwise = (r: Arr, axis: number, log: boolean): Arr => {
     const ax = axisOf(axis, r.shape.length);

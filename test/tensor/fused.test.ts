@@ -176,6 +176,12 @@ forEachBackend('fused routines on bfloat16 and float16 match the CPU reference a
       const chunk: AttentionOptions = { scale: 1 / Math.sqrt(128), causal: true, past: 50, window: 80 };
       check('attention prefill d128, past + window', (a, b, c) => attention(a, b, c, chunk), [r([1, 4, 100, 128], 20), k128, v128]);
 
+      // head dim 64 with several 128-query CTAs and a partial last one: 300 queries after 20 cached keys,
+      // sliding window 100 (every mask branch of the tensor-core kernels, forward and backward)
+      const k64 = r([1, 2, 320, 64], 21);
+      const v64 = r([1, 2, 320, 64], 22);
+      check('attention prefill d64, 300 queries, past + window', (a, b, c) => attention(a, b, c, { ...causal, past: 20, window: 100 }), [r([1, 4, 300, 64], 23), k64, v64]);
+
       // decode: one query per head against 300-long views of a KV cache of capacity 320 (strided), past = 299
       const kCache = T.slice(r([2, 2, 320, 64], 10), 2, 0, 300);
       const vCache = T.slice(r([2, 2, 320, 64], 11), 2, 0, 300);

@@ -12,7 +12,7 @@ import { KernelArgs, type CudaDriver, type DevicePtr } from './driver.js';
 import type { Nvrtc } from './nvrtc.js';
 import { CachingAllocator, type DeviceBlock } from './allocator.js';
 import { COMPUTE_DTYPES, K, KernelLoader, type AccDType, type IndexDType, type KernelRef } from './kernels.js';
-import { MATMUL, REDUCE, ROW, STRIDED, matmulPlan, reducePlan, rowPlan, stridedLaunches } from './layout.js';
+import { MATMUL, REDUCE, ROW, STRIDED, matmulPlan, reducePlan, rowPlan, stridedLaunches, widenCopy } from './layout.js';
 import { CudaFused } from './fused.js';
 
 import type { Gemm } from './cublaslt.js';
@@ -143,7 +143,8 @@ export class CudaBackend implements Backend, FusedKernels {
       if (isContiguous(src.shape, src.strides) && isContiguous(out.shape, out.strides)) {
         this.driver.dtod(this.ptrOf(out) + out.offset * bytes, this.ptrOf(src) + src.offset * bytes, numel(out.shape) * bytes);
       } else {
-        this.elementwise(K.copyRaw(bytes), this.args.ew2, out.shape, [this.op(out), this.op(src)]);
+        const w = widenCopy(out.shape, [this.op(out), this.op(src)], bytes);
+        this.elementwise(K.copyRaw(w.word), this.args.ew2, w.shape, w.operands);
       }
       return;
     }
@@ -234,7 +235,7 @@ export class CudaBackend implements Backend, FusedKernels {
       this.launch(k, plan.grid, plan.block, a);
       if (partial !== null) {
         const f = this.args.finish.bytes(0, plan.bytes).ptr(1, this.ptrOf(out)).ptr(2, partial.ptr).i64(3, plan.splits);
-        this.launch(finish, [this.gridFor(plan.nOut), 1, 1], [BLOCK, 1, 1], f);
+        this.launch(finish, [Math.min(plan.nOut, this.smCount * 16), 1, 1], [BLOCK, 1, 1], f); // a block per output
       }
     } finally {
       if (partial !== null) this.allocator.free(partial); // stream order keeps it alive for the kernels

@@ -5,14 +5,15 @@
 // among those, the split-K decode kernels when few query rows share a KV head (rep * S <= 16: decoding
 // against a KV cache), and otherwise, for float16/bfloat16 with head dim exactly 64 or 128 on sm_80+, the
 // tensor-core forward (attention_tc.cu; USE_TC_FORWARD); the generic warp-per-row kernels otherwise
-// (float64, head dim > 128). The backward always uses attention_bwd.cu. q, k, v, out and gOut may have
+// (float64, head dim > 128). The backward uses the tensor-core kernels (attention_tc_bwd.cu) for the same
+// dtypes, head dims and devices as the tensor-core forward, attention_bwd.cu otherwise. q, k, v, out and gOut may have
 // any strides on their first three dims (a KV cache slice, a transposed projection); a view whose last
 // dim is not unit-stride is copied to a contiguous temporary.
 
 import type { AttentionOptions, View } from '../backend.js';
 import { isContiguous, numel, shapeStr } from '../../tensor/shape.js';
 import { KernelArgs } from './driver.js';
-import { FK, isFlashDType, isFusedDType, isTcDim, isTcDType, type FlashDim, type FlashDType, type FusedDType } from './fused-kernels.js';
+import { FK, isFlashDType, isFusedDType, isTcDim, isTcDType, type FlashDim, type FlashDType, type FusedDType, type TcDim, type TcDType } from './fused-kernels.js';
 import type { FusedLauncher, Temps } from './fused-host.js';
 
 /** attention.cuh AttnLayout: every field an int64, in this order (test/backend/cuda-fused-sources.test.ts checks it). */
@@ -48,6 +49,18 @@ const USE_TC_FORWARD = true;
 /** attention_tc.cu TcTile: 64 query rows per CTA; two stages of K and V key tiles [64][D + 8] of 16-bit words */
 const TC_KEYS = 64;
 const tcShared = (dim: number): number => 2 * 2 * TC_KEYS * (dim + 8) * 2;
+/** attention_tc_bwd.cu TcBwdTile: keys per step of the dQ kernel, queries per step and keys per CTA of dK/dV */
+const tcBwdTile = (dim: TcDim): { dqKeys: number; kvQueries: number; kvKeys: number } =>
+  dim === 128 ? { dqKeys: 32, kvQueries: 32, kvKeys: 64 } : { dqKeys: 64, kvQueries: 64, kvKeys: 64 };
+const tcBwdShared = {
+  // two stages of {K, V} [dqKeys][dim + 8] 16-bit words
+  dq: (dim: TcDim): number => 2 * 2 * tcBwdTile(dim).dqKeys * (dim + 8) * 2,
+  // K, V [kvKeys][dim + 8]; two stages of {Q, dO} [kvQueries][dim + 8]; two stages of float {lse, delta} [kvQueries]
+  dkv: (dim: TcDim): number => {
+    const t = tcBwdTile(dim);
+    return (2 * t.kvKeys + 4 * t.kvQueries) * (dim + 8) * 2 + 4 * t.kvQueries * F32;
+  },
+};
 
 const padDim = (d: number): FlashDim => (d <= 32 ? 32 : d <= 64 ? 64 : 128);
 const keyTile = (dp: FlashDim): number => (dp === 128 ? 32 : 64);
@@ -92,14 +105,15 @@ export class CudaAttention {
       const lv = t.usable(lse, isContiguous(lse.shape, lse.strides));
       const base = layoutValues(g, o, qv, kv, vv);
       const rows = g.B * g.H * g.S;
+      const tc = this.tcPath(d, g.D);
       if (isFlashDType(d) && g.D <= 128) {
         const dp = padDim(g.D);
         if ((g.H / g.KV) * g.S <= DECODE_MAX_ROWS && g.B * g.KV <= 65535) {
           this.decode(d, dp, g, o, base, t, ov, lv, [qv, kv, vv]);
-        } else if (USE_TC_FORWARD && isTcDType(d) && isTcDim(g.D) && this.l.host.driver.info.computeCapability[0] >= 8) {
+        } else if (USE_TC_FORWARD && tc !== null) {
           const a = this.args.fwd.bytes(0, layoutBytes(base)).f64(1, o.scale).ptr(2, this.l.addr(ov)).ptr(3, this.l.addr(lv));
           this.setInputs(a, 4, [qv, kv, vv]);
-          this.l.launch(FK.attnFwdTc(d, g.D), [Math.ceil(g.S / BQ), g.H, g.B], [THREADS, 1, 1], tcShared(g.D), a);
+          this.l.launch(FK.attnFwdTc(tc.d, tc.dim), [Math.ceil(g.S / BQ), g.H, g.B], [THREADS, 1, 1], tcShared(tc.dim), a);
         } else {
           const a = this.args.fwd.bytes(0, layoutBytes(base)).f64(1, o.scale).ptr(2, this.l.addr(ov)).ptr(3, this.l.addr(lv));
           this.setInputs(a, 4, [qv, kv, vv]);
@@ -172,7 +186,12 @@ export class CudaAttention {
       const k1 = this.args.dkv.bytes(0, layout).f64(1, o.scale).ptr(2, this.l.addr(gkv)).ptr(3, this.l.addr(gvv));
       this.setInputs(k1, 4, [qv, kv, vv, go]);
       k1.ptr(8, this.l.addr(lv)).ptr(9, delta);
-      if (isFlashDType(d) && g.D <= 128) {
+      const tc = this.tcPath(d, g.D);
+      if (tc !== null) {
+        this.l.launch(FK.attnBwdDqTc(tc.d, tc.dim), [Math.ceil(g.S / BQ), g.H, g.B], [THREADS, 1, 1], tcBwdShared.dq(tc.dim), q1);
+        const keys = tcBwdTile(tc.dim).kvKeys;
+        if (g.T > 0) this.l.launch(FK.attnBwdDkvTc(tc.d, tc.dim), [Math.ceil(g.T / keys), g.KV, g.B], [THREADS, 1, 1], tcBwdShared.dkv(tc.dim), k1);
+      } else if (isFlashDType(d) && g.D <= 128) {
         const dp = padDim(g.D);
         this.l.launch(FK.attnBwdDq(d, dp), [Math.ceil(g.S / BQ), g.H, g.B], [THREADS, 1, 1], shared.dq(dp), q1);
         if (g.T > 0) this.l.launch(FK.attnBwdDkv(d, dp), [Math.ceil(g.T / keyTile(dp)), g.KV, g.B], [THREADS, 1, 1], shared.dkv(dp), k1);
@@ -185,6 +204,11 @@ export class CudaAttention {
       }
       for (const [tmp, dst] of [[gqv, gq], [gkv, gk], [gvv, gv]] as const) if (tmp !== dst) this.l.host.copy(tmp, dst);
     });
+  }
+
+  /** The tensor-core kernels' (attention_tc*.cu) dtype and head dim, when they take these on this device. */
+  private tcPath(d: FusedDType, dim: number): { d: TcDType; dim: TcDim } | null {
+    return isTcDType(d) && isTcDim(dim) && this.l.host.driver.info.computeCapability[0] >= 8 ? { d, dim } : null;
   }
 
   /** Validates dtypes: q's is the routine's (a fused dtype), `out` must match it, lse must be float32. */

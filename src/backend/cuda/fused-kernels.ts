@@ -1,5 +1,5 @@
 // Names of the fused-routine kernels (kernels/rmsnorm.cu, pointwise.cu, cross_entropy.cu, attention.cu,
-// attention_tc.cu, attention_bwd.cu), built here and nowhere else; the tables mirror the macro lists at the
+// attention_tc.cu, attention_bwd.cu, attention_tc_bwd.cu), built here and nowhere else; the tables mirror the macro lists at the
 // end of those files, and fusedKernelRefs() feeds kernels.ts allKernelRefs() so test/backend/cuda-sources.test.ts
 // checks every name against the sources.
 //
@@ -19,7 +19,7 @@ export const FLASH_DTYPES: readonly FlashDType[] = ['float32', 'float16', 'bfloa
 export const FLASH_DIMS = [32, 64, 128] as const;
 export type FlashDim = (typeof FLASH_DIMS)[number];
 
-/** dtypes and head dims of the tensor-core forward (attention_tc.cu MOPT_TC_ALL); head dim must equal it */
+/** dtypes and head dims of the tensor-core kernels (attention_tc.cuh MOPT_TC_ALL); head dim must equal it */
 export type TcDType = 'float16' | 'bfloat16';
 export const TC_DTYPES: readonly TcDType[] = ['float16', 'bfloat16'];
 export const TC_DIMS = [64, 128] as const;
@@ -50,6 +50,8 @@ export const FK = {
   rmsNormBwd: (d: FusedDType): KernelRef => ref('rmsnorm', `rms_norm_bwd_${SFX[d]}`),
   rmsNormGw: (d: FusedDType): KernelRef => ref('rmsnorm', `rms_norm_gw_${SFX[d]}`),
   rope: (x: FusedDType, table: FusedDType): KernelRef => ref('pointwise', `rope_${SFX[x]}_${SFX[table]}`),
+  /** rotates 16 bytes of pairs per thread (pointwise.cu rope_body with V = 16 / element size) */
+  ropeVec: (x: FusedDType, table: FusedDType): KernelRef => ref('pointwise', `rope_vec_${SFX[x]}_${SFX[table]}`),
   swiglu: (d: FusedDType): KernelRef => ref('pointwise', `swiglu_${SFX[d]}`),
   swigluBwd: (d: FusedDType): KernelRef => ref('pointwise', `swiglu_bwd_${SFX[d]}`),
   adamw: (d: FusedDType): KernelRef => ref('pointwise', `adamw_${SFX[d]}`),
@@ -57,6 +59,8 @@ export const FK = {
   crossEntropyBwd: (d: FusedDType, idx: IndexDType): KernelRef => ref('cross_entropy', `cross_entropy_bwd_${SFX[d]}_${SFX[idx]}`),
   attnFwd: (d: FlashDType, dp: FlashDim): KernelRef => ref('attention', `attn_fwd_${SFX[d]}_d${dp}`),
   attnFwdTc: (d: TcDType, dim: TcDim): KernelRef => ref('attention_tc', `attn_fwd_tc_${SFX[d]}_d${dim}`),
+  attnBwdDqTc: (d: TcDType, dim: TcDim): KernelRef => ref('attention_tc_bwd', `attn_bwd_dq_tc_${SFX[d]}_d${dim}`),
+  attnBwdDkvTc: (d: TcDType, dim: TcDim): KernelRef => ref('attention_tc_bwd', `attn_bwd_dkv_tc_${SFX[d]}_d${dim}`),
   attnDecode: (d: FlashDType, dp: FlashDim): KernelRef => ref('attention', `attn_decode_${SFX[d]}_d${dp}`),
   attnCombine: (d: FusedDType): KernelRef => ref('attention', `attn_combine_${SFX[d]}`),
   attnFwdGeneric: (d: FusedDType): KernelRef => ref('attention', `attn_fwd_generic_${SFX[d]}`),
@@ -72,13 +76,13 @@ export function fusedKernelRefs(): KernelRef[] {
   const out: KernelRef[] = [];
   for (const d of FUSED_DTYPES) {
     out.push(FK.rmsNorm(d), FK.rmsNormBwd(d), FK.rmsNormGw(d), FK.swiglu(d), FK.swigluBwd(d), FK.adamw(d));
-    for (const t of FUSED_DTYPES) out.push(FK.rope(d, t));
+    for (const t of FUSED_DTYPES) out.push(FK.rope(d, t), FK.ropeVec(d, t));
     for (const idx of ['int32', 'int64'] as const) out.push(FK.crossEntropy(d, idx), FK.crossEntropyBwd(d, idx));
     out.push(FK.attnCombine(d), FK.attnFwdGeneric(d), FK.attnBwdDelta(d), FK.attnBwdDqGeneric(d), FK.attnBwdDkvGeneric(d));
   }
   for (const d of FLASH_DTYPES) {
     for (const dp of FLASH_DIMS) out.push(FK.attnFwd(d, dp), FK.attnDecode(d, dp), FK.attnBwdDq(d, dp), FK.attnBwdDkv(d, dp));
   }
-  for (const d of TC_DTYPES) for (const dim of TC_DIMS) out.push(FK.attnFwdTc(d, dim));
+  for (const d of TC_DTYPES) for (const dim of TC_DIMS) out.push(FK.attnFwdTc(d, dim), FK.attnBwdDqTc(d, dim), FK.attnBwdDkvTc(d, dim));
   return out;
 }

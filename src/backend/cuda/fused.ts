@@ -114,13 +114,18 @@ export class CudaFused implements Omit<FusedKernels, 'scaledMatmul'> {
     const seq = x.shape[rank - 2];
     this.l.withTemps((t) => {
       const s = t.usable(sin, true, td);
-      // each launch element rotates one pair (j, j + D/2): operands out_lo, out_hi, x_lo, x_hi
-      const shift = (v: View): Operand => ({ strides: v.strides, offset: v.offset + half * v.strides[rank - 1] });
-      const shape = [...x.shape.slice(0, -1), half];
+      // each launch element rotates `per` adjacent pairs (j, j + D/2): operands out_lo, out_hi, x_lo, x_hi;
+      // 16 bytes of them when both views' columns are unit-stride and every row starts 16-byte aligned
+      const per = 16 / DTYPE_INFO[d].bytes;
+      const vec = half % per === 0 && [out, x].every((v) => v.strides[rank - 1] === 1 && v.offset % per === 0 && v.strides.every((st, i) => i === rank - 1 || v.shape[i] === 1 || st % per === 0));
+      const step = vec ? per : 1;
+      const lanes = (v: View): Operand => ({ strides: v.strides.map((st, i) => (i === rank - 1 ? st * step : st)), offset: v.offset });
+      const shift = (v: View): Operand => ({ ...lanes(v), offset: v.offset + half * v.strides[rank - 1] });
+      const shape = [...x.shape.slice(0, -1), half / step];
       const a = this.args.rope
         .ptr(1, this.l.base(out)).ptr(2, this.l.base(x)).ptr(3, this.l.addr(cos)).ptr(4, this.l.addr(s))
         .i64(5, half).i64(6, seq).i64(7, cos.strides[0]).i64(8, cos.strides[1]).i64(9, s.strides[0]).i64(10, s.strides[1]).f64(11, inverse ? -1 : 1);
-      this.pointwise(FK.rope(d, td), a, shape, [out, shift(out), x, shift(x)]);
+      this.pointwise(vec ? FK.ropeVec(d, td) : FK.rope(d, td), a, shape, [lanes(out), shift(out), lanes(x), shift(x)]);
     });
   }
 

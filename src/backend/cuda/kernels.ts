@@ -14,7 +14,7 @@ import type { CudaDriver, Handle } from './driver.js';
 import type { Nvrtc } from './nvrtc.js';
 import { fusedKernelRefs } from './fused-kernels.js';
 
-export const KERNEL_FILES = ['elementwise', 'reduce', 'softmax', 'index', 'random', 'matmul', 'rmsnorm', 'pointwise', 'cross_entropy', 'attention', 'attention_tc', 'attention_bwd'] as const;
+export const KERNEL_FILES = ['elementwise', 'reduce', 'softmax', 'index', 'random', 'matmul', 'rmsnorm', 'pointwise', 'cross_entropy', 'attention', 'attention_tc', 'attention_bwd', 'attention_tc_bwd'] as const;
 export type KernelFile = (typeof KERNEL_FILES)[number];
 
 export interface KernelRef {
@@ -30,7 +30,7 @@ export const DTYPE_SUFFIX: { readonly [K in DType]: string } = {
   int64: 'i64', int32: 'i32', int16: 'i16', int8: 'i8', uint8: 'u8', bool: 'b8',
 };
 
-const WORD: { readonly [bytes: number]: string } = { 1: 'u8', 2: 'u16', 4: 'u32', 8: 'u64' };
+const WORD: { readonly [bytes: number]: string } = { 1: 'u8', 2: 'u16', 4: 'u32', 8: 'u64', 16: 'u128' };
 
 /** dtypes with their own compute kernels (common.cuh MOPT_COMPUTE_DTYPES); others go through float64 */
 export const COMPUTE_DTYPES: readonly DType[] = ['float64', 'float32', 'float16', 'bfloat16', 'int64', 'int32'];
@@ -112,6 +112,7 @@ export function allKernelRefs(): KernelRef[] {
     out.push(K.where(d), K.fill(d), K.argmax(d), K.argmax(d, true), K.softmax(d, false), K.softmax(d, true));
     out.push(K.random('uniform', d), K.random('normal', d), K.matmul(d));
   }
+  out.push(K.copyRaw(16));
   for (const bytes of [1, 2, 4, 8]) {
     out.push(K.copyRaw(bytes));
     for (const idx of INDEX_DTYPES) out.push(K.gather(bytes, idx));

@@ -203,6 +203,11 @@ MOPT_DTYPES(MOPT_DEF_FILL)
   }
 MOPT_CONVERT_PAIRS(MOPT_DEF_CONVERT)
 
+/** 16 bytes moved as one access: the host widens copies of rows with unit-stride, aligned runs to it. */
+struct alignas(16) u128_t {
+  u64_t lo, hi;
+};
 #define MOPT_DEF_COPY_RAW(name, W)                                                            \
   MOPT_KERNEL copy_raw_##name(Strided L, W* out, const W* x) { copy_raw_body<W>(L, out, x); }
 MOPT_WORDS(MOPT_DEF_COPY_RAW)
+MOPT_DEF_COPY_RAW(u128, u128_t)

@@ -1,8 +1,8 @@
 // The element-wise fused routines: rotate-half RoPE, SwiGLU forward/backward and the AdamW step
 // (src/backend/cpu/fused.ts ropeCpu, swigluCpu, swigluBackwardCpu, adamwCpu).
 //
-// RoPE and AdamW compute in float64 like the CPU reference and round once per output: results equal the
-// CPU's bit for bit. SwiGLU (forward and backward) computes in float32 for float32 and the 16-bit floats
+// RoPE computes in float64 like the CPU reference and rounds once per output: results equal the CPU's bit
+// for bit; so does AdamW for float64/float32 parameters (16-bit ones step in float32, see AdamAcc). SwiGLU (forward and backward) computes in float32 for float32 and the 16-bit floats
 // (float64 for float64), so that the float32 exp keeps it at memory speed: results are within a few
 // float32 ulp of the CPU's float64 before the one rounding to the output dtype (test/tensor/fused.test.ts
 // compares with tolerances). Operands are strided views walked with common.cuh for_each_strided (the host
@@ -12,21 +12,33 @@
 
 /**
  * RoPE over the half shape [..., S, D/2]: operands out_lo, out_hi, x_lo, x_hi, where *_hi are the same
- * views shifted by D/2 along the last dim. Element i of the launch has column j = i % half and position
- * p = (i / half) % seq; cos/sin [S, D/2] are read with their own strides. sign = -1 rotates back.
+ * views shifted by D/2 along the last dim. Each launch element rotates V adjacent pairs: columns
+ * j = V (i % (half / V)) .. + V - 1 at position p = (i / (half / V)) % seq; with V > 1 (rope_vec_*) the host
+ * guarantees unit-stride, 16-byte-aligned columns and passes the last dim's stride as V. cos/sin [S, D/2]
+ * are read with their own strides. sign = -1 rotates back.
  */
-template <class T, class U>
+template <class T, class U, int V>
 MOPT_DEV void rope_body(const Strided& L, typename T::S* out, const typename T::S* x, const typename U::S* cos,
                         const typename U::S* sin, i64_t half, i64_t seq, i64_t c_p, i64_t c_j, i64_t s_p, i64_t s_j,
                         double sign) {
+  typedef typename T::S S;
+  const u64_t groups = (u64_t)half / V;
   for_each_strided<4>(L, [&](u64_t i, const i64_t* o) {
-    const u64_t row = div_index(i, (u64_t)half);
-    const i64_t j = (i64_t)(i - row * (u64_t)half);
+    const u64_t row = div_index(i, groups);
+    const i64_t j0 = (i64_t)(i - row * groups) * V;
     const i64_t p = (i64_t)(row - div_index(row, (u64_t)seq) * (u64_t)seq);
-    const double c = U::load(cos[p * c_p + j * c_j]), s = sign * (double)U::load(sin[p * s_p + j * s_j]);
-    const double x1 = T::load(x[o[2]]), x2 = T::load(x[o[3]]);
-    out[o[0]] = T::store(x1 * c - x2 * s);
-    out[o[1]] = T::store(x2 * c + x1 * s);
+    const Vec<S, V> x1 = *reinterpret_cast<const Vec<S, V>*>(x + o[2]), x2 = *reinterpret_cast<const Vec<S, V>*>(x + o[3]);
+    Vec<S, V> lo, hi;
+#pragma unroll
+    for (int e = 0; e < V; e++) {
+      const i64_t j = j0 + e;
+      const double c = U::load(cos[p * c_p + j * c_j]), s = sign * (double)U::load(sin[p * s_p + j * s_j]);
+      const double a = T::load(x1.v[e]), b = T::load(x2.v[e]);
+      lo.v[e] = T::store(a * c - b * s);
+      hi.v[e] = T::store(b * c + a * s);
+    }
+    *reinterpret_cast<Vec<S, V>*>(out + o[0]) = lo;
+    *reinterpret_cast<Vec<S, V>*>(out + o[1]) = hi;
   });
 }
 
@@ -85,20 +97,56 @@ MOPT_DEV void swiglu_bwd_body(const Strided& L, typename T::S* g_gate, const typ
   for_each_strided<4>(L, [&](u64_t i, const i64_t* o) { swiglu_bwd_one<T>(gate[o[1]], up[o[2]], g_out[o[3]], g_gate[o[0]], g_up[i]); });
 }
 
-/** One AdamW step in place on operands param, grad, m, v (decoupled weight decay, bias corrections bc1/bc2). */
+/**
+ * The arithmetic type of the AdamW step: float64 for float64/float32 parameters (bit-equal to the CPU),
+ * float32 for the 16-bit floats (float64 division and square root made the step compute-bound at a
+ * third of HBM speed; float32 keeps it within one rounding of the 16-bit result, and torch itself does
+ * this update in the parameter dtype).
+ */
+template <class T> struct AdamAcc { typedef double type; };
+template <> struct AdamAcc<dt::f16> { typedef float type; };
+template <> struct AdamAcc<dt::bf16> { typedef float type; };
+
+/** One AdamW step on one element (decoupled weight decay, bias corrections bc1/bc2). */
+template <class T>
+MOPT_DEV void adamw_one(typename T::S& p, typename T::S gs, typename T::S& m, typename T::S& v, double lr, double beta1,
+                        double beta2, double eps, double wd, double bc1, double bc2) {
+  typedef typename AdamAcc<T>::type C;
+  const C g = T::load(gs);
+  const C nm = (C)beta1 * (C)T::load(m) + (C)(1.0 - beta1) * g;
+  const C nv = (C)beta2 * (C)T::load(v) + (C)(1.0 - beta2) * g * g;
+  const C denom = m_sqrt(nv / (C)bc2) + (C)eps;
+  p = T::store((C)T::load(p) * (C)(1.0 - lr * wd) - (C)lr * (nm / (C)bc1) / denom);
+  m = T::store(nm);
+  v = T::store(nv);
+}
+
+/** One AdamW step in place on operands param, grad, m, v; 16-byte vector accesses when all are contiguous. */
 template <class T>
 MOPT_DEV void adamw_body(const Strided& L, typename T::S* param, const typename T::S* grad, typename T::S* m,
                          typename T::S* v, double lr, double beta1, double beta2, double eps, double wd, double bc1,
                          double bc2) {
+  typedef typename T::S S;
+  constexpr int N = VecN<S>::N;
+  if (L.rank == 0 && vec_aligned<N>(param, L.offset[0]) && vec_aligned<N>(grad, L.offset[1]) &&
+      vec_aligned<N>(m, L.offset[2]) && vec_aligned<N>(v, L.offset[3])) {
+    S* pp = param + L.offset[0];
+    const S* pg = grad + L.offset[1];
+    S* pm = m + L.offset[2];
+    S* pv = v + L.offset[3];
+    for_each_contiguous<N>((u64_t)L.n, [&](u64_t i) {
+      Vec<S, N> vp = vec_load<N>(pp, i), vm = vec_load<N>(pm, i), vv = vec_load<N>(pv, i);
+      const Vec<S, N> vg = vec_load<N>(pg, i);
+#pragma unroll
+      for (int j = 0; j < N; j++) adamw_one<T>(vp.v[j], vg.v[j], vm.v[j], vv.v[j], lr, beta1, beta2, eps, wd, bc1, bc2);
+      vec_store<N>(pp, i, vp);
+      vec_store<N>(pm, i, vm);
+      vec_store<N>(pv, i, vv);
+    }, [&](u64_t i) { adamw_one<T>(pp[i], pg[i], pm[i], pv[i], lr, beta1, beta2, eps, wd, bc1, bc2); });
+    return;
+  }
   for_each_strided<4>(L, [&](u64_t, const i64_t* o) {
-    const double g = T::load(grad[o[1]]);
-    const double nm = beta1 * (double)T::load(m[o[2]]) + (1.0 - beta1) * g;
-    const double nv = beta2 * (double)T::load(v[o[3]]) + (1.0 - beta2) * g * g;
-    const double denom = sqrt(nv / bc2) + eps;
-    const double p = T::load(param[o[0]]);
-    param[o[0]] = T::store(p * (1.0 - lr * wd) - lr * (nm / bc1) / denom);
-    m[o[2]] = T::store(nm);
-    v[o[3]] = T::store(nv);
+    adamw_one<T>(param[o[0]], grad[o[1]], m[o[2]], v[o[3]], lr, beta1, beta2, eps, wd, bc1, bc2);
   });
 }
 
@@ -108,7 +156,12 @@ MOPT_DEV void adamw_body(const Strided& L, typename T::S* param, const typename 
   extern "C" __global__ void __launch_bounds__(256) rope_##T##_##U(Strided L, dt::T::S* out, const dt::T::S* x,   \
       const dt::U::S* cos, const dt::U::S* sin, i64_t half, i64_t seq, i64_t c_p, i64_t c_j, i64_t s_p, i64_t s_j, \
       double sign) {                                                                                               \
-    rope_body<dt::T, dt::U>(L, out, x, cos, sin, half, seq, c_p, c_j, s_p, s_j, sign);                             \
+    rope_body<dt::T, dt::U, 1>(L, out, x, cos, sin, half, seq, c_p, c_j, s_p, s_j, sign);                          \
+  }                                                                                                                \
+  extern "C" __global__ void __launch_bounds__(256) rope_vec_##T##_##U(Strided L, dt::T::S* out, const dt::T::S* x, \
+      const dt::U::S* cos, const dt::U::S* sin, i64_t half, i64_t seq, i64_t c_p, i64_t c_j, i64_t s_p, i64_t s_j, \
+      double sign) {                                                                                               \
+    rope_body<dt::T, dt::U, VecN<dt::T::S>::N>(L, out, x, cos, sin, half, seq, c_p, c_j, s_p, s_j, sign);          \
   }
 #define MOPT_DEF_ROPE_ALL(T) MOPT_ROPE_TABLES(MOPT_DEF_ROPE, T)
 MOPT_FUSED_DTYPES(MOPT_DEF_ROPE_ALL)

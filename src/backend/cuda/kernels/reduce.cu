@@ -121,17 +121,46 @@ template <class T> struct MaxR : ExtremeR<T, true, false> {};
 template <class T> struct MinR : ExtremeR<T, false, false> {};
 template <class T> struct ArgmaxR : ExtremeR<T, true, true> {};
 // max(|x|) in one pass: max over |x| from the identity 0 (an empty reduction gives 0, as on the CPU);
-// NaN propagates as in max
+// NaN propagates as in max. No index is kept: |x| has no signed zeros to tell apart, and a bare value
+// keeps the calibration reduction (a whole activation per Linear) at memory speed.
 template <class T>
-struct AmaxR : ExtremeR<T, true, false> {
-  typedef ExtremeR<T, true, false> Base;
-  typedef typename Base::Acc Acc;
-  typedef typename Base::C C;
-  MOPT_DEV Acc identity() { return Acc{C(0), Base::NONE}; }
-  MOPT_DEV Acc add(Acc a, C v, i64_t r) { return Base::merge(a, Acc{m_abs(v), r}); }
+struct AmaxR {
+  typedef typename T::C C;
+  typedef C Acc;
+  typedef typename T::S Out;
+  MOPT_DEV Acc identity() { return C(0); }
+  /** the larger of a and b, NaN once either is NaN */
+  MOPT_DEV Acc merge(Acc a, Acc b) { return (b > a || is_nan(b)) && !is_nan(a) ? b : a; }
+  MOPT_DEV Acc add(Acc a, C v, i64_t) { return merge(a, m_abs(v)); }
+  MOPT_DEV Out finish(Acc a) { return T::store(a); }
 };
 
 // ---------------------------------------------------------------------------------------------------
+
+/**
+ * acc folded over x[r] for this lane's r in [r0, r1) (lanes stride `lanes`), x contiguous along the
+ * reduction: 16-byte vector loads for the aligned middle (a memory-bound amax or sum over a whole
+ * activation runs at HBM speed instead of one 2-byte load per thread), the unaligned ends one by one.
+ */
+template <class R, class T>
+MOPT_DEV typename R::Acc fold_contiguous(typename R::Acc acc, const typename T::S* x, u64_t r0, u64_t r1, int lane,
+                                         int lanes) {
+  typedef typename T::S S;
+  constexpr int N = 16 / sizeof(S);
+  const u64_t mis = ((u64_t)(x + r0) & 15u) / sizeof(S);  // elements past the last 16-byte boundary
+  u64_t a = r0 + (mis == 0 ? 0 : N - mis);
+  a = a < r1 ? a : r1;
+  const u64_t nv = (r1 - a) / N, tail = a + nv * N;
+  for (u64_t r = r0 + lane; r < a; r += lanes) acc = R::add(acc, T::load(x[r]), (i64_t)r);
+#pragma unroll 4
+  for (u64_t i = lane; i < nv; i += lanes) {
+    const Vec<S, N> w = vec_load<N>(x + a, i);
+#pragma unroll
+    for (int e = 0; e < N; e++) acc = R::add(acc, T::load(w.v[e]), (i64_t)(a + i * N + e));
+  }
+  for (u64_t r = tail + lane; r < r1; r += lanes) acc = R::add(acc, T::load(x[r]), (i64_t)r);
+  return acc;
+}
 
 template <class R, class T>
 MOPT_DEV void reduce_body(const ReduceLayout& L, typename R::Out* out, const typename T::S* x, typename R::Acc* partial) {
@@ -146,6 +175,7 @@ MOPT_DEV void reduce_body(const ReduceLayout& L, typename R::Out* out, const typ
   const u64_t r_stop = r_begin + (u64_t)L.chunk;
   const u64_t r_end = r_stop < (u64_t)L.n_red ? r_stop : (u64_t)L.n_red;
   const u64_t n_out = (u64_t)L.n_out;
+  const bool contiguous = rf && (L.red_rank == 0 || (L.red_rank == 1 && L.x_red_stride[0] == 1));
   // the loop bound is the same for the whole block, so every thread reaches each __syncthreads
   for (u64_t o0 = (u64_t)blockIdx.x * slots; o0 < n_out; o0 += (u64_t)gridDim.x * slots) {
     const u64_t o = o0 + slot;
@@ -153,7 +183,9 @@ MOPT_DEV void reduce_body(const ReduceLayout& L, typename R::Out* out, const typ
     i64_t xo = 0, oo = 0;
     if (o < n_out) {
       out_offsets(L, o, xo, oo);
-      for (u64_t r = r_begin + lane; r < r_end; r += lanes) acc = R::add(acc, T::load(x[xo + red_offset(L, r)]), (i64_t)r);
+      if (contiguous) acc = fold_contiguous<R, T>(acc, x + xo, r_begin, r_end, lane, lanes);
+      else
+        for (u64_t r = r_begin + lane; r < r_end; r += lanes) acc = R::add(acc, T::load(x[xo + red_offset(L, r)]), (i64_t)r);
     }
     sh[tid] = acc;
     __syncthreads();
@@ -169,15 +201,30 @@ MOPT_DEV void reduce_body(const ReduceLayout& L, typename R::Out* out, const typ
   }
 }
 
-/** Combines the gridDim.y partial accumulators of each output (one thread per output). */
+/**
+ * Combines the `splits` partial accumulators of each output: one block per output (grid-stride), its
+ * threads striding over the partials and merging in shared memory (a serial loop over hundreds of
+ * partials in one thread took longer than the reduction itself).
+ */
 template <class R>
 MOPT_DEV void finish_body(const ReduceLayout& L, typename R::Out* out, const typename R::Acc* partial, int splits) {
-  for (u64_t o = global_thread(); o < (u64_t)L.n_out; o += global_threads()) {
-    typename R::Acc acc = R::identity();
-    for (int s = 0; s < splits; s++) acc = R::merge(acc, partial[o * splits + s]);
-    i64_t xo, oo;
-    out_offsets(L, o, xo, oo);
-    out[oo] = R::finish(acc);
+  typedef typename R::Acc Acc;
+  __shared__ Acc sh[MOPT_BLOCK];
+  for (u64_t o = blockIdx.x; o < (u64_t)L.n_out; o += gridDim.x) {
+    Acc acc = R::identity();
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) acc = R::merge(acc, partial[o * splits + s]);
+    sh[threadIdx.x] = acc;
+    __syncthreads();
+    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+      if ((int)threadIdx.x < w) sh[threadIdx.x] = R::merge(sh[threadIdx.x], sh[threadIdx.x + w]);
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+      i64_t xo, oo;
+      out_offsets(L, o, xo, oo);
+      out[oo] = R::finish(sh[0]);
+    }
+    __syncthreads();
   }
 }
 

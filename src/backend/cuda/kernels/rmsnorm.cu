@@ -17,23 +17,50 @@ template <class T>
 MOPT_DEV void rms_norm_body(typename T::S* out, float* rstd, const typename T::S* x, const typename T::S* w, i64_t rows,
                             i64_t d, i64_t x_row, i64_t x_col, i64_t w_col, double eps) {
   typedef typename Acc<T>::type A;
+  typedef typename T::S S;
+  constexpr int N = VecN<S>::N;
   __shared__ A part[32];
+  // rows, weight and output unit-stride and 16-byte aligned: a thread moves N elements per access
+  const bool vec = x_col == 1 && w_col == 1 && d % N == 0 && x_row % N == 0 && vec_aligned<N>(x, 0) &&
+                   vec_aligned<N>(w, 0) && vec_aligned<N>(out, 0);
   for (i64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const typename T::S* xr = x + r * x_row;
+    const S* xr = x + r * x_row;
+    S* o = out + r * d;
     A ss = A(0);
-    for (i64_t j = threadIdx.x; j < d; j += blockDim.x) {
-      const A v = T::load(xr[j * x_col]);
-      ss += v * v;
+    if (vec) {
+      for (i64_t v = threadIdx.x; v < d / N; v += blockDim.x) {
+        const Vec<S, N> xv = vec_load<N>(xr, v);
+#pragma unroll
+        for (int e = 0; e < N; e++) {
+          const A a = T::load(xv.v[e]);
+          ss += a * a;
+        }
+      }
+    } else {
+      for (i64_t j = threadIdx.x; j < d; j += blockDim.x) {
+        const A v = T::load(xr[j * x_col]);
+        ss += v * v;
+      }
     }
     ss = block_sum(ss, part);
     const A mean = ss / (A)d;
     const A rs = (A)(1.0 / sqrt((double)(A)((double)mean + eps)));
     if (threadIdx.x == 0) rstd[r] = (float)rs;
-    typename T::S* o = out + r * d;
-    for (i64_t j = threadIdx.x; j < d; j += blockDim.x) {
-      const A normed = round_to<T>((A)T::load(xr[j * x_col]) * rs);
-      // the product of two values of a 16-bit format is exact in float32, so this rounds once
-      o[j] = T::store((A)T::load(w[j * w_col]) * normed);
+    // the normalised value is rounded to T; the product of two values of a 16-bit format is exact in
+    // float32, so the weight multiply rounds once
+    if (vec) {
+      for (i64_t v = threadIdx.x; v < d / N; v += blockDim.x) {
+        const Vec<S, N> xv = vec_load<N>(xr, v), wv = vec_load<N>(w, v);
+        Vec<S, N> ov;
+#pragma unroll
+        for (int e = 0; e < N; e++) ov.v[e] = T::store((A)T::load(wv.v[e]) * round_to<T>((A)T::load(xv.v[e]) * rs));
+        vec_store<N>(o, v, ov);
+      }
+    } else {
+      for (i64_t j = threadIdx.x; j < d; j += blockDim.x) {
+        const A normed = round_to<T>((A)T::load(xr[j * x_col]) * rs);
+        o[j] = T::store((A)T::load(w[j * w_col]) * normed);
+      }
     }
   }
 }
