@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { CachingAllocator, roundSize, type AllocatorDevice } from '../../src/backend/cuda/allocator.js';
 import { STRIDED, collapseDims, stridedLaunches, widenCopy, type Operand } from '../../src/backend/cuda/layout.js';
 import { UserError } from '../../src/util/errors.js';
+import { UploadRing } from '../../src/backend/cuda/driver.js';
 
 class FakeDevice implements AllocatorDevice {
   readonly info = { name: 'Fake GPU' };
@@ -156,4 +157,21 @@ test('widenCopy: bit copies of aligned unit-stride rows move 16-, 8- or 4-byte w
   // size-1 dims may have any stride; 16-byte elements are never widened
   assert.equal(widenCopy([1, 8], [{ strides: [3, 1], offset: 0 }, { strides: [8, 1], offset: 0 }], 2).word, 16);
   assert.equal(widenCopy([4], [{ strides: [1], offset: 0 }, { strides: [1], offset: 0 }], 16).word, 16);
+});
+
+test('UploadRing: staged copies hold the data, never overlap within a lap, and drain before reuse', () => {
+  const mem = new Uint8Array(1024);
+  let drains = 0;
+  const ring = new UploadRing(mem, () => drains++);
+  const a = ring.stage(new Uint8Array([1, 2, 3]));
+  const b = ring.stage(new Uint8Array(300).fill(7));
+  assert.deepEqual([...a], [1, 2, 3]);
+  assert.equal(b.byteOffset, 256, 'regions start on 256-byte boundaries');
+  assert.ok(b.every((x) => x === 7));
+  assert.equal(drains, 0);
+  // 256 + 512 used; a 300-byte upload does not fit in the 256 left: the ring drains and starts over
+  const c = ring.stage(new Uint8Array(300).fill(9));
+  assert.equal(drains, 1);
+  assert.equal(c.byteOffset, 0);
+  assert.throws(() => ring.stage(new Uint8Array(2000)), /exceeds the 1024 B staging ring/);
 });

@@ -106,6 +106,37 @@ export interface DeviceInfo {
   totalMemory: number;
 }
 
+/** Largest upload staged through the pinned ring (CudaDriver.htod), and the ring's size. */
+const UPLOAD_MAX = 1 << 20;
+const UPLOAD_RING_BYTES = 16 << 20;
+
+/**
+ * A pinned host buffer handed out front to back for asynchronous uploads. Regions of one lap never
+ * overlap; before a lap starts over at the front, `drain` waits for every queued copy (once per 16 MiB of
+ * uploads), so no region is rewritten while a copy may still read it.
+ */
+export class UploadRing {
+  private head = 0;
+  constructor(
+    private readonly mem: Uint8Array,
+    private readonly drain: () => void,
+  ) {}
+
+  /** A region of the ring holding a copy of src (src.byteLength <= the ring's size). */
+  stage(src: Uint8Array): Uint8Array {
+    const n = Math.ceil(src.byteLength / 256) * 256;
+    if (n > this.mem.byteLength) throw new RangeError(`upload of ${src.byteLength} B exceeds the ${this.mem.byteLength} B staging ring`);
+    if (this.head + n > this.mem.byteLength) {
+      this.drain();
+      this.head = 0;
+    }
+    const region = this.mem.subarray(this.head, this.head + src.byteLength);
+    region.set(src);
+    this.head += n;
+    return region;
+  }
+}
+
 /** Per-kernel device time when profiling (MOPT_CUDA_PROFILE=1): event pairs around every launch. */
 interface ProfileEntry {
   name: string;
@@ -176,6 +207,7 @@ export class CudaDriver {
       cuMemAlloc_v2: 'int cuMemAlloc_v2(_Out_ uint64_t *dptr, uint64_t bytes)',
       cuMemFree_v2: 'int cuMemFree_v2(uint64_t dptr)',
       cuMemcpyHtoDAsync_v2: 'int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, uint64_t bytes, void *stream)',
+      cuMemHostAlloc: 'int cuMemHostAlloc(_Out_ void **pp, uint64_t bytes, unsigned int flags)',
       cuMemcpyDtoHAsync_v2: 'int cuMemcpyDtoHAsync_v2(_Inout_ void *dst, uint64_t src, uint64_t bytes, void *stream)',
       cuMemcpyDtoDAsync_v2: 'int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, uint64_t bytes, void *stream)',
       cuMemsetD8Async: 'int cuMemsetD8Async(uint64_t dst, uint8_t value, uint64_t n, void *stream)',
@@ -236,12 +268,32 @@ export class CudaDriver {
   memFree(p: DevicePtr): void {
     this.check('cuMemFree', this.f.cuMemFree_v2(p));
   }
-  /** Host -> device; synchronous with respect to the host buffer (the stream is synchronized). */
+  /**
+   * Host -> device. Uploads up to UPLOAD_MAX bytes (token ids, RoPE tables, scalars) are staged in a pinned
+   * ring and copied asynchronously, so they do not stall the host until the device has drained its queue
+   * (a copy from pageable memory may synchronize the stream); larger ones (weights) copy from the caller's
+   * buffer and synchronize, which keeps that buffer's contents out of the copy's way once this returns.
+   */
   htod(dst: DevicePtr, src: ArrayBufferView): void {
     if (src.byteLength === 0) return;
     const bytes = new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
+    if (bytes.byteLength <= UPLOAD_MAX) {
+      const staged = this.uploadRing().stage(bytes);
+      this.check('cuMemcpyHtoDAsync', this.f.cuMemcpyHtoDAsync_v2(dst, staged, staged.byteLength, this.stream));
+      return;
+    }
     this.check('cuMemcpyHtoDAsync', this.f.cuMemcpyHtoDAsync_v2(dst, bytes, src.byteLength, this.stream));
     this.synchronize();
+  }
+
+  private uploads: UploadRing | null = null;
+  private uploadRing(): UploadRing {
+    if (this.uploads === null) {
+      const p: unknown[] = [null];
+      this.check('cuMemHostAlloc', this.f.cuMemHostAlloc(p, UPLOAD_RING_BYTES, 0));
+      this.uploads = new UploadRing(new Uint8Array(koffi.view(p[0], UPLOAD_RING_BYTES)), () => this.synchronize());
+    }
+    return this.uploads;
   }
   dtoh(dst: ArrayBufferView, src: DevicePtr): void {
     if (dst.byteLength === 0) return;
