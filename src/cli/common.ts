@@ -1,5 +1,6 @@
 // Pieces every subcommand shares: option parsing helpers, model opening, output in text or --json.
 
+import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
@@ -8,6 +9,7 @@ import type { DecoderLM } from '../models/decoder.js';
 import { Tokenizer } from '../io/tokenizer.js';
 import { readJsonFile } from '../io/json-file.js';
 import { readNpy } from '../io/npy.js';
+import { isQuantDir, loadQuantized, readState } from '../quant/state.js';
 import type { DType } from '../tensor/index.js';
 
 export const COMPUTE_DTYPES = ['float32', 'bfloat16', 'float16'] as const;
@@ -23,6 +25,13 @@ export function parseDType(s: string): ComputeDType {
 export function parseDevice(s: string): string {
   if (s !== 'cpu' && s !== 'cuda') throw new UserError(`--device ${s} is not a device; use cpu or cuda`);
   return s;
+}
+
+/** Adds the options every model-running command shares: --device and --dtype. */
+export function withRuntimeOptions(c: Command): Command {
+  return c
+    .option('--device <name>', 'cpu or cuda', parseDevice, 'cpu')
+    .option('--dtype <type>', 'compute dtype: float32, bfloat16 or float16', parseDType, 'float32');
 }
 
 export function parseIntOption(name: string, min = 1): (s: string) => number {
@@ -64,9 +73,19 @@ export interface OpenedModel {
   eosTokenIds: number[];
 }
 
+/**
+ * A Hugging Face model directory, or a `mopt quantize` output directory (its source model with the saved
+ * quantization applied; tokenizer and generation config come from the source).
+ */
 export function openModel(dir: string, dtype: DType, device: string): OpenedModel {
   requireModelDir(dir);
-  const model = loadModel(dir, { dtype, device });
+  let model: DecoderLM;
+  if (isQuantDir(dir)) {
+    model = loadQuantized(dir, { dtype, device }).model;
+    dir = readState(dir).source;
+  } else {
+    model = loadModel(dir, { dtype, device });
+  }
   const tokenizer = Tokenizer.tryFromModelDir(dir);
   let eos = model.config.eosTokenIds;
   const genPath = join(dir, 'generation_config.json');

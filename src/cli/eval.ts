@@ -6,7 +6,7 @@ import { perplexity, windows } from '../eval/perplexity.js';
 import { UserError } from '../util/errors.js';
 import { Progress } from './progress.js';
 import type { Tokenizer } from '../io/tokenizer.js';
-import { checkIdsInVocab, emit, openModel, parseDType, parseDevice, parseIntOption, readIdRows, requireTokenizer } from './common.js';
+import { checkIdsInVocab, emit, openModel, parseIntOption, readIdRows, requireTokenizer, withRuntimeOptions } from './common.js';
 
 interface PplOptions {
   model: string;
@@ -21,15 +21,13 @@ interface PplOptions {
 
 export function registerEval(program: Command): void {
   const ev = program.command('eval').description('Evaluate a model (perplexity).');
-  ev.command('ppl')
+  withRuntimeOptions(ev.command('ppl'))
     .description('Perplexity over all next-token predictions of every row (token ids) or of a text file cut into --seq-len windows.')
     .requiredOption('--model <dir>', 'Hugging Face model directory')
     .option('--ids-file <file>', 'token ids: .npy [batch, seq] integers or .json array(s); each row scored on its own')
     .option('--data <file>', 'UTF-8 text file, tokenized with the model tokenizer (BOS added as tokenizer.json says)')
     .option('--seq-len <n>', 'window length for --data', parseIntOption('--seq-len', 2), 512)
     .option('--max-tokens <n>', 'use only the first N tokens of --data', parseIntOption('--max-tokens', 2))
-    .option('--device <name>', 'cpu or cuda', parseDevice, 'cpu')
-    .option('--dtype <type>', 'compute dtype: float32, bfloat16 or float16', parseDType, 'float32')
     .option('--json', 'print {"ppl", "nll", "tokens"} on stdout')
     .action((o: PplOptions) => {
       if ((o.idsFile === undefined) === (o.data === undefined)) throw new UserError('give exactly one of --ids-file or --data');

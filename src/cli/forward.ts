@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { writeNpy } from '../io/npy.js';
 import { tensor, tidy, noGrad } from '../tensor/index.js';
 import { UserError } from '../util/errors.js';
-import { checkIdsInVocab, emit, openModel, parseDType, parseDevice, readIdRows } from './common.js';
+import { checkIdsInVocab, emit, openModel, readIdRows, withRuntimeOptions } from './common.js';
 
 interface ForwardOptions {
   model: string;
@@ -16,14 +16,11 @@ interface ForwardOptions {
 }
 
 export function registerForward(program: Command): void {
-  program
-    .command('forward')
+  withRuntimeOptions(program.command('forward'))
     .description('Run the model on token ids and write float32 logits [batch, seq, vocab] to a .npy file.')
     .requiredOption('--model <dir>', 'Hugging Face model directory')
     .requiredOption('--ids-file <file>', 'token ids: .npy [batch, seq] integers or .json array(s) of equal length')
     .requiredOption('--out <file.npy>', 'where to write the logits')
-    .option('--device <name>', 'cpu or cuda', parseDevice, 'cpu')
-    .option('--dtype <type>', 'compute dtype: float32, bfloat16 or float16', parseDType, 'float32')
     .option('--json', 'print {"out", "shape"} on stdout')
     .action((o: ForwardOptions) => {
       if (!o.out.endsWith('.npy')) throw new UserError(`--out ${o.out} must end in .npy`);

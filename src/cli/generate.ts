@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { generate } from '../runtime/generate.js';
 import { UserError } from '../util/errors.js';
-import { emit, openModel, parseDType, parseDevice, parseFloatOption, parseIdList, parseIntOption, requireTokenizer, checkIdsInVocab } from './common.js';
+import { emit, openModel, parseFloatOption, parseIdList, parseIntOption, requireTokenizer, checkIdsInVocab, withRuntimeOptions } from './common.js';
 
 interface GenerateCliOptions {
   model: string;
@@ -21,8 +21,7 @@ interface GenerateCliOptions {
 }
 
 export function registerGenerate(program: Command): void {
-  program
-    .command('generate')
+  withRuntimeOptions(program.command('generate'))
     .description('Generate text with a model: greedy decoding by default, or sampling with --temperature/--top-p.')
     .requiredOption('--model <dir>', 'Hugging Face model directory (config.json + safetensors)')
     .option('--prompt <text>', 'prompt text (tokenized with the model tokenizer, BOS added as its tokenizer.json says)')
@@ -33,8 +32,6 @@ export function registerGenerate(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling: keep the smallest set of tokens with this much probability', parseFloatOption('--top-p', 1e-6, 1), 1)
     .option('--seed <s>', 'random seed for sampling', parseIntOption('--seed', 0), 0)
     .option('--ignore-eos', 'keep going past the end-of-sequence token')
-    .option('--device <name>', 'cpu or cuda', parseDevice, 'cpu')
-    .option('--dtype <type>', 'compute dtype: float32, bfloat16 or float16', parseDType, 'float32')
     .option('--json', 'print {"ids": [...new ids], "text": "..."} on stdout')
     .action((o: GenerateCliOptions) => {
       if ((o.prompt === undefined) === (o.promptIds === undefined)) throw new UserError('give exactly one of --prompt or --prompt-ids');

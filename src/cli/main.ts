@@ -9,6 +9,7 @@ import { registerEval } from './eval.js';
 import { registerForward } from './forward.js';
 import { registerTokenize } from './tokenize.js';
 import { registerInspect } from './inspect.js';
+import { registerQuantize } from './quantize.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -16,7 +17,8 @@ export function buildProgram(): Command {
     .name('mopt')
     .description(
       'mopt makes LLMs cheaper and faster to serve. It reads Hugging Face checkpoints (config.json + safetensors + ' +
-        'tokenizer.json) and runs Llama, Mistral, Qwen2 and Qwen3 decoders in TypeScript, on the CPU or an NVIDIA GPU (--device cuda).',
+        'tokenizer.json) and runs Llama, Mistral, Qwen2 and Qwen3 decoders in TypeScript, on the CPU or an NVIDIA GPU (--device cuda). ' +
+        'It quantizes them (FP8, INT8, INT4, NVFP4, MXFP8/MXFP4 with Model Optimizer\'s presets) and reports the quality cost.',
     )
     .addHelpText(
       'after',
@@ -27,6 +29,7 @@ export function buildProgram(): Command {
         '  mopt generate --model ./my-model --prompt "Once upon a time" --max-new-tokens 50',
         '  mopt eval ppl --model ./my-model --data held-out.txt --seq-len 512 --json',
         '  mopt forward --model ./my-model --ids-file ids.npy --out logits.npy',
+        '  mopt quantize --model ./my-model --format fp8 --calib-data calib.txt --out ./my-model-fp8',
         '',
         'Every command takes --help and --json.',
       ].join('\n'),
@@ -38,6 +41,7 @@ export function buildProgram(): Command {
   registerForward(program);
   registerTokenize(program);
   registerInspect(program);
+  registerQuantize(program);
   return program;
 }
 

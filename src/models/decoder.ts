@@ -14,6 +14,11 @@ import { shapeStr } from '../tensor/shape.js';
 
 /** Called for each Linear: return the output, or undefined to run the plain layer. */
 export type LinearHook = (name: string, x: Tensor, weight: Tensor, bias: Tensor | null) => Tensor | undefined;
+/**
+ * Sees layer i's keys and values [batch, kvHeads, seq, headDim] (after RoPE, before the cache) and returns
+ * the ones attention uses: KV-cache quantizers calibrate and fake-quantize here.
+ */
+export type KvHook = (layer: number, k: Tensor, v: Tensor) => [Tensor, Tensor];
 
 export interface ForwardOptions {
   cache?: KVCache;
@@ -65,6 +70,7 @@ export function parameterSpecs(c: DecoderConfig): ParamSpec[] {
 export class DecoderLM {
   readonly rope: RopeFrequencies;
   linearHook: LinearHook | null = null;
+  kvHook: KvHook | null = null;
 
   constructor(
     readonly config: DecoderConfig,
@@ -152,6 +158,7 @@ export class DecoderLM {
     const q = rope(heads('q_proj', c.numHeads, c.qkNorm ? 'q_norm' : null), cos, sin);
     let k = rope(heads('k_proj', c.numKvHeads, c.qkNorm ? 'k_norm' : null), cos, sin);
     let v = heads('v_proj', c.numKvHeads, null);
+    if (this.kvHook) [k, v] = this.kvHook(i, k, v);
     if (cache) [k, v] = cache.append(i, k, v);
     // grouped-query attention in one fused routine: query head h reads KV head h / (heads / kvHeads),
     // the same grouping as transformers' repeat_kv

@@ -19,8 +19,8 @@ function mopt(...args: string[]): { code: number; stdout: string; stderr: string
 test('--help explains every command', () => {
   const top = mopt('--help');
   assert.equal(top.code, 0);
-  for (const c of ['generate', 'eval', 'forward', 'tokenize', 'detokenize', 'inspect']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
-  for (const c of [['generate'], ['eval', 'ppl'], ['forward'], ['tokenize'], ['detokenize'], ['inspect']]) {
+  for (const c of ['generate', 'eval', 'forward', 'tokenize', 'detokenize', 'inspect', 'quantize']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
+  for (const c of [['generate'], ['eval', 'ppl'], ['forward'], ['tokenize'], ['detokenize'], ['inspect'], ['quantize']]) {
     const h = mopt(...c, '--help');
     assert.equal(h.code, 0, c.join(' '));
     assert.match(h.stdout, /--json/, `${c.join(' ')} --help lists --json`);
@@ -126,4 +126,40 @@ test('--device cuda without a CUDA driver fails with one sentence saying what to
   assert.match(r.stderr, /CUDA is not usable: .* not found .*install .* or run with --device cpu/);
   // and the CPU path is unaffected in the same install
   assert.equal(mopt('generate', '--model', STORIES_HF, '--prompt-ids', '1', '--max-new-tokens', '2', '--json').code, 0);
+});
+
+test('quantize writes a report and a state that eval accepts as --model', () => {
+  const out = mkdtempSync(join(tmpdir(), 'mopt-quant-'));
+  const text = join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt');
+  const held = join(SHARED_DATA, 'corpora', 'tinyshakespeare.txt');
+  try {
+    const q = mopt('quantize', '--model', STORIES_HF, '--format', 'int8_sq', '--algorithm', 'max', '--kv-cache', 'fp8', '--calib-data', text,
+      '--calib-samples', '4', '--seq-len', '128', '--eval-data', held, '--eval-windows', '3', '--out', out, '--json');
+    assert.equal(q.code, 0, q.stderr);
+    const r = JSON.parse(q.stdout) as { evaluation: { before: { ppl: number }; after: { ppl: number }; kl: { mean: number } }; size: { quantizedBytes: number; sourceBytes: number }; quantizers: { name: string; amax: number | null }[] };
+    assert.ok(r.evaluation.after.ppl > r.evaluation.before.ppl * 0.98 && r.evaluation.kl.mean > 0, 'int8 costs a little quality');
+    assert.ok(r.size.quantizedBytes < r.size.sourceBytes / 2);
+    assert.ok(r.quantizers.some((x) => x.name === 'model.layers.0.self_attn.k_bmm_quantizer' && x.amax !== null && x.amax > 0));
+    assert.ok(existsSync(join(out, 'report.json')) && existsSync(join(out, 'mopt-quant.json')));
+    // the saved state scores the same windows to the same perplexity
+    const e = mopt('eval', 'ppl', '--model', out, '--data', held, '--seq-len', '128', '--max-tokens', String(3 * 128), '--json');
+    assert.equal(e.code, 0, e.stderr);
+    assert.ok(Math.abs((JSON.parse(e.stdout) as { ppl: number }).ppl - r.evaluation.after.ppl) < 1e-9);
+    // mistakes: one line, exit 1
+    for (const [args, msg] of [
+      [['--format', 'int8_sq'], /algorithm smoothquant is not implemented in mopt yet/],
+      [['--format', 'fp4'], /unknown quantization preset "fp4"/],
+      [['--format', 'fp8', '--calibrator', 'median'], /--calibrator median: unknown/],
+      [['--format', 'fp8', '--calib-data', join(out, 'missing.txt')], /missing\.txt does not exist/],
+      [['--model', out, '--format', 'fp8'], /already a mopt quantization output/],
+    ] as const) {
+      const base = ['quantize', '--model', STORIES_HF, '--calib-data', text, '--out', join(out, 'x')];
+      const bad = mopt(...base, ...args);
+      assert.equal(bad.code, 1, args.join(' '));
+      assert.match(bad.stderr, msg);
+      assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
 });

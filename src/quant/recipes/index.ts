@@ -5,3 +5,4 @@ export { parseRecipe, recipeFromData } from './parse.js';
 export { resolveQuantizer } from './resolve.js';
 export { PRESETS, PRESET_NAMES, KV_PRESET_NAMES, DEFAULT_EXCLUSIONS, presetRecipe, type PresetName, type KvPresetName } from './presets.js';
 export { applyGroupSize, INT4_GROUP_SIZES } from './group-size.js';
+export { recipeToData, type RecipeData } from './serialize.js';

@@ -1,0 +1,130 @@
+// mopt quantize: post-training quantization with calibration, then a quality report. The output directory
+// holds report.json and the quantization state (mopt-quant.json), which `mopt eval` / `generate` /
+// `forward` accept as --model; writing deployable checkpoints is issue #5.
+
+import type { Command } from 'commander';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../util/errors.js';
+import { writeJsonAtomic } from '../io/json-file.js';
+import { loadModel } from '../models/load.js';
+import { perplexity } from '../eval/perplexity.js';
+import { Progress } from './progress.js';
+import { emit, parseIntOption, requireModelDir, requireTokenizer, type ComputeDType, withRuntimeOptions } from './common.js';
+import { Tokenizer } from '../io/tokenizer.js';
+import { ALGORITHMS, PRESET_NAMES, KV_PRESET_NAMES, applyGroupSize, parseRecipe, presetRecipe, recipeToData, type Algorithm, type Recipe } from '../quant/recipes/index.js';
+import { CALIBRATORS, type CalibratorName } from '../quant/calib/calibrators.js';
+import { calibrationSplit, readDocuments, tokenWindows } from '../quant/calib-data.js';
+import { QuantizedModel, linearNames } from '../quant/ptq.js';
+import { formatReport, meanKl, quantizerRows, sizeSummary, type QuantReport } from '../quant/report.js';
+import { isQuantDir, saveState } from '../quant/state.js';
+
+/** Algorithms mopt runs today; the others are named by presets but not implemented yet. */
+const IMPLEMENTED: readonly Algorithm[] = ['max', 'none'];
+
+interface QuantizeOptions {
+  model: string;
+  format?: string;
+  recipe?: string;
+  kvCache?: string;
+  algorithm?: string;
+  calibrator: string;
+  groupSize?: number;
+  calibData: string;
+  calibSamples: number;
+  seqLen: number;
+  evalData?: string;
+  evalWindows: number;
+  out: string;
+  device: string;
+  dtype: ComputeDType;
+  json?: boolean;
+}
+
+function buildRecipe(o: QuantizeOptions): Recipe {
+  if ((o.format === undefined) === (o.recipe === undefined)) throw new UserError('give exactly one of --format (a preset) or --recipe (a JSON/YAML file)');
+  let recipe: Recipe;
+  if (o.format !== undefined) {
+    recipe = presetRecipe(o.format, o.kvCache);
+  } else {
+    if (o.kvCache !== undefined) throw new UserError('--kv-cache goes with --format; put the KV-cache rules (*[kv]_bmm_quantizer) in the recipe file instead');
+    if (!existsSync(o.recipe!)) throw new UserError(`--recipe ${o.recipe} does not exist`);
+    recipe = parseRecipe(readFileSync(o.recipe!, 'utf8'), o.recipe!);
+  }
+  if (o.groupSize !== undefined) recipe = applyGroupSize(recipe, o.groupSize);
+  if (o.algorithm !== undefined) {
+    if (!(ALGORITHMS as readonly string[]).includes(o.algorithm)) throw new UserError(`--algorithm ${o.algorithm}: unknown (known: ${ALGORITHMS.join(', ')})`);
+    recipe = { ...recipe, algorithm: o.algorithm as Algorithm };
+  }
+  if (!IMPLEMENTED.includes(recipe.algorithm)) {
+    throw new UserError(
+      `algorithm ${recipe.algorithm} is not implemented in mopt yet; --algorithm max quantizes the same formats with max calibration and round-to-nearest weights`,
+    );
+  }
+  return recipe;
+}
+
+export function registerQuantize(program: Command): void {
+  withRuntimeOptions(program.command('quantize'))
+    .description('Post-training quantization: calibrate on text, fake-quantize, and report the quality cost (perplexity, KL, SQNR, size).')
+    .requiredOption('--model <dir>', 'Hugging Face model directory (not modified)')
+    .option('--format <preset>', `Model Optimizer preset: ${PRESET_NAMES.join(', ')}`)
+    .option('--recipe <file>', 'recipe file (JSON or YAML): ordered glob rules over quantizer names, last match wins')
+    .option('--kv-cache <format>', `also quantize the KV cache: ${KV_PRESET_NAMES.join(', ')}`)
+    .option('--algorithm <name>', `override the preset's calibration algorithm (implemented: ${IMPLEMENTED.join(', ')})`)
+    .option('--calibrator <name>', `activation calibrator: ${CALIBRATORS.join(', ')} (histogram methods for fp8/int8)`, 'max')
+    .option('--group-size <n>', 'INT4 group size: 32, 64 or 128', parseIntOption('--group-size', 1))
+    .requiredOption('--calib-data <file>', 'calibration text: .txt, .jsonl ({"text": ...} per line) or .json array')
+    .option('--calib-samples <n>', 'calibration windows', parseIntOption('--calib-samples', 1), 64)
+    .option('--seq-len <n>', 'tokens per window', parseIntOption('--seq-len', 2), 512)
+    .option('--eval-data <file>', 'held-out text for the report (default: the calibration file after the calibration windows)')
+    .option('--eval-windows <n>', 'held-out windows to score', parseIntOption('--eval-windows', 0), 16)
+    .requiredOption('--out <dir>', 'output directory: report.json and the quantization state')
+    .option('--json', 'print the report as JSON')
+    .action((o: QuantizeOptions) => {
+      requireModelDir(o.model);
+      if (isQuantDir(o.model)) throw new UserError(`--model ${o.model} is already a mopt quantization output; point --model at the original checkpoint`);
+      if (!(CALIBRATORS as readonly string[]).includes(o.calibrator)) throw new UserError(`--calibrator ${o.calibrator}: unknown (known: ${CALIBRATORS.join(', ')})`);
+      const recipe = buildRecipe(o);
+      const tok = requireTokenizer(Tokenizer.tryFromModelDir(o.model), o.model, 'calibration text needs the model tokenizer');
+      const split = calibrationSplit(tok, o.calibData, o.calibSamples, o.seqLen, o.evalData === undefined ? o.evalWindows : 0);
+      const evalRows = o.evalData === undefined ? split.heldOut : tokenWindows(tok, readDocuments(o.evalData), o.seqLen, o.evalWindows);
+
+      const load = () => loadModel(o.model, { dtype: o.dtype, device: o.device });
+      const base = load();
+      const q = new QuantizedModel(load(), recipe);
+      const evalTokens = evalRows.reduce((s, r) => s + r.length - 1, 0);
+      let before = null;
+      if (evalRows.length > 0) {
+        const bar = new Progress('ppl (original)', evalTokens, ' tok');
+        before = perplexity(base, evalRows, (n) => bar.tick(n));
+        bar.finish();
+      }
+      const cbar = new Progress('calibrate', split.calib.length, ' windows');
+      q.calibrate(split.calib, o.calibrator as CalibratorName, () => cbar.tick(1));
+      cbar.finish();
+      q.apply();
+      let after = null;
+      let kl = null;
+      if (evalRows.length > 0) {
+        const bar = new Progress('ppl (quantized)', evalTokens, ' tok');
+        after = perplexity(q.model, evalRows, (n) => bar.tick(n));
+        bar.finish();
+        const kbar = new Progress('KL', evalRows.length * o.seqLen, ' tok');
+        kl = meanKl(base, q.model, evalRows, (n) => kbar.tick(n));
+        kbar.finish();
+      }
+      const report: QuantReport = {
+        recipe: { preset: o.format ?? null, algorithm: recipe.algorithm, calibrator: o.calibrator, kvCache: o.kvCache ?? null },
+        calibration: { samples: split.calib.length, seqLen: o.seqLen, tokens: split.calib.length * o.seqLen },
+        evaluation: { windows: evalRows.length, tokens: evalTokens, before, after, kl },
+        size: sizeSummary(q, linearNames(q.model).map((n) => `${n}.weight`)),
+        quantizers: quantizerRows(q),
+        weights: q.weightStats,
+      };
+      mkdirSync(o.out, { recursive: true });
+      writeJsonAtomic(join(o.out, 'report.json'), report);
+      saveState(o.out, { source: o.model, preset: o.format ?? null, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues() });
+      emit(o.json === true, report, `${formatReport(report)}\nwrote ${join(o.out, 'report.json')} and ${join(o.out, 'mopt-quant.json')}`);
+    });
+}

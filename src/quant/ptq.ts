@@ -1,0 +1,231 @@
+// Post-training quantization of a DecoderLM by fake quantization (quantize -> dequantize), the way Model
+// Optimizer's quantizers simulate a deployed checkpoint:
+//   plan      every Linear gets `<name>.weight_quantizer` and `<name>.input_quantizer`, every attention layer
+//             `<attn>.k_bmm_quantizer` / `v_bmm_quantizer`; the recipe (last matching glob wins) says what each
+//             does; a tensor whose shape does not fit its format's blocks is left unquantized and reported;
+//   calibrate forward passes over calibration batches with hooks that feed each calibrated quantizer's
+//             input to its calibrator (on the unquantized model, as Model Optimizer calibrates);
+//   apply     weights are replaced by their fake-quantized values (bit-exact format code, once) and hooks
+//             fake-quantize Linear inputs and K/V on every forward.
+// Activations and K/V go through the host-side format code (src/quant/formats): exact, but a device round
+// trip per Linear on CUDA (fused quantizer kernels are still to come).
+
+import type { DecoderLM } from '../models/decoder.js';
+import { layerPrefix } from '../models/decoder.js';
+import { linear as linearFn } from '../nn/functional.js';
+import { keep, noGrad, tensor, tidy, type Tensor } from '../tensor/index.js';
+import { UserError } from '../util/errors.js';
+import { DISABLED, type Recipe } from './recipes/types.js';
+import { resolveQuantizer } from './recipes/resolve.js';
+import {
+  actMisfit, actScheme, bitsPerWeight, fakeQuantAct, fakeQuantWeight, kvScheme, weightMisfit, weightScheme,
+  type ActScheme, type KvScheme, type WeightScheme,
+} from './scheme.js';
+import { HistogramCalibrator, MaxCalibrator, type Calibrator, type CalibratorName } from './calib/calibrators.js';
+
+export type QuantizerRole = 'weight' | 'input' | 'kv';
+
+/** One quantizer of the plan: enabled (with its scheme) or left out (with the reason). */
+export interface PlannedQuantizer {
+  name: string;
+  role: QuantizerRole;
+  /** the Linear (weight/input) or layer index (kv) it belongs to */
+  module: string;
+  scheme: WeightScheme | ActScheme | KvScheme | null;
+  /** why a quantizer the recipe enables is left out (shape does not fit, tied weights) */
+  skipped: string | null;
+  amax: number | null;
+}
+
+export interface WeightStats {
+  name: string;
+  sqnrDb: number;
+  bitsPerWeight: number;
+  elements: number;
+}
+
+const LINEARS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
+
+/** Names of every Linear of the decoder in forward order; a tied LM head is named after the embeddings. */
+export function linearNames(model: DecoderLM): string[] {
+  const names: string[] = [];
+  for (let i = 0; i < model.config.numLayers; i++) for (const l of LINEARS) names.push(`${layerPrefix(i)}.${l}`);
+  names.push(model.config.tieWordEmbeddings ? 'model.embed_tokens' : 'lm_head');
+  return names;
+}
+
+const kvModule = (i: number): string => `${layerPrefix(i)}.self_attn`;
+const asMatrix = (shape: readonly number[]): [number, number] => [shape.slice(0, -1).reduce((a, b) => a * b, 1), shape[shape.length - 1]!];
+
+export class QuantizedModel {
+  readonly quantizers: PlannedQuantizer[] = [];
+  readonly weightStats: WeightStats[] = [];
+  private readonly byName = new Map<string, PlannedQuantizer>();
+  private applied = false;
+
+  constructor(readonly model: DecoderLM, readonly recipe: Recipe) {
+    const c = model.config;
+    for (const lin of linearNames(model)) {
+      const w = model.params.get(`${lin}.weight`)!;
+      const [out, inp] = w.shape as [number, number];
+      const tied = c.tieWordEmbeddings && lin === 'model.embed_tokens';
+      this.plan(`${lin}.weight_quantizer`, 'weight', lin, (name, s) => {
+        const sc = weightScheme(name, s);
+        return [sc, tied ? 'the LM head is tied to the input embeddings' : weightMisfit(sc, [out, inp])];
+      });
+      this.plan(`${lin}.input_quantizer`, 'input', lin, (name, s) => {
+        const sc = actScheme(name, s);
+        return [sc, tied ? 'the LM head is tied to the input embeddings' : actMisfit(sc, inp)];
+      });
+    }
+    for (let i = 0; i < c.numLayers; i++) {
+      for (const which of ['k', 'v'] as const) {
+        this.plan(`${kvModule(i)}.${which}_bmm_quantizer`, 'kv', String(i), (name, s) => {
+          const sc = kvScheme(name, s);
+          return [sc, actMisfit(sc, c.headDim)];
+        });
+      }
+    }
+  }
+
+  private plan(name: string, role: QuantizerRole, module: string, build: (name: string, s: Exclude<ReturnType<typeof resolveQuantizer>, typeof DISABLED>) => [WeightScheme | ActScheme | KvScheme, string | null]): void {
+    const s = resolveQuantizer(this.recipe, name);
+    if (s === DISABLED) return;
+    const [scheme, misfit] = build(name, s);
+    const q: PlannedQuantizer = { name, role, module, scheme: misfit === null ? scheme : null, skipped: misfit, amax: null };
+    this.quantizers.push(q);
+    this.byName.set(name, q);
+  }
+
+  /** Enabled quantizers that need a calibrated amax. */
+  calibrated(): PlannedQuantizer[] {
+    return this.quantizers.filter((q) => q.scheme !== null && q.role !== 'weight' && ('calibrated' in q.scheme ? q.scheme.calibrated : true));
+  }
+
+  /**
+   * Runs the unquantized model over the calibration batches (token-id rows) and sets every calibrated
+   * quantizer's amax. `method` picks the activation calibrator (max, or a histogram method for 8-bit formats).
+   */
+  calibrate(batches: readonly (readonly number[])[], method: CalibratorName, onBatch?: () => void): void {
+    if (this.applied) throw new Error('calibrate() after apply(): calibration runs on the unquantized model');
+    if (batches.length === 0) throw new UserError('calibration: no calibration batches (the calibration data is empty or shorter than one --seq-len window)');
+    const cals = new Map<string, Calibrator>();
+    for (const q of this.calibrated()) cals.set(q.name, this.calibrator(q, method));
+    if (cals.size === 0) return;
+    const feed = (name: string, x: Tensor): void => {
+      const cal = cals.get(name);
+      if (cal !== undefined) cal.collect(x.toFloat32Array());
+    };
+    this.withHooks(
+      (name, x) => {
+        feed(`${name}.input_quantizer`, x);
+        return undefined;
+      },
+      (i, k, v) => {
+        feed(`${kvModule(i)}.k_bmm_quantizer`, k);
+        feed(`${kvModule(i)}.v_bmm_quantizer`, v);
+        return [k, v];
+      },
+      () => {
+        for (const row of batches) {
+          noGrad(() => tidy(() => void this.model.forward(tensor(row, [1, row.length], { dtype: 'int32', device: this.model.backend }))));
+          onBatch?.();
+        }
+      },
+    );
+    for (const [name, cal] of cals) {
+      const amax = cal.amax();
+      if (amax === null) throw new UserError(`calibration: ${name} saw no activations`);
+      this.byName.get(name)!.amax = amax;
+    }
+  }
+
+  private calibrator(q: PlannedQuantizer, method: CalibratorName): Calibrator {
+    if (method === 'max') return new MaxCalibrator(q.name);
+    const kind = q.scheme!.kind;
+    if (kind !== 'fp8' && kind !== 'int8') {
+      throw new UserError(`calibration: the ${method} calibrator applies to fp8 and int8 activations; ${q.name} is ${kind} (use --calibrator max)`);
+    }
+    const scheme = q.scheme as ActScheme | KvScheme;
+    // the entropy search merges bins into 127 levels per side, the INT8 grid (an approximation for FP8's grid)
+    return new HistogramCalibrator(q.name, method, {
+      quantLevels: 127,
+      quantize: (centers, amax) => fakeQuantAct(scheme, centers, [1, centers.length], amax),
+    });
+  }
+
+  /** Sets calibrated amax values (from a saved quantization state). */
+  setAmax(values: Readonly<Record<string, number>>): void {
+    for (const q of this.calibrated()) {
+      const v = values[q.name];
+      if (v === undefined) throw new UserError(`quantization state has no amax for ${q.name}`);
+      q.amax = v;
+    }
+  }
+
+  /** Replaces weights by their fake-quantized values and installs the activation / KV hooks. */
+  apply(): void {
+    if (this.applied) return;
+    for (const q of this.calibrated()) if (q.amax === null) throw new Error(`${q.name} is not calibrated`);
+    for (const q of this.quantizers) {
+      if (q.role !== 'weight' || q.scheme === null) continue;
+      const key = `${q.module}.weight`;
+      const w = this.model.params.get(key)!;
+      const shape = w.shape as [number, number];
+      const orig = w.toFloat32Array();
+      const fq = fakeQuantWeight(q.scheme as WeightScheme, orig, shape);
+      this.weightStats.push({ name: q.name, sqnrDb: sqnr(orig, fq), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: orig.length });
+      const replaced = keep(tidy(() => tensor(fq, shape, { dtype: 'float32', device: w.backend }).cast(w.dtype)));
+      w.dispose();
+      this.model.params.set(key, replaced);
+    }
+    const input = new Map<string, PlannedQuantizer>();
+    for (const q of this.quantizers) if (q.role === 'input' && q.scheme !== null) input.set(q.module, q);
+    const kv = this.quantizers.filter((q) => q.role === 'kv' && q.scheme !== null);
+    this.model.linearHook = input.size === 0 ? null : (name, x, w, b) => {
+      const q = input.get(name);
+      return q === undefined ? undefined : linearFn(fakeQuantTensor(q, x), w, b);
+    };
+    this.model.kvHook = kv.length === 0 ? null : (i, k, v) => {
+      const kq = this.byName.get(`${kvModule(i)}.k_bmm_quantizer`);
+      const vq = this.byName.get(`${kvModule(i)}.v_bmm_quantizer`);
+      return [kq?.scheme ? fakeQuantTensor(kq, k) : k, vq?.scheme ? fakeQuantTensor(vq, v) : v];
+    };
+    this.applied = true;
+  }
+
+  /** The calibrated amax of every calibrated quantizer, by name. */
+  amaxValues(): Record<string, number> {
+    return Object.fromEntries(this.calibrated().map((q) => [q.name, q.amax!]));
+  }
+
+  private withHooks(lin: NonNullable<DecoderLM['linearHook']>, kv: NonNullable<DecoderLM['kvHook']>, run: () => void): void {
+    const saved = [this.model.linearHook, this.model.kvHook] as const;
+    this.model.linearHook = lin;
+    this.model.kvHook = kv;
+    try {
+      run();
+    } finally {
+      [this.model.linearHook, this.model.kvHook] = saved;
+    }
+  }
+}
+
+/** Fake quantization of an activation tensor [..., hidden] through the host-side format code. */
+function fakeQuantTensor(q: PlannedQuantizer, x: Tensor): Tensor {
+  const shape = asMatrix(x.shape);
+  const y = fakeQuantAct(q.scheme as ActScheme | KvScheme, x.toFloat32Array(), shape, q.amax);
+  const f = tensor(y, [...x.shape], { dtype: 'float32', device: x.backend });
+  return x.dtype === 'float32' ? f : f.cast(x.dtype);
+}
+
+/** Signal-to-quantization-noise ratio in dB; +inf when the quantization is exact. */
+export function sqnr(ref: Float32Array, q: Float32Array): number {
+  let s = 0;
+  let n = 0;
+  for (let i = 0; i < ref.length; i++) {
+    s += ref[i]! * ref[i]!;
+    n += (ref[i]! - q[i]!) ** 2;
+  }
+  return n === 0 ? Infinity : 10 * Math.log10(s / n);
+}

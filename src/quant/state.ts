@@ -1,0 +1,57 @@
+// A quantization state directory: `mopt-quant.json` names the source checkpoint, the exact recipe rules,
+// the calibrator and every calibrated amax. Loading it rebuilds the fake-quantized model deterministically
+// (weights are re-quantized from the source by the same bit-exact code), so `mopt eval` / `generate` /
+// `forward` take the directory as --model. Exporting deployable checkpoints is a separate step (issue #5).
+
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { readJsonFile, writeJsonAtomic } from '../io/json-file.js';
+import { loadModel, type LoadOptions } from '../models/load.js';
+import { UserError } from '../util/errors.js';
+import { recipeFromData } from './recipes/parse.js';
+import type { RecipeData } from './recipes/serialize.js';
+import { QuantizedModel } from './ptq.js';
+
+export const STATE_FILE = 'mopt-quant.json';
+const FORMAT = 'mopt-quantization';
+
+export interface QuantState {
+  format: typeof FORMAT;
+  version: 1;
+  /** absolute path of the source Hugging Face checkpoint */
+  source: string;
+  preset: string | null;
+  kvCache: string | null;
+  calibrator: string;
+  recipe: RecipeData;
+  amax: Record<string, number>;
+}
+
+export function isQuantDir(dir: string): boolean {
+  return existsSync(join(dir, STATE_FILE));
+}
+
+export function saveState(dir: string, s: Omit<QuantState, 'format' | 'version'>): void {
+  writeJsonAtomic(join(dir, STATE_FILE), { format: FORMAT, version: 1, ...s, source: resolve(s.source) });
+}
+
+export function readState(dir: string): QuantState {
+  const path = join(dir, STATE_FILE);
+  const d = readJsonFile(path, 'quantization state') as Partial<QuantState>;
+  if (d.format !== FORMAT || d.version !== 1) throw new UserError(`${path}: not a mopt quantization state (format ${JSON.stringify(d.format)}, version ${JSON.stringify(d.version)})`);
+  if (typeof d.source !== 'string' || typeof d.recipe !== 'object' || d.recipe === null || typeof d.amax !== 'object' || d.amax === null) {
+    throw new UserError(`${path}: missing source, recipe or amax; re-run mopt quantize`);
+  }
+  if (!existsSync(d.source)) throw new UserError(`${path}: its source model ${d.source} no longer exists; re-run mopt quantize or restore the model`);
+  return d as QuantState;
+}
+
+/** The source model with the saved quantization applied. */
+export function loadQuantized(dir: string, opts: LoadOptions): QuantizedModel {
+  const s = readState(dir);
+  const model = loadModel(s.source, opts);
+  const q = new QuantizedModel(model, recipeFromData(s.recipe, join(dir, STATE_FILE)));
+  q.setAmax(s.amax);
+  q.apply();
+  return q;
+}
