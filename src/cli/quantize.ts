@@ -10,7 +10,7 @@ import { writeJsonAtomic } from '../io/json-file.js';
 import { loadModel } from '../models/load.js';
 import { perplexity } from '../eval/perplexity.js';
 import { Progress } from './progress.js';
-import { emit, parseIntOption, requireModelDir, requireTokenizer, type ComputeDType, withRuntimeOptions } from './common.js';
+import { emit, parseFloatOption, parseIntOption, requireModelDir, requireTokenizer, type ComputeDType, withRuntimeOptions } from './common.js';
 import { Tokenizer } from '../io/tokenizer.js';
 import { ALGORITHMS, PRESET_NAMES, KV_PRESET_NAMES, applyGroupSize, parseRecipe, presetRecipe, recipeToData, type Algorithm, type Recipe } from '../quant/recipes/index.js';
 import { CALIBRATORS, type CalibratorName } from '../quant/calib/calibrators.js';
@@ -18,9 +18,11 @@ import { calibrationSplit, readDocuments, tokenWindows } from '../quant/calib-da
 import { QuantizedModel, linearNames } from '../quant/ptq.js';
 import { formatReport, meanKl, quantizerRows, sizeSummary, type QuantReport } from '../quant/report.js';
 import { isQuantDir, saveState } from '../quant/state.js';
+import { smoothQuant } from '../quant/algorithms/smoothquant.js';
+import { awqLite } from '../quant/algorithms/awq.js';
 
 /** Algorithms mopt runs today; the others are named by presets but not implemented yet. */
-const IMPLEMENTED: readonly Algorithm[] = ['max', 'none'];
+const IMPLEMENTED: readonly Algorithm[] = ['max', 'none', 'smoothquant', 'awq_lite'];
 
 interface QuantizeOptions {
   model: string;
@@ -29,6 +31,7 @@ interface QuantizeOptions {
   kvCache?: string;
   algorithm?: string;
   calibrator: string;
+  sqAlpha: number;
   groupSize?: number;
   calibData: string;
   calibSamples: number;
@@ -73,6 +76,7 @@ export function registerQuantize(program: Command): void {
     .option('--kv-cache <format>', `also quantize the KV cache: ${KV_PRESET_NAMES.join(', ')}`)
     .option('--algorithm <name>', `override the preset's calibration algorithm (implemented: ${IMPLEMENTED.join(', ')})`)
     .option('--calibrator <name>', `activation calibrator: ${CALIBRATORS.join(', ')} (histogram methods for fp8/int8)`, 'max')
+    .option('--sq-alpha <a>', 'SmoothQuant migration strength in [0, 1] (Model Optimizer default 1.0; the paper uses 0.5)', parseFloatOption('--sq-alpha', 0, 1), 1)
     .option('--group-size <n>', 'INT4 group size: 32, 64 or 128', parseIntOption('--group-size', 1))
     .requiredOption('--calib-data <file>', 'calibration text: .txt, .jsonl ({"text": ...} per line) or .json array')
     .option('--calib-samples <n>', 'calibration windows', parseIntOption('--calib-samples', 1), 64)
@@ -100,6 +104,13 @@ export function registerQuantize(program: Command): void {
         before = perplexity(base, evalRows, (n) => bar.tick(n));
         bar.finish();
       }
+      if (recipe.algorithm === 'smoothquant' || recipe.algorithm === 'awq_lite') {
+        const passes = recipe.algorithm === 'awq_lite' ? 2 : 1;
+        const abar = new Progress(recipe.algorithm, passes * split.calib.length, ' windows');
+        if (recipe.algorithm === 'smoothquant') smoothQuant(q, split.calib, o.sqAlpha, () => abar.tick(1));
+        else awqLite(q, split.calib, () => abar.tick(1));
+        abar.finish();
+      }
       const cbar = new Progress('calibrate', split.calib.length, ' windows');
       q.calibrate(split.calib, o.calibrator as CalibratorName, () => cbar.tick(1));
       cbar.finish();
@@ -115,7 +126,7 @@ export function registerQuantize(program: Command): void {
         kbar.finish();
       }
       const report: QuantReport = {
-        recipe: { preset: o.format ?? null, algorithm: recipe.algorithm, calibrator: o.calibrator, kvCache: o.kvCache ?? null },
+        recipe: { preset: o.format ?? null, algorithm: recipe.algorithm, calibrator: o.calibrator, kvCache: o.kvCache ?? null, ...(recipe.algorithm === 'smoothquant' ? { sqAlpha: o.sqAlpha } : {}) },
         calibration: { samples: split.calib.length, seqLen: o.seqLen, tokens: split.calib.length * o.seqLen },
         evaluation: { windows: evalRows.length, tokens: evalTokens, before, after, kl },
         size: sizeSummary(q, linearNames(q.model).map((n) => `${n}.weight`)),
@@ -124,7 +135,7 @@ export function registerQuantize(program: Command): void {
       };
       mkdirSync(o.out, { recursive: true });
       writeJsonAtomic(join(o.out, 'report.json'), report);
-      saveState(o.out, { source: o.model, preset: o.format ?? null, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues() });
+      saveState(o.out, { source: o.model, preset: o.format ?? null, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues(), smooth: q.smoothValues() });
       emit(o.json === true, report, `${formatReport(report)}\nwrote ${join(o.out, 'report.json')} and ${join(o.out, 'mopt-quant.json')}`);
     });
 }

@@ -13,7 +13,7 @@
 import type { DecoderLM } from '../models/decoder.js';
 import { layerPrefix } from '../models/decoder.js';
 import { linear as linearFn } from '../nn/functional.js';
-import { keep, noGrad, tensor, tidy, type Tensor } from '../tensor/index.js';
+import { keep, mul, noGrad, tensor, tidy, type Tensor } from '../tensor/index.js';
 import { UserError } from '../util/errors.js';
 import { DISABLED, type Recipe } from './recipes/types.js';
 import { resolveQuantizer } from './recipes/resolve.js';
@@ -61,6 +61,12 @@ export class QuantizedModel {
   readonly quantizers: PlannedQuantizer[] = [];
   readonly weightStats: WeightStats[] = [];
   private readonly byName = new Map<string, PlannedQuantizer>();
+  /**
+   * Per-input-channel smoothing factors c of a Linear (SmoothQuant, AWQ): its input becomes x * c (Model
+   * Optimizer's pre_quant_scale) and its weight W / c (per input column), so the float product is unchanged
+   * and the quantizers see the smoothed tensors.
+   */
+  readonly smooth = new Map<string, Float32Array>();
   private applied = false;
 
   constructor(readonly model: DecoderLM, readonly recipe: Recipe) {
@@ -116,28 +122,46 @@ export class QuantizedModel {
       const cal = cals.get(name);
       if (cal !== undefined) cal.collect(x.toFloat32Array());
     };
-    this.withHooks(
-      (name, x) => {
-        feed(`${name}.input_quantizer`, x);
-        return undefined;
-      },
-      (i, k, v) => {
-        feed(`${kvModule(i)}.k_bmm_quantizer`, k);
-        feed(`${kvModule(i)}.v_bmm_quantizer`, v);
-        return [k, v];
-      },
-      () => {
-        for (const row of batches) {
-          noGrad(() => tidy(() => void this.model.forward(tensor(row, [1, row.length], { dtype: 'int32', device: this.model.backend }))));
-          onBatch?.();
-        }
-      },
-    );
+    this.forEachInput(batches, (name, x) => feed(`${name}.input_quantizer`, this.smoothed(name, x)), (i, k, v) => {
+      feed(`${kvModule(i)}.k_bmm_quantizer`, k);
+      feed(`${kvModule(i)}.v_bmm_quantizer`, v);
+    }, onBatch);
     for (const [name, cal] of cals) {
       const amax = cal.amax();
       if (amax === null) throw new UserError(`calibration: ${name} saw no activations`);
       this.byName.get(name)!.amax = amax;
     }
+  }
+
+  /**
+   * Runs the unquantized model over the batches (token-id rows); `linear` sees every Linear's input, `kv`
+   * every layer's keys and values (inside the batch's memory scope: copy out what must outlive it).
+   */
+  forEachInput(batches: readonly (readonly number[])[], linear: (name: string, x: Tensor) => void, kv?: (layer: number, k: Tensor, v: Tensor) => void, onBatch?: () => void): void {
+    if (this.applied) throw new Error('calibration runs on the unquantized model, before apply()');
+    const saved = [this.model.linearHook, this.model.kvHook] as const;
+    this.model.linearHook = (name, x) => {
+      linear(name, x);
+      return undefined;
+    };
+    this.model.kvHook = (i, k, v) => {
+      kv?.(i, k, v);
+      return [k, v];
+    };
+    try {
+      for (const row of batches) {
+        noGrad(() => tidy(() => void this.model.forward(tensor(row, [1, row.length], { dtype: 'int32', device: this.model.backend }))));
+        onBatch?.();
+      }
+    } finally {
+      [this.model.linearHook, this.model.kvHook] = saved;
+    }
+  }
+
+  /** x times the Linear's smoothing factors (x itself when it has none). */
+  smoothed(linear: string, x: Tensor): Tensor {
+    const c = this.smooth.get(linear);
+    return c === undefined ? x : mul(x, tensor(c, [c.length], { dtype: x.dtype === 'float64' ? 'float64' : 'float32', device: x.backend }).cast(x.dtype));
   }
 
   private calibrator(q: PlannedQuantizer, method: CalibratorName): Calibrator {
@@ -167,24 +191,31 @@ export class QuantizedModel {
   apply(): void {
     if (this.applied) return;
     for (const q of this.calibrated()) if (q.amax === null) throw new Error(`${q.name} is not calibrated`);
-    for (const q of this.quantizers) {
-      if (q.role !== 'weight' || q.scheme === null) continue;
-      const key = `${q.module}.weight`;
+    const weightQ = new Map<string, PlannedQuantizer>();
+    for (const q of this.quantizers) if (q.role === 'weight' && q.scheme !== null) weightQ.set(q.module, q);
+    for (const lin of new Set([...weightQ.keys(), ...this.smooth.keys()])) {
+      const key = `${lin}.weight`;
       const w = this.model.params.get(key)!;
       const shape = w.shape as [number, number];
-      const orig = w.toFloat32Array();
-      const fq = fakeQuantWeight(q.scheme as WeightScheme, orig, shape);
-      this.weightStats.push({ name: q.name, sqnrDb: sqnr(orig, fq), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: orig.length });
-      const replaced = keep(tidy(() => tensor(fq, shape, { dtype: 'float32', device: w.backend }).cast(w.dtype)));
+      const orig = divideColumns(w.toFloat32Array(), shape, this.smooth.get(lin));
+      const q = weightQ.get(lin);
+      let values = orig;
+      if (q !== undefined) {
+        values = fakeQuantWeight(q.scheme as WeightScheme, orig, shape);
+        this.weightStats.push({ name: q.name, sqnrDb: sqnr(orig, values), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: orig.length });
+      }
+      const replaced = keep(tidy(() => tensor(values, shape, { dtype: 'float32', device: w.backend }).cast(w.dtype)));
       w.dispose();
       this.model.params.set(key, replaced);
     }
     const input = new Map<string, PlannedQuantizer>();
     for (const q of this.quantizers) if (q.role === 'input' && q.scheme !== null) input.set(q.module, q);
     const kv = this.quantizers.filter((q) => q.role === 'kv' && q.scheme !== null);
-    this.model.linearHook = input.size === 0 ? null : (name, x, w, b) => {
+    this.model.linearHook = input.size === 0 && this.smooth.size === 0 ? null : (name, x, w, b) => {
       const q = input.get(name);
-      return q === undefined ? undefined : linearFn(fakeQuantTensor(q, x), w, b);
+      if (q === undefined && !this.smooth.has(name)) return undefined;
+      const xs = this.smoothed(name, x);
+      return linearFn(q === undefined ? xs : fakeQuantTensor(q, xs), w, b);
     };
     this.model.kvHook = kv.length === 0 ? null : (i, k, v) => {
       const kq = this.byName.get(`${kvModule(i)}.k_bmm_quantizer`);
@@ -194,20 +225,14 @@ export class QuantizedModel {
     this.applied = true;
   }
 
+  /** Smoothing factors by Linear, as plain arrays (for the saved state). */
+  smoothValues(): Record<string, number[]> {
+    return Object.fromEntries([...this.smooth].map(([k, v]) => [k, Array.from(v)]));
+  }
+
   /** The calibrated amax of every calibrated quantizer, by name. */
   amaxValues(): Record<string, number> {
     return Object.fromEntries(this.calibrated().map((q) => [q.name, q.amax!]));
-  }
-
-  private withHooks(lin: NonNullable<DecoderLM['linearHook']>, kv: NonNullable<DecoderLM['kvHook']>, run: () => void): void {
-    const saved = [this.model.linearHook, this.model.kvHook] as const;
-    this.model.linearHook = lin;
-    this.model.kvHook = kv;
-    try {
-      run();
-    } finally {
-      [this.model.linearHook, this.model.kvHook] = saved;
-    }
   }
 }
 
@@ -217,6 +242,15 @@ function fakeQuantTensor(q: PlannedQuantizer, x: Tensor): Tensor {
   const y = fakeQuantAct(q.scheme as ActScheme | KvScheme, x.toFloat32Array(), shape, q.amax);
   const f = tensor(y, [...x.shape], { dtype: 'float32', device: x.backend });
   return x.dtype === 'float32' ? f : f.cast(x.dtype);
+}
+
+/** w [out, in] with every column j divided by c[j] (w itself when c is undefined). */
+function divideColumns(w: Float32Array, shape: readonly [number, number], c: Float32Array | undefined): Float32Array {
+  if (c === undefined) return w;
+  const [rows, cols] = shape;
+  const out = new Float32Array(w.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[i * cols + j] = Math.fround(w[i * cols + j]! / c[j]!);
+  return out;
 }
 
 /** Signal-to-quantization-noise ratio in dB; +inf when the quantization is exact. */

@@ -67,7 +67,7 @@ export function sizeSummary(q: QuantizedModel, linearWeights: readonly string[])
 }
 
 export interface QuantReport {
-  recipe: { preset: string | null; algorithm: string; calibrator: string; kvCache: string | null };
+  recipe: { preset: string | null; algorithm: string; calibrator: string; kvCache: string | null; sqAlpha?: number };
   calibration: { samples: number; seqLen: number; tokens: number };
   evaluation: { windows: number; tokens: number; before: PerplexityResult | null; after: PerplexityResult | null; kl: KlResult | null };
   size: SizeSummary;

@@ -25,6 +25,8 @@ export interface QuantState {
   calibrator: string;
   recipe: RecipeData;
   amax: Record<string, number>;
+  /** per-input-channel smoothing factors by Linear (SmoothQuant, AWQ), when the algorithm set any */
+  smooth?: Record<string, number[]>;
 }
 
 export function isQuantDir(dir: string): boolean {
@@ -51,6 +53,13 @@ export function loadQuantized(dir: string, opts: LoadOptions): QuantizedModel {
   const s = readState(dir);
   const model = loadModel(s.source, opts);
   const q = new QuantizedModel(model, recipeFromData(s.recipe, join(dir, STATE_FILE)));
+  for (const [lin, c] of Object.entries(s.smooth ?? {})) {
+    const w = model.params.get(`${lin}.weight`);
+    if (w === undefined || !Array.isArray(c) || c.length !== w.shape[1] || !c.every((v) => typeof v === 'number' && v > 0 && Number.isFinite(v))) {
+      throw new UserError(`${join(dir, STATE_FILE)}: smoothing factors for ${lin} do not fit the model; re-run mopt quantize`);
+    }
+    q.smooth.set(lin, Float32Array.from(c));
+  }
   q.setAmax(s.amax);
   q.apply();
   return q;

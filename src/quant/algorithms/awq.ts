@@ -1,0 +1,140 @@
+// AWQ lite (modelopt.md §1.2 `awq_lite`): per-input-channel scales that protect the weights of salient
+// input channels before block-wise 4-bit weight quantization (INT4 groups, W4A8, NVFP4). For each such Linear:
+//   act_j = mean |x_j| over the calibration tokens; w_j = mean over rows i of |W_ij| / amax(block of W_ij);
+//   for α in {0, 0.1, ..., 1}: s = act^α / w^(1-α), clamped to [1e-4, 1e4], divided by sqrt(max(s) min(s));
+//   loss(α) = Σ over the calibration data of ||x W^T - (x / s) Q(W s)^T||², with Q the weight fake-quantizer;
+//   the best α gives pre_quant_scale 1/s on the input and W·s in the weight.
+// Two passes over the calibration data (statistics, then the search), as Model Optimizer does. The loss here
+// quantizes the weight only (input quantizers, if any, are calibrated afterwards on the smoothed input).
+
+import { linear } from '../../nn/functional.js';
+import { keep, mul, sub, sum, tensor, type Tensor } from '../../tensor/index.js';
+import { fakeQuantWeight, type WeightScheme } from '../scheme.js';
+import type { QuantizedModel } from '../ptq.js';
+
+const ALPHAS = Array.from({ length: 11 }, (_, i) => i / 10);
+const S_MIN = 1e-4;
+const S_MAX = 1e4;
+
+/** Columns per quantization block of a weight scheme (the blocks w_j is normalised by). */
+function blockCols(s: WeightScheme, cols: number): number {
+  switch (s.kind) {
+    case 'int4':
+    case 'w4a8':
+      return s.groupSize;
+    case 'nvfp4':
+      return 16;
+    case 'mxfp8':
+    case 'mxfp4':
+      return 32;
+    case 'fp8-block':
+      return s.blockSize;
+    default:
+      return cols;
+  }
+}
+
+/** w_j: mean over rows of |W_ij| / amax of W_ij's block along the row. */
+export function weightSalience(w: Float32Array, shape: readonly [number, number], block: number): Float32Array {
+  const [rows, cols] = shape;
+  const out = new Float32Array(cols);
+  for (let i = 0; i < rows; i++) {
+    for (let b = 0; b < cols; b += block) {
+      let m = 0;
+      for (let j = b; j < b + block; j++) m = Math.max(m, Math.abs(w[i * cols + j]!));
+      for (let j = b; j < b + block; j++) out[j] += m === 0 ? 0 : Math.abs(w[i * cols + j]!) / m;
+    }
+  }
+  for (let j = 0; j < cols; j++) out[j] /= rows;
+  return out;
+}
+
+/** s for one α, clamped and normalised as Model Optimizer does. */
+export function awqScales(act: Float32Array, wsal: Float32Array, alpha: number): Float32Array {
+  const s = new Float32Array(act.length);
+  let lo = Infinity;
+  let hi = 0;
+  for (let j = 0; j < s.length; j++) {
+    const v = Math.min(Math.max(act[j]! ** alpha / wsal[j]! ** (1 - alpha), S_MIN), S_MAX);
+    s[j] = Number.isFinite(v) ? v : 1;
+    lo = Math.min(lo, s[j]!);
+    hi = Math.max(hi, s[j]!);
+  }
+  const norm = Math.sqrt(hi * lo);
+  for (let j = 0; j < s.length; j++) s[j] /= norm;
+  return s;
+}
+
+interface Candidate {
+  alpha: number;
+  /** the input factor 1/s (Model Optimizer's pre_quant_scale) */
+  c: Float32Array;
+  /** c as a tensor [in] and the fake-quantized W / c [out, in], both in the model dtype */
+  inv: Tensor;
+  wq: Tensor;
+  loss: number;
+}
+
+/** Sets q.smooth for every Linear with a block-wise 4-bit weight quantizer; returns the chosen α by Linear. */
+export function awqLite(q: QuantizedModel, batches: readonly (readonly number[])[], onBatch?: () => void): Map<string, number> {
+  const targets = new Map<string, WeightScheme>();
+  for (const p of q.quantizers) {
+    if (p.role === 'weight' && p.scheme !== null && ['int4', 'w4a8', 'nvfp4'].includes(p.scheme.kind)) targets.set(p.module, p.scheme as WeightScheme);
+  }
+  // pass 1: mean |x| per input channel
+  const sums = new Map<string, { s: Float64Array; n: number }>();
+  q.forEachInput(batches, (name, x) => {
+    if (!targets.has(name)) return;
+    const cols = x.shape[x.shape.length - 1]!;
+    const v = x.toFloat32Array();
+    const acc = sums.get(name) ?? { s: new Float64Array(cols), n: 0 };
+    for (let i = 0; i < v.length; i++) acc.s[i % cols]! += Math.abs(v[i]!);
+    acc.n += v.length / cols;
+    sums.set(name, acc);
+  }, undefined, onBatch);
+
+  // candidates per Linear
+  const cands = new Map<string, Candidate[]>();
+  for (const [lin, scheme] of targets) {
+    const w = q.model.params.get(`${lin}.weight`)!;
+    const shape = w.shape as [number, number];
+    const wv = w.toFloat32Array();
+    const acc = sums.get(lin)!;
+    const act = Float32Array.from(acc.s, (x) => x / acc.n);
+    const wsal = weightSalience(wv, shape, blockCols(scheme, shape[1]));
+    cands.set(lin, ALPHAS.map((alpha) => {
+      // the input factor c = 1/s in float32, and W / c exactly as QuantizedModel.apply() will divide it
+      const c = Float32Array.from(awqScales(act, wsal, alpha), (x) => 1 / x);
+      const scaled = new Float32Array(wv.length);
+      for (let i = 0; i < wv.length; i++) scaled[i] = Math.fround(wv[i]! / c[i % shape[1]]!);
+      const wq = keep(tensor(fakeQuantWeight(scheme, scaled, shape), shape, { device: w.backend }).cast(w.dtype));
+      const inv = keep(tensor(c, [c.length], { device: w.backend }).cast(w.dtype));
+      return { alpha, c, inv, wq, loss: 0 };
+    }));
+  }
+
+  // pass 2: output error of every candidate against the unquantized Linear
+  q.forEachInput(batches, (name, x) => {
+    const cs = cands.get(name);
+    if (cs === undefined) return;
+    const w = q.model.params.get(`${name}.weight`)!;
+    const ref = linear(x, w);
+    for (const c of cs) {
+      const d = sub(linear(mul(x, c.inv), c.wq), ref);
+      c.loss += sum(mul(d, d)).toFloat64Array()[0]!;
+    }
+  }, undefined, onBatch);
+
+  const chosen = new Map<string, number>();
+  for (const [lin, cs] of cands) {
+    let best = cs[0]!;
+    for (const c of cs) if (c.loss < best.loss) best = c;
+    q.smooth.set(lin, best.c);
+    chosen.set(lin, best.alpha);
+    for (const c of cs) {
+      c.inv.dispose();
+      c.wq.dispose();
+    }
+  }
+  return chosen;
+}
