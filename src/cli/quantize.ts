@@ -17,12 +17,13 @@ import { CALIBRATORS, type CalibratorName } from '../quant/calib/calibrators.js'
 import { calibrationSplit, readDocuments, tokenWindows } from '../quant/calib-data.js';
 import { QuantizedModel, linearNames } from '../quant/ptq.js';
 import { formatReport, meanKl, quantizerRows, sizeSummary, type QuantReport } from '../quant/report.js';
-import { isQuantDir, saveState } from '../quant/state.js';
+import { isQuantDir, savePrequantized, saveState } from '../quant/state.js';
+import { gptq } from '../quant/algorithms/gptq.js';
 import { smoothQuant } from '../quant/algorithms/smoothquant.js';
 import { awqLite } from '../quant/algorithms/awq.js';
 
 /** Algorithms mopt runs today; the others are named by presets but not implemented yet. */
-const IMPLEMENTED: readonly Algorithm[] = ['max', 'none', 'smoothquant', 'awq_lite'];
+const IMPLEMENTED: readonly Algorithm[] = ['max', 'none', 'smoothquant', 'awq_lite', 'gptq'];
 
 interface QuantizeOptions {
   model: string;
@@ -111,6 +112,15 @@ export function registerQuantize(program: Command): void {
         else awqLite(q, split.calib, () => abar.tick(1));
         abar.finish();
       }
+      if (recipe.algorithm === 'gptq') {
+        const gbar = new Progress('gptq', q.quantizers.filter((p) => p.role === 'weight' && p.scheme !== null).length, ' Linears');
+        let last = 0;
+        gptq(q, split.calib, (done) => {
+          gbar.tick(done - last);
+          last = done;
+        });
+        gbar.finish();
+      }
       const cbar = new Progress('calibrate', split.calib.length, ' windows');
       q.calibrate(split.calib, o.calibrator as CalibratorName, () => cbar.tick(1));
       cbar.finish();
@@ -135,7 +145,8 @@ export function registerQuantize(program: Command): void {
       };
       mkdirSync(o.out, { recursive: true });
       writeJsonAtomic(join(o.out, 'report.json'), report);
-      saveState(o.out, { source: o.model, preset: o.format ?? null, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues(), smooth: q.smoothValues() });
+      const weights = savePrequantized(o.out, q);
+      saveState(o.out, { ...(weights ? { weights } : {}), source: o.model, preset: o.format ?? null, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues(), smooth: q.smoothValues() });
       emit(o.json === true, report, `${formatReport(report)}\nwrote ${join(o.out, 'report.json')} and ${join(o.out, 'mopt-quant.json')}`);
     });
 }

@@ -67,6 +67,8 @@ export class QuantizedModel {
    * and the quantizers see the smoothed tensors.
    */
   readonly smooth = new Map<string, Float32Array>();
+  /** Linears whose weights an algorithm (GPTQ) already quantized: their original values, for the report */
+  private readonly prequantized = new Map<string, Float32Array>();
   private applied = false;
 
   constructor(readonly model: DecoderLM, readonly recipe: Recipe) {
@@ -199,6 +201,11 @@ export class QuantizedModel {
       const shape = w.shape as [number, number];
       const orig = divideColumns(w.toFloat32Array(), shape, this.smooth.get(lin));
       const q = weightQ.get(lin);
+      const pre = this.prequantized.get(lin);
+      if (pre !== undefined) {
+        if (q !== undefined) this.weightStats.push({ name: q.name, sqnrDb: sqnr(pre, orig), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: orig.length });
+        continue;
+      }
       let values = orig;
       if (q !== undefined) {
         values = fakeQuantWeight(q.scheme as WeightScheme, orig, shape);
@@ -223,6 +230,24 @@ export class QuantizedModel {
       return [kq?.scheme ? fakeQuantTensor(kq, k) : k, vq?.scheme ? fakeQuantTensor(vq, v) : v];
     };
     this.applied = true;
+  }
+
+  /**
+   * Installs an algorithm's quantized weight for a Linear (dequantized values [out, in]) right away, so later
+   * calibration passes see it; apply() keeps it instead of rounding the weight again.
+   */
+  setPrequantized(linear: string, original: Float32Array, quantized: Float32Array): void {
+    if (this.applied) throw new Error('setPrequantized() after apply()');
+    const w = this.model.params.get(`${linear}.weight`)!;
+    const replaced = keep(tidy(() => tensor(quantized, [...w.shape], { dtype: 'float32', device: w.backend }).cast(w.dtype)));
+    w.dispose();
+    this.model.params.set(`${linear}.weight`, replaced);
+    this.prequantized.set(linear, original);
+  }
+
+  /** Linears with pre-quantized weights (saved with the quantization state: they cannot be recomputed). */
+  prequantizedLinears(): string[] {
+    return [...this.prequantized.keys()];
   }
 
   /** Smoothing factors by Linear, as plain arrays (for the saved state). */

@@ -11,6 +11,8 @@ import { UserError } from '../util/errors.js';
 import { recipeFromData } from './recipes/parse.js';
 import type { RecipeData } from './recipes/serialize.js';
 import { QuantizedModel } from './ptq.js';
+import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
+import type { RawTensor } from '../io/raw-tensor.js';
 
 export const STATE_FILE = 'mopt-quant.json';
 const FORMAT = 'mopt-quantization';
@@ -27,6 +29,23 @@ export interface QuantState {
   amax: Record<string, number>;
   /** per-input-channel smoothing factors by Linear (SmoothQuant, AWQ), when the algorithm set any */
   smooth?: Record<string, number[]>;
+  /** file beside the state holding the weights an algorithm quantized (GPTQ), dequantized, float32 */
+  weights?: string;
+}
+
+export const WEIGHTS_FILE = 'quantized-weights.safetensors';
+
+/** Writes the pre-quantized weights of q (if any) beside the state; returns the file name or undefined. */
+export function savePrequantized(dir: string, q: QuantizedModel): string | undefined {
+  const names = q.prequantizedLinears();
+  if (names.length === 0) return undefined;
+  const tensors = new Map<string, RawTensor>();
+  for (const lin of names) {
+    const w = q.model.params.get(`${lin}.weight`)!;
+    tensors.set(`${lin}.weight`, { dtype: 'float32', shape: [...w.shape], data: w.toFloat32Array() });
+  }
+  writeSafetensors(join(dir, WEIGHTS_FILE), tensors);
+  return WEIGHTS_FILE;
 }
 
 export function isQuantDir(dir: string): boolean {
@@ -59,6 +78,21 @@ export function loadQuantized(dir: string, opts: LoadOptions): QuantizedModel {
       throw new UserError(`${join(dir, STATE_FILE)}: smoothing factors for ${lin} do not fit the model; re-run mopt quantize`);
     }
     q.smooth.set(lin, Float32Array.from(c));
+  }
+  if (s.weights !== undefined) {
+    const f = SafetensorsFile.open(join(dir, s.weights));
+    try {
+      for (const name of f.names()) {
+        const w = model.params.get(name);
+        const t = f.read(name);
+        if (w === undefined || t.dtype !== 'float32' || t.shape.join() !== w.shape.join()) {
+          throw new UserError(`${join(dir, s.weights)}: ${name} does not fit the model; re-run mopt quantize`);
+        }
+        q.setPrequantized(name.replace(/\.weight$/, ''), w.toFloat32Array(), t.data as Float32Array);
+      }
+    } finally {
+      f.close();
+    }
   }
   q.setAmax(s.amax);
   q.apply();

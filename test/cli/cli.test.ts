@@ -147,7 +147,7 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
     assert.ok(Math.abs((JSON.parse(e.stdout) as { ppl: number }).ppl - r.evaluation.after.ppl) < 1e-9);
     // mistakes: one line, exit 1
     for (const [args, msg] of [
-      [['--format', 'int8_sq'], /algorithm smoothquant is not implemented in mopt yet/],
+      [['--format', 'int4_awq', '--algorithm', 'awq_clip'], /algorithm awq_clip is not implemented in mopt yet/],
       [['--format', 'fp4'], /unknown quantization preset "fp4"/],
       [['--format', 'fp8', '--calibrator', 'median'], /--calibrator median: unknown/],
       [['--format', 'fp8', '--calib-data', join(out, 'missing.txt')], /missing\.txt does not exist/],

@@ -13,6 +13,14 @@ import { calibrationSplit } from '../../src/quant/calib-data.js';
 import { channelAmax, smoothQuant } from '../../src/quant/algorithms/smoothquant.js';
 import { awqLite, awqScales, weightSalience } from '../../src/quant/algorithms/awq.js';
 import { meanKl } from '../../src/quant/report.js';
+import { gptq, gptqWeight, staticQuantizer } from '../../src/quant/algorithms/gptq.js';
+import { fakeQuantWeight } from '../../src/quant/scheme.js';
+import { loadQuantized, savePrequantized, saveState } from '../../src/quant/state.js';
+import { recipeToData } from '../../src/quant/recipes/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { Rng } from '../../src/tensor/random.js';
+import { noGrad } from '../../src/tensor/index.js';
 import { linear } from '../../src/nn/functional.js';
 import { randn, tensor, tidy } from '../../src/tensor/index.js';
 import { DATA_SKIP, SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
@@ -94,4 +102,67 @@ test('AWQ lite picks α per Linear and beats round-to-nearest INT4 (g32)', opts,
   const klRtn = meanKl(base, rtn.model, heldOut).mean;
   const klAwq = meanKl(base, awq.model, heldOut).mean;
   assert.ok(klAwq < klRtn, `AWQ KL ${klAwq} should beat RTN ${klRtn}`);
+});
+
+test('GPTQ: uncorrelated inputs give round-to-nearest; correlated inputs get a smaller output error', () => {
+  const rng = new Rng(9);
+  const rows = 16;
+  const cols = 64;
+  const w = Float32Array.from({ length: rows * cols }, () => rng.normal());
+  const scheme = { kind: 'int4', groupSize: 32 } as const;
+  const q = staticQuantizer(scheme, w, [rows, cols]);
+  // H = I: no column can compensate another, so GPTQ is RTN with the static scales
+  const eye = new Float64Array(cols * cols);
+  for (let i = 0; i < cols; i++) eye[i * cols + i] = 1;
+  assert.deepEqual(gptqWeight(w, [rows, cols], eye, q, 32), fakeQuantWeight(scheme, w, [rows, cols]));
+  // x = z A with a random mixing A: strongly correlated input channels
+  const n = 512;
+  const a = Float64Array.from({ length: cols * cols }, () => rng.normal() / 8);
+  for (let i = 0; i < cols; i++) a[i * cols + i]! += 1;
+  const x = new Float64Array(n * cols);
+  for (let t = 0; t < n; t++) {
+    const z = Array.from({ length: cols }, () => rng.normal());
+    for (let j = 0; j < cols; j++) {
+      let v = 0;
+      for (let k = 0; k < cols; k++) v += z[k]! * a[k * cols + j]!;
+      x[t * cols + j] = v;
+    }
+  }
+  const h = new Float64Array(cols * cols);
+  for (let t = 0; t < n; t++) for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) h[i * cols + j]! += (2 * x[t * cols + i]! * x[t * cols + j]!) / n;
+  const outErr = (qw: Float32Array): number => {
+    let e = 0;
+    for (let t = 0; t < n; t++) for (let r = 0; r < rows; r++) {
+      let d = 0;
+      for (let j = 0; j < cols; j++) d += x[t * cols + j]! * (w[r * cols + j]! - qw[r * cols + j]!);
+      e += d * d;
+    }
+    return e;
+  };
+  const eRtn = outErr(fakeQuantWeight(scheme, w, [rows, cols]));
+  const eGptq = outErr(gptqWeight(w, [rows, cols], h, q, 32));
+  assert.ok(eGptq < 0.8 * eRtn, `GPTQ output error ${eGptq} vs RTN ${eRtn}`);
+  assert.throws(() => staticQuantizer({ kind: 'fp8', granularity: 'tensor' }, w, [rows, cols]), /gptq quantizes int4 and nvfp4 weights/);
+});
+
+test('GPTQ on stories260K beats round-to-nearest INT4 and its weights survive the saved state', opts, () => {
+  const { calib, heldOut } = split(4, 4);
+  const recipe = { ...applyGroupSize(presetRecipe('int4_awq'), 32), algorithm: 'gptq' as const };
+  const base = loadModel(STORIES_HF);
+  const rtn = quantize({ ...recipe, algorithm: 'max' }, calib, () => undefined);
+  const g = quantize(recipe, calib, (q) => assert.equal(gptq(q, calib), 30));
+  const klRtn = meanKl(base, rtn.model, heldOut).mean;
+  const klG = meanKl(base, g.model, heldOut).mean;
+  assert.ok(klG < klRtn, `GPTQ KL ${klG} should beat RTN ${klRtn}`);
+  const dir = mkdtempSync(join(tmpdir(), 'mopt-gptq-'));
+  try {
+    const weights = savePrequantized(dir, g);
+    saveState(dir, { source: STORIES_HF, preset: 'int4_awq', kvCache: null, calibrator: 'max', recipe: recipeToData(recipe), amax: g.amaxValues(), weights });
+    const again = loadQuantized(dir, {});
+    const row = heldOut[0]!.slice(0, 32);
+    const logitsOf = (q: QuantizedModel): Float32Array => noGrad(() => tidy(() => q.model.forward(tensor(row, [1, row.length], { dtype: 'int32' })).toFloat32Array()));
+    assert.deepEqual(logitsOf(again), logitsOf(g));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
