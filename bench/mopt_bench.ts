@@ -32,6 +32,7 @@ import { crossEntropy } from '../src/nn/functional.js';
 import { AdamW } from '../src/nn/optim.js';
 import { tidy, noGrad, keep, tensor, amax as absMax, maximum, DTYPE_INFO, type Tensor } from '../src/tensor/index.js';
 import { getBackend, registerBackend } from '../src/backend/registry.js';
+import { lehmerIds } from './token-ids.js';
 import type { Backend } from '../src/backend/backend.js';
 
 // Seeds of the shared id streams (same constants in bench/pytorch_baseline.py).
@@ -220,17 +221,6 @@ function measure(clock: Clock, fn: () => void, warmup: number, iters: number, bu
 }
 
 // ---- helpers ---------------------------------------------------------------------------------------
-
-/** Lehmer stream shared with pytorch_baseline.py: x <- 48271 x mod (2^31 - 1), id = x mod vocab (exact in doubles). */
-function lehmerIds(n: number, vocab: number, seed: number): number[] {
-  let x = seed % 2147483647 || 1;
-  const out = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    x = (48271 * x) % 2147483647;
-    out[i] = x % vocab;
-  }
-  return out;
-}
 
 /** Anything (allocator stats) as JSON: bigints become numbers, Maps objects, functions are dropped. */
 function toJson(v: unknown, depth = 0): Json {

@@ -13,7 +13,7 @@
 import type { DecoderLM } from '../models/decoder.js';
 import { layerPrefix } from '../models/decoder.js';
 import { linear as linearFn } from '../nn/functional.js';
-import { keep, mul, noGrad, tensor, tidy, type Tensor } from '../tensor/index.js';
+import { amax as absMax, keep, maximum, mul, noGrad, tensor, tidy, type Tensor } from '../tensor/index.js';
 import { UserError } from '../util/errors.js';
 import { DISABLED, type Recipe } from './recipes/types.js';
 import { resolveQuantizer } from './recipes/resolve.js';
@@ -70,6 +70,8 @@ export class QuantizedModel {
   /** Linears whose weights an algorithm (GPTQ) already quantized: their original values, for the report */
   private readonly prequantized = new Map<string, Float32Array>();
   private applied = false;
+  /** calibration rows run together in one forward (same-length rows only) */
+  batchSize = 1;
 
   constructor(readonly model: DecoderLM, readonly recipe: Recipe) {
     const c = model.config;
@@ -120,14 +122,30 @@ export class QuantizedModel {
     const cals = new Map<string, Calibrator>();
     for (const q of this.calibrated()) cals.set(q.name, this.calibrator(q, method));
     if (cals.size === 0) return;
+    // max calibration keeps a running max per quantizer on the device and reads it once at the end (no
+    // per-Linear transfer); histogram calibrators need the values on the host
+    const running = new Map<string, Tensor>();
     const feed = (name: string, x: Tensor): void => {
       const cal = cals.get(name);
-      if (cal !== undefined) cal.collect(x.toFloat32Array());
+      if (cal === undefined) return;
+      if (!(cal instanceof MaxCalibrator)) {
+        cal.collect(x.toFloat32Array());
+        return;
+      }
+      const prev = running.get(name);
+      const m = absMax(x);
+      running.set(name, keep(prev === undefined ? m : maximum(prev, m)));
+      prev?.dispose();
     };
-    this.forEachInput(batches, (name, x) => feed(`${name}.input_quantizer`, this.smoothed(name, x)), (i, k, v) => {
-      feed(`${kvModule(i)}.k_bmm_quantizer`, k);
-      feed(`${kvModule(i)}.v_bmm_quantizer`, v);
-    }, onBatch);
+    try {
+      this.forEachInput(batches, (name, x) => feed(`${name}.input_quantizer`, this.smoothed(name, x)), (i, k, v) => {
+        feed(`${kvModule(i)}.k_bmm_quantizer`, k);
+        feed(`${kvModule(i)}.v_bmm_quantizer`, v);
+      }, onBatch);
+      for (const [name, m] of running) (cals.get(name) as MaxCalibrator).collectAmax(tidy(() => m.cast('float32').toFloat32Array()[0]!));
+    } finally {
+      for (const m of running.values()) m.dispose();
+    }
     for (const [name, cal] of cals) {
       const amax = cal.amax();
       if (amax === null) throw new UserError(`calibration: ${name} saw no activations`);
@@ -151,9 +169,15 @@ export class QuantizedModel {
       return [k, v];
     };
     try {
-      for (const row of batches) {
-        noGrad(() => tidy(() => void this.model.forward(tensor(row, [1, row.length], { dtype: 'int32', device: this.model.backend }))));
-        onBatch?.();
+      for (let i = 0; i < batches.length; ) {
+        // up to batchSize rows of one length per forward
+        let n = 1;
+        while (n < this.batchSize && i + n < batches.length && batches[i + n]!.length === batches[i]!.length) n++;
+        const rows = batches.slice(i, i + n);
+        const ids = rows.flatMap((r) => [...r]);
+        noGrad(() => tidy(() => void this.model.forward(tensor(ids, [n, rows[0]!.length], { dtype: 'int32', device: this.model.backend }))));
+        for (let k = 0; k < n; k++) onBatch?.();
+        i += n;
       }
     } finally {
       [this.model.linearHook, this.model.kvHook] = saved;

@@ -95,6 +95,6 @@ test('calibration input errors are one clear message', opts, () => {
   const nan = w.toFloat32Array().fill(NaN);
   bad.params.set('model.layers.1.self_attn.o_proj.weight', keep(tensor(nan, [...w.shape])));
   const qb = new QuantizedModel(bad, presetRecipe('fp8'));
-  assert.throws(() => qb.calibrate([[1, 403, 407, 261]], 'max'), (e: unknown) => e instanceof UserError && /model\.layers\.1\.mlp\.gate_proj\.input_quantizer saw NaN/.test(e.message));
+  assert.throws(() => qb.calibrate([[1, 403, 407, 261]], 'max'), (e: unknown) => e instanceof UserError && /model\.layers\.1\.mlp\.gate_proj\.input_quantizer saw a non-finite activation \(amax NaN\)/.test(e.message));
   assert.throws(() => calibrationSplit(Tokenizer.fromModelDir(STORIES_HF), TEXT, 2, 10_000_000, 0), (e: unknown) => e instanceof UserError && /shorter than one --seq-len window/.test(e.message));
 });
