@@ -18,7 +18,7 @@ import { UserError } from '../util/errors.js';
 import { DISABLED, type Recipe } from './recipes/types.js';
 import { resolveQuantizer } from './recipes/resolve.js';
 import {
-  actMisfit, actScheme, bitsPerWeight, fakeQuantAct, fakeQuantWeight, kvScheme, weightMisfit, weightScheme,
+  actMisfit, actScheme, bitsPerWeight, fakeQuantAct, fakeQuantWeight, kvScheme, tensorAmax, weightMisfit, weightScheme,
   type ActScheme, type KvScheme, type WeightScheme,
 } from './scheme.js';
 import { HistogramCalibrator, MaxCalibrator, type Calibrator, type CalibratorName } from './calib/calibrators.js';
@@ -55,6 +55,34 @@ export function linearNames(model: DecoderLM): string[] {
 }
 
 const kvModule = (i: number): string => `${layerPrefix(i)}.self_attn`;
+
+/**
+ * The units a smoothing algorithm scales together: a fused sibling group whose members are all targets
+ * shares one set of factors (its members read the same input, and the export fuses them), any other target
+ * is a unit of its own.
+ */
+export function smoothingUnits(model: DecoderLM, targets: ReadonlySet<string>): string[][] {
+  const units: string[][] = [];
+  const grouped = new Set<string>();
+  for (const g of siblingGroups(model)) {
+    if (g.every((l) => targets.has(l))) {
+      units.push(g);
+      for (const l of g) grouped.add(l);
+    }
+  }
+  for (const t of targets) if (!grouped.has(t)) units.push([t]);
+  return units;
+}
+
+/** Linears that read the same input and are fused on export (q/k/v, gate/up), layer by layer. */
+export function siblingGroups(model: DecoderLM): string[][] {
+  const groups: string[][] = [];
+  for (let i = 0; i < model.config.numLayers; i++) {
+    const p = layerPrefix(i);
+    groups.push([`${p}.self_attn.q_proj`, `${p}.self_attn.k_proj`, `${p}.self_attn.v_proj`], [`${p}.mlp.gate_proj`, `${p}.mlp.up_proj`]);
+  }
+  return groups;
+}
 const asMatrix = (shape: readonly number[]): [number, number] => [shape.slice(0, -1).reduce((a, b) => a * b, 1), shape[shape.length - 1]!];
 
 export class QuantizedModel {
@@ -219,20 +247,39 @@ export class QuantizedModel {
     for (const q of this.calibrated()) if (q.amax === null) throw new Error(`${q.name} is not calibrated`);
     const weightQ = new Map<string, PlannedQuantizer>();
     for (const q of this.quantizers) if (q.role === 'weight' && q.scheme !== null) weightQ.set(q.module, q);
+    // smoothed (W / c) weights of every Linear that changes, then one shared per-tensor amax per fused
+    // sibling group (q/k/v, gate/up) whose members all use the same scheme, as the export will write them
+    const prepared = new Map<string, Float32Array>();
     for (const lin of new Set([...weightQ.keys(), ...this.smooth.keys()])) {
+      if (this.prequantized.has(lin)) continue;
+      const w = this.model.params.get(`${lin}.weight`)!;
+      prepared.set(lin, divideColumns(w.toFloat32Array(), w.shape as [number, number], this.smooth.get(lin)));
+    }
+    const shared = new Map<string, number>();
+    for (const group of siblingGroups(this.model)) {
+      const qs = group.map((l) => weightQ.get(l));
+      if (qs.some((q) => q === undefined || this.prequantized.has(q.module)) || new Set(qs.map((q) => JSON.stringify(q!.scheme))).size !== 1) continue;
+      const amaxes = group.map((l) => tensorAmax(weightQ.get(l)!.scheme as WeightScheme, prepared.get(l)!, this.model.params.get(`${l}.weight`)!.shape as [number, number]));
+      if (amaxes.some((a) => a === null)) continue;
+      const m = Math.max(...(amaxes as number[]));
+      for (const l of group) shared.set(l, m);
+    }
+    for (const lin of weightQ.keys()) {
+      const pre = this.prequantized.get(lin);
+      if (pre === undefined) continue;
+      const q = weightQ.get(lin)!;
+      const w = this.model.params.get(`${lin}.weight`)!;
+      const shape = w.shape as [number, number];
+      this.weightStats.push({ name: q.name, sqnrDb: sqnr(pre, w.toFloat32Array()), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: pre.length });
+    }
+    for (const [lin, orig] of prepared) {
       const key = `${lin}.weight`;
       const w = this.model.params.get(key)!;
       const shape = w.shape as [number, number];
-      const orig = divideColumns(w.toFloat32Array(), shape, this.smooth.get(lin));
       const q = weightQ.get(lin);
-      const pre = this.prequantized.get(lin);
-      if (pre !== undefined) {
-        if (q !== undefined) this.weightStats.push({ name: q.name, sqnrDb: sqnr(pre, orig), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: orig.length });
-        continue;
-      }
       let values = orig;
       if (q !== undefined) {
-        values = fakeQuantWeight(q.scheme as WeightScheme, orig, shape);
+        values = fakeQuantWeight(q.scheme as WeightScheme, orig, shape, shared.get(lin));
         this.weightStats.push({ name: q.name, sqnrDb: sqnr(orig, values), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: orig.length });
       }
       const replaced = keep(tidy(() => tensor(values, shape, { dtype: 'float32', device: w.backend }).cast(w.dtype)));

@@ -12,7 +12,7 @@
 
 import { UserError } from '../util/errors.js';
 import type { QuantizerSettings } from './recipes/types.js';
-import type { Shape2 } from './formats/common.js';
+import { absMax, type Shape2 } from './formats/common.js';
 import * as fp8 from './formats/fp8.js';
 import * as fp8Block from './formats/fp8-block.js';
 import * as int8 from './formats/int8.js';
@@ -127,11 +127,34 @@ export function actMisfit(a: ActScheme | KvScheme, hidden: number): string | nul
   return hidden % block === 0 ? null : `hidden size ${hidden} is not a multiple of ${block}`;
 }
 
-/** Quantize -> dequantize of a weight [out, in] (float32 values), bit-exact with the export path. */
-export function fakeQuantWeight(w: WeightScheme, x: Float32Array, shape: Shape2): Float32Array {
+/**
+ * The per-tensor amax a weight scheme scales by (FP8 per tensor, NVFP4's global scale, W4A8's FP8 stage),
+ * or null when its scales are all per channel / per block. Fused siblings (q/k/v, gate/up) share the max of
+ * theirs on export, so they fake-quantize with it too.
+ */
+export function tensorAmax(w: WeightScheme, x: Float32Array, shape: Shape2): number | null {
   switch (w.kind) {
     case 'fp8':
-      return fp8.fakeQuantize(x, shape, { granularity: w.granularity });
+      return w.granularity === 'tensor' ? absMax(x, 0, x.length) : null;
+    case 'nvfp4':
+      return absMax(x, 0, x.length);
+    case 'w4a8': {
+      const q = int4.fakeQuantize(x, shape, { groupSize: w.groupSize });
+      return absMax(q, 0, q.length);
+    }
+    default:
+      return null;
+  }
+}
+
+/**
+ * Quantize -> dequantize of a weight [out, in] (float32 values), bit-exact with the export path; `shared` is
+ * the per-tensor amax of a fused sibling group (tensorAmax), else the weight's own is used.
+ */
+export function fakeQuantWeight(w: WeightScheme, x: Float32Array, shape: Shape2, shared?: number): Float32Array {
+  switch (w.kind) {
+    case 'fp8':
+      return fp8.fakeQuantize(x, shape, { granularity: w.granularity, ...(shared === undefined || w.granularity !== 'tensor' ? {} : { tensorAmax: shared }) });
     case 'fp8-block':
       return fp8Block.fakeQuantize(x, shape, { blockSize: w.blockSize });
     case 'int8':
@@ -139,9 +162,9 @@ export function fakeQuantWeight(w: WeightScheme, x: Float32Array, shape: Shape2)
     case 'int4':
       return int4.fakeQuantize(x, shape, { groupSize: w.groupSize });
     case 'w4a8':
-      return w4a8.fakeQuantize(x, shape, { groupSize: w.groupSize });
+      return w4a8.fakeQuantize(x, shape, { groupSize: w.groupSize }, shared);
     case 'nvfp4':
-      return nvfp4.fakeQuantize(x, shape);
+      return nvfp4.fakeQuantize(x, shape, shared);
     case 'mxfp8':
     case 'mxfp4':
       return mx.fakeQuantize(x, shape, { element: w.kind });

@@ -63,6 +63,9 @@ test('SmoothQuant: s = w^(1-α) / a^α per input channel, float product unchange
   const a = channelAmax(probe, calib, new Set([lin])).get(lin)!;
   const n = smoothQuant(probe, calib, 0.5);
   assert.equal(n, 35, 'every Linear with an INT8 input is smoothed (the tied head is not quantized)');
+  const sib = (l: string): Float32Array => probe.smooth.get(`model.layers.2.${l}`)!;
+  assert.deepEqual(sib('self_attn.q_proj'), sib('self_attn.v_proj'), 'q/k/v share one set of factors');
+  assert.deepEqual(sib('mlp.gate_proj'), sib('mlp.up_proj'), 'gate/up share one set of factors');
   const w = probe.model.params.get(`${lin}.weight`)!;
   const [rows, cols] = w.shape as [number, number];
   const wv = w.toFloat32Array();

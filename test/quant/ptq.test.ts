@@ -14,6 +14,7 @@ import { QuantizedModel } from '../../src/quant/ptq.js';
 import { presetRecipe, recipeFromData, recipeToData } from '../../src/quant/recipes/index.js';
 import { calibrationSplit } from '../../src/quant/calib-data.js';
 import { fakeQuantWeight } from '../../src/quant/scheme.js';
+import * as fp8 from '../../src/quant/formats/fp8.js';
 import { loadQuantized, saveState } from '../../src/quant/state.js';
 import { amax, keep, maximum, noGrad, tensor, tidy, type Tensor } from '../../src/tensor/index.js';
 import { UserError } from '../../src/util/errors.js';
@@ -97,4 +98,18 @@ test('calibration input errors are one clear message', opts, () => {
   const qb = new QuantizedModel(bad, presetRecipe('fp8'));
   assert.throws(() => qb.calibrate([[1, 403, 407, 261]], 'max'), (e: unknown) => e instanceof UserError && /model\.layers\.1\.mlp\.gate_proj\.input_quantizer saw a non-finite activation \(amax NaN\)/.test(e.message));
   assert.throws(() => calibrationSplit(Tokenizer.fromModelDir(STORIES_HF), TEXT, 2, 10_000_000, 0), (e: unknown) => e instanceof UserError && /shorter than one --seq-len window/.test(e.message));
+});
+
+test('fused siblings (q/k/v, gate/up) share their per-tensor weight scale, as the export fuses them', opts, () => {
+  const model = loadModel(STORIES_HF);
+  const p = 'model.layers.3.self_attn';
+  const orig = ['q_proj', 'k_proj', 'v_proj'].map((l) => model.params.get(`${p}.${l}.weight`)!.toFloat32Array());
+  const amax = Math.max(...orig.map((w) => w.reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
+  const q = new QuantizedModel(model, presetRecipe('fp8'));
+  q.calibrate(calibRows().slice(0, 1), 'max');
+  q.apply();
+  ['q_proj', 'k_proj', 'v_proj'].forEach((l, i) => {
+    const want = fp8.fakeQuantize(orig[i]!, [l === 'q_proj' ? 64 : 32, 64], { tensorAmax: amax });
+    assert.deepEqual(q.model.params.get(`${p}.${l}.weight`)!.toFloat32Array(), want, l);
+  });
 });

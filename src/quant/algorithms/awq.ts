@@ -9,8 +9,8 @@
 
 import { linear } from '../../nn/functional.js';
 import { keep, mul, sub, sum, tensor, type Tensor } from '../../tensor/index.js';
-import { fakeQuantWeight, type WeightScheme } from '../scheme.js';
-import type { QuantizedModel } from '../ptq.js';
+import { fakeQuantWeight, tensorAmax, type WeightScheme } from '../scheme.js';
+import { smoothingUnits, type QuantizedModel } from '../ptq.js';
 
 const ALPHAS = Array.from({ length: 11 }, (_, i) => i / 10);
 const S_MIN = 1e-4;
@@ -67,15 +67,19 @@ export function awqScales(act: Float32Array, wsal: Float32Array, alpha: number):
 
 interface Candidate {
   alpha: number;
-  /** the input factor 1/s (Model Optimizer's pre_quant_scale) */
+  /** the input factor 1/s (Model Optimizer's pre_quant_scale), shared by the unit's Linears */
   c: Float32Array;
-  /** c as a tensor [in] and the fake-quantized W / c [out, in], both in the model dtype */
+  /** c as a tensor [in], and each Linear's fake-quantized W / c [out, in], in the model dtype */
   inv: Tensor;
-  wq: Tensor;
+  wq: Map<string, Tensor>;
   loss: number;
 }
 
-/** Sets q.smooth for every Linear with a block-wise 4-bit weight quantizer; returns the chosen α by Linear. */
+/**
+ * Sets q.smooth for every Linear with a block-wise 4-bit weight quantizer (fused siblings q/k/v and gate/up
+ * are searched together: one s, salience over all their rows, loss summed over them); returns the chosen α
+ * by Linear.
+ */
 export function awqLite(q: QuantizedModel, batches: readonly (readonly number[])[], onBatch?: () => void): Map<string, number> {
   const targets = new Map<string, WeightScheme>();
   for (const p of q.quantizers) {
@@ -93,47 +97,63 @@ export function awqLite(q: QuantizedModel, batches: readonly (readonly number[])
     sums.set(name, acc);
   }, undefined, onBatch);
 
-  // candidates per Linear
-  const cands = new Map<string, Candidate[]>();
-  for (const [lin, scheme] of targets) {
-    const w = q.model.params.get(`${lin}.weight`)!;
-    const shape = w.shape as [number, number];
-    const wv = w.toFloat32Array();
-    const acc = sums.get(lin)!;
+  // candidates per unit
+  const unitOf = new Map<string, Candidate[]>();
+  const all: Candidate[][] = [];
+  for (const unit of smoothingUnits(q.model, new Set(targets.keys()))) {
+    const acc = sums.get(unit[0]!)!;
     const act = Float32Array.from(acc.s, (x) => x / acc.n);
-    const wsal = weightSalience(wv, shape, blockCols(scheme, shape[1]));
-    cands.set(lin, ALPHAS.map((alpha) => {
+    const cols = act.length;
+    const ws = unit.map((lin) => {
+      const w = q.model.params.get(`${lin}.weight`)!;
+      return { lin, w, shape: w.shape as [number, number], v: w.toFloat32Array(), scheme: targets.get(lin)! };
+    });
+    // salience: mean over every row of the unit
+    const wsal = new Float32Array(cols);
+    let rows = 0;
+    for (const m of ws) {
+      const part = weightSalience(m.v, m.shape, blockCols(m.scheme, cols));
+      for (let j = 0; j < cols; j++) wsal[j] += part[j]! * m.shape[0];
+      rows += m.shape[0];
+    }
+    for (let j = 0; j < cols; j++) wsal[j] /= rows;
+    const cands = ALPHAS.map((alpha): Candidate => {
       // the input factor c = 1/s in float32, and W / c exactly as QuantizedModel.apply() will divide it
       const c = Float32Array.from(awqScales(act, wsal, alpha), (x) => 1 / x);
-      const scaled = new Float32Array(wv.length);
-      for (let i = 0; i < wv.length; i++) scaled[i] = Math.fround(wv[i]! / c[i % shape[1]]!);
-      const wq = keep(tensor(fakeQuantWeight(scheme, scaled, shape), shape, { device: w.backend }).cast(w.dtype));
-      const inv = keep(tensor(c, [c.length], { device: w.backend }).cast(w.dtype));
+      const scaled = ws.map((m) => Float32Array.from(m.v, (v, i) => Math.fround(v / c[i % cols]!)));
+      // fused siblings share their per-tensor amax on export (and in apply())
+      const amaxes = ws.map((m, k) => tensorAmax(m.scheme, scaled[k]!, m.shape));
+      const shared = unit.length > 1 && amaxes.every((a) => a !== null) ? Math.max(...(amaxes as number[])) : undefined;
+      const wq = new Map(ws.map((m, k) => [m.lin, keep(tensor(fakeQuantWeight(m.scheme, scaled[k]!, m.shape, shared), m.shape, { device: m.w.backend }).cast(m.w.dtype))]));
+      const inv = keep(tensor(c, [cols], { device: ws[0]!.w.backend }).cast(ws[0]!.w.dtype));
       return { alpha, c, inv, wq, loss: 0 };
-    }));
+    });
+    for (const lin of unit) unitOf.set(lin, cands);
+    all.push(cands);
   }
 
-  // pass 2: output error of every candidate against the unquantized Linear
+  // pass 2: output error of every candidate against the unquantized Linears
   q.forEachInput(batches, (name, x) => {
-    const cs = cands.get(name);
+    const cs = unitOf.get(name);
     if (cs === undefined) return;
-    const w = q.model.params.get(`${name}.weight`)!;
-    const ref = linear(x, w);
+    const ref = linear(x, q.model.params.get(`${name}.weight`)!);
     for (const c of cs) {
-      const d = sub(linear(mul(x, c.inv), c.wq), ref);
+      const d = sub(linear(mul(x, c.inv), c.wq.get(name)!), ref);
       c.loss += sum(mul(d, d)).toFloat64Array()[0]!;
     }
   }, undefined, onBatch);
 
   const chosen = new Map<string, number>();
-  for (const [lin, cs] of cands) {
+  for (const cs of all) {
     let best = cs[0]!;
     for (const c of cs) if (c.loss < best.loss) best = c;
-    q.smooth.set(lin, best.c);
-    chosen.set(lin, best.alpha);
+    for (const lin of best.wq.keys()) {
+      q.smooth.set(lin, best.c);
+      chosen.set(lin, best.alpha);
+    }
     for (const c of cs) {
       c.inv.dispose();
-      c.wq.dispose();
+      for (const t of c.wq.values()) t.dispose();
     }
   }
   return chosen;

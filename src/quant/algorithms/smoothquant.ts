@@ -5,7 +5,7 @@
 // (the paper's is 0.5). The per-tensor input amax is then calibrated on the smoothed input.
 
 import { amax as absMax, type Tensor } from '../../tensor/index.js';
-import type { QuantizedModel } from '../ptq.js';
+import { smoothingUnits, type QuantizedModel } from '../ptq.js';
 
 const S_MIN = 1e-4;
 const S_MAX = 1e4;
@@ -25,24 +25,29 @@ export function channelAmax(q: QuantizedModel, batches: readonly (readonly numbe
   return out;
 }
 
-/** Sets q.smooth for every Linear with an INT8 input quantizer; returns how many were smoothed. */
+/**
+ * Sets q.smooth for every Linear with an INT8 input quantizer (fused siblings q/k/v and gate/up share one s:
+ * w_j is then the max over all their rows); returns how many Linears were smoothed.
+ */
 export function smoothQuant(q: QuantizedModel, batches: readonly (readonly number[])[], alpha = 1.0, onBatch?: () => void): number {
   if (!(alpha >= 0 && alpha <= 1)) throw new RangeError(`smoothquant: alpha ${alpha} must be in [0, 1]`);
   const targets = new Set(q.quantizers.filter((p) => p.role === 'input' && p.scheme?.kind === 'int8').map((p) => p.module));
   const act = channelAmax(q, batches, targets, onBatch);
-  for (const lin of targets) {
-    const a = act.get(lin)!;
-    const w = q.model.params.get(`${lin}.weight`)!;
-    const [rows, cols] = w.shape as [number, number];
-    const wv = w.toFloat32Array();
+  for (const unit of smoothingUnits(q.model, targets)) {
+    const cols = act.get(unit[0]!)!.length;
+    const a = new Float32Array(cols);
+    const wmax = new Float32Array(cols);
+    for (const lin of unit) {
+      const al = act.get(lin)!;
+      const wv = q.model.params.get(`${lin}.weight`)!.toFloat32Array();
+      for (let j = 0; j < cols; j++) a[j] = Math.max(a[j]!, al[j]!);
+      for (let i = 0; i < wv.length; i++) wmax[i % cols] = Math.max(wmax[i % cols]!, Math.abs(wv[i]!));
+    }
     const s = new Float32Array(cols);
     for (let j = 0; j < cols; j++) {
-      let wj = 0;
-      for (let i = 0; i < rows; i++) wj = Math.max(wj, Math.abs(wv[i * cols + j]!));
-      const aj = a[j]!;
-      s[j] = aj < A_EPS || wj === 0 ? 1 : Math.min(Math.max(wj ** (1 - alpha) / aj ** alpha, S_MIN), S_MAX);
+      s[j] = a[j]! < A_EPS || wmax[j] === 0 ? 1 : Math.min(Math.max(wmax[j]! ** (1 - alpha) / a[j]! ** alpha, S_MIN), S_MAX);
     }
-    q.smooth.set(lin, s);
+    for (const lin of unit) q.smooth.set(lin, s);
   }
   return targets.size;
 }

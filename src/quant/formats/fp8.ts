@@ -14,7 +14,15 @@ export type Fp8Granularity = 'tensor' | 'channel';
  */
 export type Fp8Arith = 'float32' | 'bfloat16';
 
-export interface Fp8Options { granularity?: Fp8Granularity; arith?: Fp8Arith }
+export interface Fp8Options {
+  granularity?: Fp8Granularity;
+  arith?: Fp8Arith;
+  /**
+   * per-tensor only: the amax to scale by instead of this tensor's own (fused siblings such as q/k/v share
+   * one weight scale on export: the max of their amaxes); values beyond it clamp to ±448
+   */
+  tensorAmax?: number;
+}
 export interface Fp8Meta { format: 'fp8'; granularity: Fp8Granularity; arith: Fp8Arith; shape: [number, number] }
 export interface Fp8Quantized {
   /** float8_e4m3fn bytes, [out, in] row-major */
@@ -32,11 +40,14 @@ export function quantize(w: Float32Array, shape: Shape2, opts: Fp8Options = {}):
   const granularity = opts.granularity ?? 'tensor';
   const arith = opts.arith ?? 'float32';
   checkMatrix('fp8.quantize', w, shape);
+  if (opts.tensorAmax !== undefined && (granularity !== 'tensor' || !(opts.tensorAmax >= 0) || !Number.isFinite(opts.tensorAmax))) {
+    throw new RangeError(`fp8.quantize: tensorAmax ${opts.tensorAmax} needs per-tensor granularity and a finite value >= 0`);
+  }
   const [rows, cols] = shape;
   const R = rounder(arith);
   const scales = new Float32Array(granularity === 'tensor' ? 1 : rows);
   for (let s = 0; s < scales.length; s++) {
-    const amax = granularity === 'tensor' ? absMax(w, 0, w.length) : absMax(w, s * cols, (s + 1) * cols);
+    const amax = granularity === 'tensor' ? (opts.tensorAmax ?? absMax(w, 0, w.length)) : absMax(w, s * cols, (s + 1) * cols);
     // amax/448 rounded once to the working precision (bf16 scale in bf16 mode; amaxScale rounds to fp32
     // first, and fp32 → bf16 can round twice, so bf16 mode divides in double and rounds once).
     scales[s] = arith === 'float32' ? amaxScale('fp8.quantize', amax, E4M3_MAX) : amax === 0 ? 1 : R(amax / E4M3_MAX);

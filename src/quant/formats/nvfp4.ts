@@ -30,10 +30,12 @@ export interface Nvfp4Quantized {
   meta: Nvfp4Meta;
 }
 
-export function quantize(w: Float32Array, shape: Shape2): Nvfp4Quantized {
+/** `globalAmax`: the amax of the global scale instead of w's own (fused siblings share weight_scale_2). */
+export function quantize(w: Float32Array, shape: Shape2, globalAmax?: number): Nvfp4Quantized {
   checkMatrix('nvfp4.quantize', w, shape, BLOCK);
+  if (globalAmax !== undefined && !(Number.isFinite(globalAmax) && globalAmax >= 0)) throw new RangeError(`nvfp4.quantize: globalAmax ${globalAmax} must be finite and >= 0`);
   const [rows, cols] = shape;
-  const s2 = amaxScale('nvfp4.quantize', absMax(w, 0, w.length), 6 * E4M3_MAX);
+  const s2 = amaxScale('nvfp4.quantize', globalAmax ?? absMax(w, 0, w.length), 6 * E4M3_MAX);
   const denom = Math.fround(6 * s2); // torch: 6.0 * weights_scaling_factor_2, an fp32 tensor
   const nb = w.length / BLOCK;
   const scales = new Uint8Array(nb);
@@ -60,6 +62,6 @@ export function dequantize(q: Nvfp4Quantized): Float32Array {
   return out;
 }
 
-export function fakeQuantize(w: Float32Array, shape: Shape2): Float32Array {
-  return dequantize(quantize(w, shape));
+export function fakeQuantize(w: Float32Array, shape: Shape2, globalAmax?: number): Float32Array {
+  return dequantize(quantize(w, shape, globalAmax));
 }

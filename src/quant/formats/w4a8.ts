@@ -43,8 +43,11 @@ export function dequantize(q: W4a8Quantized): Float32Array {
   return int4.dequantize({ codes: q.codes, scales: q.scales, meta: { format: 'int4', groupSize: q.meta.groupSize, shape: q.meta.shape } });
 }
 
-/** SequentialQuantizer: INT4 group QDQ, then FP8 per-tensor QDQ with scale = amax(INT4 QDQ)/448. */
-export function fakeQuantize(w: Float32Array, shape: Shape2, opts: W4a8Options = {}): Float32Array {
+/**
+ * SequentialQuantizer: INT4 group QDQ, then FP8 per-tensor QDQ with scale = amax(INT4 QDQ)/448, or
+ * `stage2Amax`/448 when fused siblings share weight_scale_2.
+ */
+export function fakeQuantize(w: Float32Array, shape: Shape2, opts: W4a8Options = {}, stage2Amax?: number): Float32Array {
   const wq = int4.fakeQuantize(w, shape, opts);
-  return fp8.fakeQuantize(wq, shape, { granularity: 'tensor' });
+  return fp8.fakeQuantize(wq, shape, { granularity: 'tensor', ...(stage2Amax === undefined ? {} : { tensorAmax: stage2Amax }) });
 }
