@@ -5,6 +5,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { perplexity, windows } from '../eval/perplexity.js';
 import { UserError } from '../util/errors.js';
 import { Progress } from './progress.js';
+import { meanKl } from '../quant/report.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { checkIdsInVocab, emit, openModel, parseIntOption, readIdRows, requireTokenizer, withRuntimeOptions } from './common.js';
 
@@ -14,6 +15,7 @@ interface PplOptions {
   data?: string;
   seqLen: number;
   maxTokens?: number;
+  klBase?: string;
   device: string;
   dtype: 'float32' | 'bfloat16' | 'float16';
   json?: boolean;
@@ -23,12 +25,13 @@ export function registerEval(program: Command): void {
   const ev = program.command('eval').description('Evaluate a model (perplexity).');
   withRuntimeOptions(ev.command('ppl'))
     .description('Perplexity over all next-token predictions of every row (token ids) or of a text file cut into --seq-len windows.')
-    .requiredOption('--model <dir>', 'Hugging Face model directory')
+    .requiredOption('--model <dir>', 'Hugging Face model directory, or a mopt quantize output directory')
     .option('--ids-file <file>', 'token ids: .npy [batch, seq] integers or .json array(s); each row scored on its own')
     .option('--data <file>', 'UTF-8 text file, tokenized with the model tokenizer (BOS added as tokenizer.json says)')
     .option('--seq-len <n>', 'window length for --data', parseIntOption('--seq-len', 2), 512)
     .option('--max-tokens <n>', 'use only the first N tokens of --data', parseIntOption('--max-tokens', 2))
-    .option('--json', 'print {"ppl", "nll", "tokens"} on stdout')
+    .option('--kl-base <dir>', 'also report the mean KL divergence of --model\'s next-token distribution from this model\'s (e.g. the original of a quantized model)')
+    .option('--json', 'print {"ppl", "nll", "tokens"} (and "kl" with --kl-base) on stdout')
     .action((o: PplOptions) => {
       if ((o.idsFile === undefined) === (o.data === undefined)) throw new UserError('give exactly one of --ids-file or --data');
       const { model, tokenizer } = openModel(o.model, o.dtype, o.device);
@@ -49,7 +52,17 @@ export function registerEval(program: Command): void {
       const bar = new Progress('ppl', total, ' tok');
       const r = perplexity(model, rows, (n) => bar.tick(n));
       bar.finish();
-      emit(o.json === true, r, `perplexity ${r.ppl.toFixed(4)}  (nll ${r.nll.toFixed(4)} nats/token over ${r.tokens} tokens)`);
+      const text = `perplexity ${r.ppl.toFixed(4)}  (nll ${r.nll.toFixed(4)} nats/token over ${r.tokens} tokens)`;
+      if (o.klBase === undefined) {
+        emit(o.json === true, r, text);
+        return;
+      }
+      const base = openModel(o.klBase, o.dtype, o.device).model;
+      if (base.config.vocabSize !== model.config.vocabSize) throw new UserError(`--kl-base ${o.klBase} has a vocabulary of ${base.config.vocabSize}, --model ${model.config.vocabSize}; KL needs the same vocabulary`);
+      const kbar = new Progress('KL', rows.reduce((s, row) => s + row.length, 0), ' tok');
+      const kl = meanKl(base, model, rows, (n) => kbar.tick(n));
+      kbar.finish();
+      emit(o.json === true, { ...r, kl: kl.mean }, `${text}\nmean KL(${o.klBase} || ${o.model}) ${kl.mean.toFixed(6)} nats/token over ${kl.tokens} positions`);
     });
 }
 

@@ -145,6 +145,12 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
     const e = mopt('eval', 'ppl', '--model', out, '--data', held, '--seq-len', '128', '--max-tokens', String(3 * 128), '--json');
     assert.equal(e.code, 0, e.stderr);
     assert.ok(Math.abs((JSON.parse(e.stdout) as { ppl: number }).ppl - r.evaluation.after.ppl) < 1e-9);
+    // eval --kl-base: the original as base gives a positive KL; the model against itself gives 0
+    const kl = mopt('eval', 'ppl', '--model', out, '--kl-base', STORIES_HF, '--data', held, '--seq-len', '128', '--max-tokens', String(3 * 128), '--json');
+    assert.equal(kl.code, 0, kl.stderr);
+    assert.ok(Math.abs((JSON.parse(kl.stdout) as { kl: number }).kl - r.evaluation.kl.mean) < 1e-6);
+    const self = mopt('eval', 'ppl', '--model', STORIES_HF, '--kl-base', STORIES_HF, '--data', held, '--seq-len', '128', '--max-tokens', '128', '--json');
+    assert.equal((JSON.parse(self.stdout) as { kl: number }).kl, 0);
     // mistakes: one line, exit 1
     for (const [args, msg] of [
       [['--format', 'int4_awq', '--algorithm', 'awq_clip'], /algorithm awq_clip is not implemented in mopt yet/],
