@@ -7,8 +7,10 @@
 //             input to its calibrator (on the unquantized model, as Model Optimizer calibrates);
 //   apply     weights are replaced by their fake-quantized values (bit-exact format code, once) and hooks
 //             fake-quantize Linear inputs and K/V on every forward.
-// Activations and K/V go through the host-side format code (src/quant/formats): exact, but a device round
-// trip per Linear on CUDA (fused quantizer kernels are still to come).
+// Static FP8 / INT8 activations and K/V are fake-quantized with element-wise ops on the model's device
+// (fake-quant-tensor.ts, bit-exact with the format code); blocked and dynamic schemes (NVFP4, MX, FP8 per
+// token) go through the host-side format code (src/quant/formats): exact, but a device round trip per Linear
+// on CUDA (fused quantizer kernels for those are still to come).
 
 import type { DecoderLM } from '../models/decoder.js';
 import { layerPrefix } from '../models/decoder.js';
@@ -21,6 +23,7 @@ import {
   actMisfit, actScheme, bitsPerWeight, fakeQuantAct, fakeQuantWeight, kvScheme, tensorAmax, weightMisfit, weightScheme,
   type ActScheme, type KvScheme, type WeightScheme,
 } from './scheme.js';
+import { fakeQuantOnDevice } from './fake-quant-tensor.js';
 import { HistogramCalibrator, MaxCalibrator, type Calibrator, type CalibratorName } from './calib/calibrators.js';
 
 export type QuantizerRole = 'weight' | 'input' | 'kv';
@@ -332,8 +335,10 @@ export class QuantizedModel {
   }
 }
 
-/** Fake quantization of an activation tensor [..., hidden] through the host-side format code. */
+/** Fake quantization of an activation tensor [..., hidden]: on its device when the scheme allows, else through the host-side format code. */
 function fakeQuantTensor(q: PlannedQuantizer, x: Tensor): Tensor {
+  const onDevice = fakeQuantOnDevice(q.scheme!.kind, x, q.amax);
+  if (onDevice !== null) return onDevice;
   const shape = asMatrix(x.shape);
   const y = fakeQuantAct(q.scheme as ActScheme | KvScheme, x.toFloat32Array(), shape, q.amax);
   const f = tensor(y, [...x.shape], { dtype: 'float32', device: x.backend });

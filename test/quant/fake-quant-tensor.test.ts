@@ -1,0 +1,39 @@
+// The device-side FP8 / INT8 activation fake quantization equals the host format code bit for bit, on every
+// backend: values spread over and beyond the calibrated range, exact ties of the INT8 grid, zeros, negative
+// zeros and subnormal quotients, in float32 and through bfloat16 activations.
+
+import assert from 'node:assert/strict';
+import { fakeQuantOnDevice } from '../../src/quant/fake-quant-tensor.js';
+import { fakeQuantize } from '../../src/quant/formats/activations.js';
+import { tensor, tidy } from '../../src/tensor/index.js';
+import { Rng } from '../../src/tensor/random.js';
+import { forEachBackend } from '../helpers/backends.js';
+
+function sample(amax: number): Float32Array {
+  const rng = new Rng(11);
+  const v = Float32Array.from({ length: 4096 }, () => (rng.next() * 2.4 - 1.2) * amax);
+  const s8 = Math.fround(amax / 127);
+  // exact half-way points of the INT8 grid, both signs; zeros; tiny values; the clamp edges
+  for (let k = 0; k < 64; k++) v[k] = Math.fround((k - 32 + 0.5) * s8);
+  v.set([0, -0, 1e-30, -1e-30, amax, -amax, 2 * amax, -3 * amax], 64);
+  return v;
+}
+
+forEachBackend('device FP8 / INT8 activation fake quantization equals the format code bit for bit', ({ backend }) => {
+  for (const kind of ['fp8', 'int8'] as const) {
+    for (const amax of [3.7, 0.011, 448]) {
+      const x = sample(amax);
+      const want = fakeQuantize(x, [64, 64], { format: kind, amax }).y;
+      const got = tidy(() => fakeQuantOnDevice(kind, tensor(x, [64, 64], { device: backend }), amax)!.toFloat32Array());
+      for (let i = 0; i < x.length; i++) {
+        assert.ok(Object.is(got[i], want[i]) || (got[i] === 0 && want[i] === 0), `${kind} amax ${amax}: x=${x[i]} -> ${got[i]}, format code ${want[i]}`);
+      }
+      // bfloat16 activations: the same values (bf16-representable inputs), the result rounded to bf16 once
+      const xb = tidy(() => tensor(x, [64, 64], { device: backend }).cast('bfloat16').cast('float32').toFloat32Array());
+      const wantB = tidy(() => tensor(fakeQuantize(xb, [64, 64], { format: kind, amax }).y, [64, 64], { device: backend }).cast('bfloat16').cast('float32').toFloat32Array());
+      const gotB = tidy(() => fakeQuantOnDevice(kind, tensor(xb, [64, 64], { device: backend }).cast('bfloat16'), amax)!.cast('float32').toFloat32Array());
+      assert.deepEqual(Array.from(gotB, (v) => v + 0), Array.from(wantB, (v) => v + 0), `${kind} amax ${amax} bf16`);
+    }
+  }
+  assert.equal(fakeQuantOnDevice('nvfp4', tensor([1], [1, 1], { device: backend }), 1), null, 'blocked formats stay on the host');
+});
