@@ -1,12 +1,13 @@
 // mopt quantize: post-training quantization with calibration, then a quality report. The output directory
-// holds report.json and the quantization state (mopt-quant.json), which `mopt eval` / `generate` /
+// holds report.json, report.html and the quantization state (mopt-quant.json), which `mopt eval` / `generate` /
 // `forward` accept as --model; writing deployable checkpoints is issue #5.
 
 import type { Command } from 'commander';
 import { mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
-import { writeJsonAtomic } from '../io/json-file.js';
+import { atomicWriteFile, writeJsonAtomic } from '../io/json-file.js';
+import { renderHtml } from '../quant/report-html.js';
 import { loadModel } from '../models/load.js';
 import { perplexity } from '../eval/perplexity.js';
 import { Progress } from './progress.js';
@@ -145,8 +146,9 @@ export function registerQuantize(program: Command): void {
       };
       mkdirSync(o.out, { recursive: true });
       writeJsonAtomic(join(o.out, 'report.json'), report);
+      atomicWriteFile(join(o.out, 'report.html'), renderHtml(report));
       const weights = savePrequantized(o.out, q);
       saveState(o.out, { ...(weights ? { weights } : {}), source: o.model, preset: o.format ?? null, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues(), smooth: q.smoothValues() });
-      emit(o.json === true, report, `${formatReport(report)}\nwrote ${join(o.out, 'report.json')} and ${join(o.out, 'mopt-quant.json')}`);
+      emit(o.json === true, report, `${formatReport(report)}\nwrote ${join(o.out, 'report.json')}, report.html and mopt-quant.json`);
     });
 }

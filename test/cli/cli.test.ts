@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readNpy } from '../../src/io/npy.js';
@@ -141,6 +141,8 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
     assert.ok(r.size.quantizedBytes < r.size.sourceBytes / 2);
     assert.ok(r.quantizers.some((x) => x.name === 'model.layers.0.self_attn.k_bmm_quantizer' && x.amax !== null && x.amax > 0));
     assert.ok(existsSync(join(out, 'report.json')) && existsSync(join(out, 'mopt-quant.json')));
+    const html = readFileSync(join(out, 'report.html'), 'utf8');
+    assert.match(html, /<svg[^>]*>.*model\.layers\.0\.self_attn\.q_proj/s, 'report.html charts the per-weight SQNR');
     // the saved state scores the same windows to the same perplexity
     const e = mopt('eval', 'ppl', '--model', out, '--data', held, '--seq-len', '128', '--max-tokens', String(3 * 128), '--json');
     assert.equal(e.code, 0, e.stderr);
