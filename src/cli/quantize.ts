@@ -20,11 +20,12 @@ import { QuantizedModel, linearNames } from '../quant/ptq.js';
 import { formatReport, meanKl, quantizerRows, sizeSummary, type QuantReport } from '../quant/report.js';
 import { isQuantDir, savePrequantized, saveState } from '../quant/state.js';
 import { gptq } from '../quant/algorithms/gptq.js';
+import { weightMse } from '../quant/algorithms/weight-mse.js';
 import { smoothQuant } from '../quant/algorithms/smoothquant.js';
 import { awqLite } from '../quant/algorithms/awq.js';
 
 /** Algorithms mopt runs today; the others are named by presets but not implemented yet. */
-const IMPLEMENTED: readonly Algorithm[] = ['max', 'none', 'smoothquant', 'awq_lite', 'gptq'];
+const IMPLEMENTED: readonly Algorithm[] = ['max', 'none', 'smoothquant', 'awq_lite', 'gptq', 'mse'];
 
 interface QuantizeOptions {
   model: string;
@@ -113,6 +114,7 @@ export function registerQuantize(program: Command): void {
         else awqLite(q, split.calib, () => abar.tick(1));
         abar.finish();
       }
+      if (recipe.algorithm === 'mse') weightMse(q);
       if (recipe.algorithm === 'gptq') {
         const gbar = new Progress('gptq', q.quantizers.filter((p) => p.role === 'weight' && p.scheme !== null).length, ' Linears');
         let last = 0;

@@ -13,7 +13,9 @@ import { calibrationSplit } from '../../src/quant/calib-data.js';
 import { channelAmax, smoothQuant } from '../../src/quant/algorithms/smoothquant.js';
 import { awqLite, awqScales, weightSalience } from '../../src/quant/algorithms/awq.js';
 import { meanKl } from '../../src/quant/report.js';
-import { gptq, gptqWeight, staticQuantizer } from '../../src/quant/algorithms/gptq.js';
+import { gptq, gptqWeight } from '../../src/quant/algorithms/gptq.js';
+import { staticQuantizer } from '../../src/quant/algorithms/block-quantizer.js';
+import { mseWeight } from '../../src/quant/algorithms/weight-mse.js';
 import { fakeQuantWeight } from '../../src/quant/scheme.js';
 import { loadQuantized, savePrequantized, saveState } from '../../src/quant/state.js';
 import { recipeToData } from '../../src/quant/recipes/index.js';
@@ -145,7 +147,7 @@ test('GPTQ: uncorrelated inputs give round-to-nearest; correlated inputs get a s
   const eRtn = outErr(fakeQuantWeight(scheme, w, [rows, cols]));
   const eGptq = outErr(gptqWeight(w, [rows, cols], h, q, 32));
   assert.ok(eGptq < 0.8 * eRtn, `GPTQ output error ${eGptq} vs RTN ${eRtn}`);
-  assert.throws(() => staticQuantizer({ kind: 'fp8', granularity: 'tensor' }, w, [rows, cols]), /gptq quantizes int4 and nvfp4 weights/);
+  assert.throws(() => staticQuantizer({ kind: 'fp8', granularity: 'tensor' }, w, [rows, cols]), /quantizes int4 and nvfp4 weights/);
 });
 
 test('GPTQ on stories260K beats round-to-nearest INT4 and its weights survive the saved state', opts, () => {
@@ -167,5 +169,30 @@ test('GPTQ on stories260K beats round-to-nearest INT4 and its weights survive th
     assert.deepEqual(logitsOf(again), logitsOf(g));
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('weight MSE search: every block at least as close as max calibration, often closer', () => {
+  const rng = new Rng(21);
+  const rows = 8;
+  const cols = 64;
+  // heavy-tailed weights: a few large values per row make clipping pay
+  const w = Float32Array.from({ length: rows * cols }, () => rng.normal() * (rng.next() < 0.05 ? 6 : 1));
+  for (const scheme of [{ kind: 'int4', groupSize: 32 } as const, { kind: 'nvfp4' } as const]) {
+    const bs = scheme.kind === 'int4' ? 32 : 16;
+    const rtn = fakeQuantWeight(scheme, w, [rows, cols]);
+    const mse = mseWeight(scheme, w, [rows, cols]);
+    let better = 0;
+    for (let b = 0; b < (rows * cols) / bs; b++) {
+      let eR = 0;
+      let eM = 0;
+      for (let i = b * bs; i < (b + 1) * bs; i++) {
+        eR += (w[i]! - rtn[i]!) ** 2;
+        eM += (w[i]! - mse[i]!) ** 2;
+      }
+      assert.ok(eM <= eR + 1e-12, `${scheme.kind} block ${b}: ${eM} > ${eR}`);
+      if (eM < eR * 0.999) better++;
+    }
+    assert.ok(better > 0, `${scheme.kind}: the search should improve some blocks`);
   }
 });

@@ -7,49 +7,11 @@
 // Float64 math; CPU-side (rows x cols^2 per Linear: fine for small models, slow for billions of parameters).
 
 import { matmul, transpose, type Tensor } from '../../tensor/index.js';
-import { e2m1ToF32, e4m3ToF32, f32ToE2M1, f32ToE4M3 } from '../../tensor/codecs.js';
-import { absMax, amaxScale, roundHalfEven } from '../formats/common.js';
 import { UserError } from '../../util/errors.js';
+import { staticQuantizer, type ElementQuantizer } from './block-quantizer.js';
 import { layerPrefix } from '../../models/decoder.js';
 import type { WeightScheme } from '../scheme.js';
 import type { QuantizedModel } from '../ptq.js';
-
-/** Quantize -> dequantize of one weight element with the static scales of its block. */
-export type ElementQuantizer = (v: number, row: number, col: number) => number;
-
-/** Static-scale element quantizer of a weight scheme, scales from the original weight w [rows, cols]. */
-export function staticQuantizer(s: WeightScheme, w: Float32Array, shape: readonly [number, number]): ElementQuantizer {
-  const [rows, cols] = shape;
-  switch (s.kind) {
-    case 'int4': {
-      const g = s.groupSize;
-      const scales = new Float32Array((rows * cols) / g);
-      for (let b = 0; b < scales.length; b++) scales[b] = amaxScale('gptq.int4', absMax(w, b * g, (b + 1) * g), 7);
-      return (v, r, c) => {
-        const sc = scales[(r * cols + c) / g | 0]!;
-        // + 0: a code of -0 is 0 (formats/int4.ts stores integer codes, which have no negative zero)
-        return Math.min(Math.max(roundHalfEven(Math.fround(v / sc)), -8), 7) * sc + 0;
-      };
-    }
-    case 'nvfp4': {
-      const s2 = amaxScale('gptq.nvfp4', absMax(w, 0, w.length), 6 * 448);
-      const denom = Math.fround(6 * s2);
-      const div = new Float32Array(w.length / 16);
-      for (let b = 0; b < div.length; b++) {
-        let sb = Math.fround(absMax(w, b * 16, (b + 1) * 16) / denom);
-        if (sb === 0) sb = 1;
-        sb = Math.min(Math.max(sb, 2 ** -9), 448);
-        div[b] = Math.fround(e4m3ToF32(f32ToE4M3(sb, true)) * s2);
-      }
-      return (v, r, c) => {
-        const d = div[(r * cols + c) >> 4]!;
-        return e2m1ToF32(f32ToE2M1(Math.fround(v / d))) * d;
-      };
-    }
-    default:
-      throw new UserError(`gptq quantizes int4 and nvfp4 weights; this recipe's weights are ${s.kind}`);
-  }
-}
 
 /** Lower Cholesky factor of a symmetric positive definite n x n matrix (row-major). */
 function cholesky(a: Float64Array, n: number): Float64Array {

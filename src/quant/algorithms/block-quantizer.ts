@@ -1,0 +1,57 @@
+// Element-wise weight quantizers with static block scales, for the algorithms that change a weight after its
+// scales are fixed (GPTQ) or that choose each block's amax themselves (the weight MSE search). The scales
+// follow the format code exactly (formats/int4.ts, formats/nvfp4.ts): with every block's own amax, quantizing
+// each element gives the format's fake-quantized weight.
+
+import { e2m1ToF32, e4m3ToF32, f32ToE2M1, f32ToE4M3 } from '../../tensor/codecs.js';
+import { absMax, amaxScale, roundHalfEven } from '../formats/common.js';
+import { UserError } from '../../util/errors.js';
+import type { WeightScheme } from '../scheme.js';
+
+/** Quantize -> dequantize of one weight element with the static scale of its block. */
+export type ElementQuantizer = (v: number, row: number, col: number) => number;
+
+/** Elements per scale block of the schemes that have static block scales (row-major, along the input dim). */
+export function scaleBlock(s: WeightScheme): number {
+  switch (s.kind) {
+    case 'int4':
+      return s.groupSize;
+    case 'nvfp4':
+      return 16;
+    default:
+      throw new UserError(`this algorithm quantizes int4 and nvfp4 weights; this recipe's weights are ${s.kind}`);
+  }
+}
+
+/**
+ * Static-scale element quantizer of w [rows, cols]: block b's scale comes from blockAmax[b] (default: the
+ * block's own max |w|); NVFP4's global scale always from the whole tensor's max |w|.
+ */
+export function staticQuantizer(s: WeightScheme, w: Float32Array, shape: readonly [number, number], blockAmax?: Float32Array): ElementQuantizer {
+  const [rows, cols] = shape;
+  const bs = scaleBlock(s);
+  const amaxOf = (b: number): number => blockAmax?.[b] ?? absMax(w, b * bs, (b + 1) * bs);
+  const n = (rows * cols) / bs;
+  if (s.kind === 'int4') {
+    const scales = new Float32Array(n);
+    for (let b = 0; b < n; b++) scales[b] = amaxScale('int4', amaxOf(b), 7);
+    return (v, r, c) => {
+      const sc = scales[((r * cols + c) / bs) | 0]!;
+      // + 0: a code of -0 is 0 (formats/int4.ts stores integer codes, which have no negative zero)
+      return Math.min(Math.max(roundHalfEven(Math.fround(v / sc)), -8), 7) * sc + 0;
+    };
+  }
+  const s2 = amaxScale('nvfp4', absMax(w, 0, w.length), 6 * 448);
+  const denom = Math.fround(6 * s2);
+  const div = new Float32Array(n);
+  for (let b = 0; b < n; b++) {
+    let sb = Math.fround(amaxOf(b) / denom);
+    if (sb === 0) sb = 1;
+    sb = Math.min(Math.max(sb, 2 ** -9), 448);
+    div[b] = Math.fround(e4m3ToF32(f32ToE4M3(sb, true)) * s2);
+  }
+  return (v, r, c) => {
+    const d = div[((r * cols + c) / bs) | 0]!;
+    return e2m1ToF32(f32ToE2M1(Math.fround(v / d))) * d;
+  };
+}
