@@ -23,9 +23,10 @@ import { gptq } from '../quant/algorithms/gptq.js';
 import { weightMse } from '../quant/algorithms/weight-mse.js';
 import { smoothQuant } from '../quant/algorithms/smoothquant.js';
 import { awqLite } from '../quant/algorithms/awq.js';
+import { awqClip } from '../quant/algorithms/awq-clip.js';
 
 /** Algorithms mopt runs today; the others are named by presets but not implemented yet. */
-const IMPLEMENTED: readonly Algorithm[] = ['max', 'none', 'smoothquant', 'awq_lite', 'gptq', 'mse'];
+const IMPLEMENTED: readonly Algorithm[] = ['max', 'none', 'smoothquant', 'awq_lite', 'awq_clip', 'awq_full', 'gptq', 'mse'];
 
 interface QuantizeOptions {
   model: string;
@@ -107,11 +108,13 @@ export function registerQuantize(program: Command): void {
         before = perplexity(base, evalRows, (n) => bar.tick(n));
         bar.finish();
       }
-      if (recipe.algorithm === 'smoothquant' || recipe.algorithm === 'awq_lite') {
-        const passes = recipe.algorithm === 'awq_lite' ? 2 : 1;
+      const passes = { smoothquant: 1, awq_lite: 2, awq_clip: 1, awq_full: 3 }[recipe.algorithm as string];
+      if (passes !== undefined) {
         const abar = new Progress(recipe.algorithm, passes * split.calib.length, ' windows');
-        if (recipe.algorithm === 'smoothquant') smoothQuant(q, split.calib, o.sqAlpha, () => abar.tick(1));
-        else awqLite(q, split.calib, () => abar.tick(1));
+        const tick = (): void => abar.tick(1);
+        if (recipe.algorithm === 'smoothquant') smoothQuant(q, split.calib, o.sqAlpha, tick);
+        if (recipe.algorithm === 'awq_lite' || recipe.algorithm === 'awq_full') awqLite(q, split.calib, tick);
+        if (recipe.algorithm === 'awq_clip' || recipe.algorithm === 'awq_full') awqClip(q, split.calib, tick);
         abar.finish();
       }
       if (recipe.algorithm === 'mse') weightMse(q);

@@ -191,9 +191,10 @@ export class QuantizedModel {
   forEachInput(batches: readonly (readonly number[])[], linear: (name: string, x: Tensor) => void, kv?: (layer: number, k: Tensor, v: Tensor) => void, onBatch?: () => void): void {
     if (this.applied) throw new Error('calibration runs on the unquantized model, before apply()');
     const saved = [this.model.linearHook, this.model.kvHook] as const;
-    this.model.linearHook = (name, x) => {
+    this.model.linearHook = (name, x, w, b) => {
       linear(name, x);
-      return undefined;
+      // a pre-quantized weight that was smoothed holds W / c: its input must be x * c, as after apply()
+      return this.prequantized.has(name) && this.smooth.has(name) ? linearFn(this.smoothed(name, x), w, b) : undefined;
     };
     this.model.kvHook = (i, k, v) => {
       kv?.(i, k, v);

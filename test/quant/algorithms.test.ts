@@ -16,6 +16,8 @@ import { meanKl } from '../../src/quant/report.js';
 import { gptq, gptqWeight } from '../../src/quant/algorithms/gptq.js';
 import { staticQuantizer } from '../../src/quant/algorithms/block-quantizer.js';
 import { mseWeight } from '../../src/quant/algorithms/weight-mse.js';
+import { CLIP_RATIOS, awqClip, clipWeight } from '../../src/quant/algorithms/awq-clip.js';
+import { searchBlockAmax } from '../../src/quant/algorithms/block-quantizer.js';
 import { fakeQuantWeight } from '../../src/quant/scheme.js';
 import { loadQuantized, savePrequantized, saveState } from '../../src/quant/state.js';
 import { recipeToData } from '../../src/quant/recipes/index.js';
@@ -195,4 +197,25 @@ test('weight MSE search: every block at least as close as max calibration, often
     }
     assert.ok(better > 0, `${scheme.kind}: the search should improve some blocks`);
   }
+});
+
+test('AWQ clip: with uncorrelated unit inputs it is the squared-error search over clip ratios; on stories260K it beats RTN INT4', opts, () => {
+  const rng = new Rng(33);
+  const rows = 4;
+  const cols = 64;
+  const w = Float32Array.from({ length: rows * cols }, () => rng.normal() * (rng.next() < 0.05 ? 5 : 1));
+  const x = new Float32Array(cols * cols);
+  for (let t = 0; t < cols; t++) x[t * cols + t] = 1; // G = I in every block
+  const scheme = { kind: 'int4', groupSize: 32 } as const;
+  const sq = (_b: number, d: Float64Array): number => d.reduce((a, v) => a + v * v, 0);
+  assert.deepEqual(clipWeight(scheme, w, [rows, cols], x), searchBlockAmax(scheme, w, [rows, cols], CLIP_RATIOS, sq));
+
+  const { calib, heldOut } = split(4, 4);
+  const recipe = applyGroupSize(presetRecipe('int4_awq'), 32);
+  const base = loadModel(STORIES_HF);
+  const rtn = quantize({ ...recipe, algorithm: 'max' }, calib, () => undefined);
+  const clipped = quantize({ ...recipe, algorithm: 'awq_clip' }, calib, (q) => assert.equal(awqClip(q, calib), 30));
+  const klRtn = meanKl(base, rtn.model, heldOut).mean;
+  const klClip = meanKl(base, clipped.model, heldOut).mean;
+  assert.ok(klClip < klRtn, `AWQ clip KL ${klClip} should beat RTN ${klRtn}`);
 });

@@ -25,9 +25,9 @@ export function scaleBlock(s: WeightScheme): number {
 
 /**
  * Static-scale element quantizer of w [rows, cols]: block b's scale comes from blockAmax[b] (default: the
- * block's own max |w|); NVFP4's global scale always from the whole tensor's max |w|.
+ * block's own max |w|); NVFP4's global scale from globalAmax (default: the whole tensor's max |w|).
  */
-export function staticQuantizer(s: WeightScheme, w: Float32Array, shape: readonly [number, number], blockAmax?: Float32Array): ElementQuantizer {
+export function staticQuantizer(s: WeightScheme, w: Float32Array, shape: readonly [number, number], blockAmax?: Float32Array, globalAmax?: number): ElementQuantizer {
   const [rows, cols] = shape;
   const bs = scaleBlock(s);
   const amaxOf = (b: number): number => blockAmax?.[b] ?? absMax(w, b * bs, (b + 1) * bs);
@@ -41,7 +41,7 @@ export function staticQuantizer(s: WeightScheme, w: Float32Array, shape: readonl
       return Math.min(Math.max(roundHalfEven(Math.fround(v / sc)), -8), 7) * sc + 0;
     };
   }
-  const s2 = amaxScale('nvfp4', absMax(w, 0, w.length), 6 * 448);
+  const s2 = amaxScale('nvfp4', globalAmax ?? absMax(w, 0, w.length), 6 * 448);
   const denom = Math.fround(6 * s2);
   const div = new Float32Array(n);
   for (let b = 0; b < n; b++) {
@@ -54,4 +54,36 @@ export function staticQuantizer(s: WeightScheme, w: Float32Array, shape: readonl
     const d = div[((r * cols + c) / bs) | 0]!;
     return e2m1ToF32(f32ToE2M1(Math.fround(v / d))) * d;
   };
+}
+
+/**
+ * For each block, the multiplier of its max |w| (from `multipliers`) whose quantization has the least
+ * `blockErr(block, diff)` (diff = w - QDQ(w) over the block's elements); returns the weight quantized that way.
+ */
+export function searchBlockAmax(s: WeightScheme, w: Float32Array, shape: readonly [number, number], multipliers: readonly number[], blockErr: (block: number, diff: Float64Array) => number): Float32Array {
+  const [rows, cols] = shape;
+  const bs = scaleBlock(s);
+  const nb = (rows * cols) / bs;
+  const base = new Float32Array(nb);
+  for (let b = 0; b < nb; b++) base[b] = absMax(w, b * bs, (b + 1) * bs);
+  const best = new Float64Array(nb).fill(Infinity);
+  const out = new Float32Array(w.length);
+  const cand = new Float32Array(bs);
+  const diff = new Float64Array(bs);
+  for (const m of multipliers) {
+    const quant = staticQuantizer(s, w, shape, Float32Array.from(base, (a) => a * m));
+    for (let b = 0; b < nb; b++) {
+      for (let k = 0; k < bs; k++) {
+        const i = b * bs + k;
+        cand[k] = quant(w[i]!, Math.floor(i / cols), i % cols);
+        diff[k] = w[i]! - cand[k]!;
+      }
+      const err = blockErr(b, diff);
+      if (err < best[b]!) {
+        best[b] = err;
+        out.set(cand, b * bs);
+      }
+    }
+  }
+  return out;
 }

@@ -6,37 +6,13 @@
 
 import type { QuantizedModel } from '../ptq.js';
 import type { WeightScheme } from '../scheme.js';
-import { absMax } from '../formats/common.js';
-import { scaleBlock, staticQuantizer } from './block-quantizer.js';
+import { searchBlockAmax } from './block-quantizer.js';
 
 export const MSE_MULTIPLIERS: readonly number[] = [1, ...Array.from({ length: 38 }, (_, i) => Math.round((0.25 + 0.1 * i) * 100) / 100)];
 
 /** The weight with every block quantized at its best amax multiplier (dequantized values). */
 export function mseWeight(s: WeightScheme, w: Float32Array, shape: readonly [number, number]): Float32Array {
-  const [rows, cols] = shape;
-  const bs = scaleBlock(s);
-  const nb = (rows * cols) / bs;
-  const base = new Float32Array(nb);
-  for (let b = 0; b < nb; b++) base[b] = absMax(w, b * bs, (b + 1) * bs);
-  const best = new Float64Array(nb).fill(Infinity);
-  const out = new Float32Array(w.length);
-  const cand = new Float32Array(bs);
-  for (const m of MSE_MULTIPLIERS) {
-    const quant = staticQuantizer(s, w, shape, Float32Array.from(base, (a) => a * m));
-    for (let b = 0; b < nb; b++) {
-      let err = 0;
-      for (let k = 0; k < bs; k++) {
-        const i = b * bs + k;
-        cand[k] = quant(w[i]!, Math.floor(i / cols), i % cols);
-        err += (w[i]! - cand[k]!) ** 2;
-      }
-      if (err < best[b]!) {
-        best[b] = err;
-        out.set(cand, b * bs);
-      }
-    }
-  }
-  return out;
+  return searchBlockAmax(s, w, shape, MSE_MULTIPLIERS, (_b, d) => d.reduce((acc, v) => acc + v * v, 0));
 }
 
 /** Runs the search on every enabled INT4 / NVFP4 weight quantizer; returns how many weights it set. */
