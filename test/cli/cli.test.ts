@@ -155,7 +155,7 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
     assert.equal((JSON.parse(self.stdout) as { kl: number }).kl, 0);
     // mistakes: one line, exit 1
     for (const [args, msg] of [
-      [['--format', 'int4_awq', '--algorithm', 'awq_clip'], /algorithm awq_clip is not implemented in mopt yet/],
+      [['--format', 'int4_awq', '--algorithm', 'awq_plus'], /--algorithm awq_plus: unknown \(known: max, smoothquant, awq_lite/],
       [['--format', 'fp4'], /unknown quantization preset "fp4"/],
       [['--format', 'fp8', '--calibrator', 'median'], /--calibrator median: unknown/],
       [['--format', 'fp8', '--calib-data', join(out, 'missing.txt')], /missing\.txt does not exist/],
