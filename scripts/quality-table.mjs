@@ -16,7 +16,7 @@ const arg = (name, fallback) => {
 const model = arg('--model');
 const calib = arg('--calib-data');
 if (!model || !calib) {
-  console.error('usage: node scripts/quality-table.mjs --model DIR --calib-data FILE [--eval-data FILE] [--device cpu] [--samples 32] [--seq-len 256] [--eval-windows 16]');
+  console.error('usage: node scripts/quality-table.mjs --model DIR --calib-data FILE [--eval-data FILE] [--device cpu] [--samples 32] [--seq-len 256] [--eval-windows 16] [--only LABEL-SUBSTRING]');
   process.exit(2);
 }
 const common = ['--model', model, '--calib-data', calib, '--calib-samples', arg('--samples', '32'), '--seq-len', arg('--seq-len', '256'),
@@ -38,6 +38,9 @@ const CONFIGS = [
   ['int4 g32 weight-only, round-to-nearest', ['--format', 'int4_awq', '--algorithm', 'max', '--group-size', '32']],
   ['int4 g32 weight-only, AWQ lite', ['--format', 'int4_awq', '--group-size', '32']],
   ['int4 g32 weight-only, GPTQ', ['--format', 'int4_awq', '--algorithm', 'gptq', '--group-size', '32']],
+  ['int4 g32 weight-only, AWQ clip', ['--format', 'int4_awq', '--algorithm', 'awq_clip', '--group-size', '32']],
+  ['int4 g32 weight-only, AWQ full (lite + clip)', ['--format', 'int4_awq', '--algorithm', 'awq_full', '--group-size', '32']],
+  ['int4 g32 weight-only, weight MSE search', ['--format', 'int4_awq', '--algorithm', 'mse', '--group-size', '32']],
   ['w4a8 g32 (INT4 weights + FP8 inputs), RTN', ['--format', 'w4a8_awq', '--algorithm', 'max', '--group-size', '32']],
   ['w4a8 g32, AWQ lite', ['--format', 'w4a8_awq', '--group-size', '32']],
   ['nvfp4 (W4A4)', ['--format', 'nvfp4']],
@@ -45,13 +48,16 @@ const CONFIGS = [
   ['nvfp4 + NVFP4 KV cache', ['--format', 'nvfp4', '--kv-cache', 'nvfp4']],
   ['w4a16_nvfp4 (weight-only)', ['--format', 'w4a16_nvfp4']],
   ['w4a16_nvfp4, GPTQ', ['--format', 'w4a16_nvfp4', '--algorithm', 'gptq']],
+  ['w4a16_nvfp4, weight MSE search', ['--format', 'w4a16_nvfp4', '--algorithm', 'mse']],
   ['mxfp8', ['--format', 'mxfp8']],
   ['mxfp4', ['--format', 'mxfp4']],
 ];
 
 const cli = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
+// --only SUBSTRING: just the configurations whose label contains it
+const only = arg('--only');
 const rows = [];
-for (const [label, extra] of CONFIGS) {
+for (const [label, extra] of CONFIGS.filter(([l]) => only === undefined || l.includes(only))) {
   const out = mkdtempSync(join(tmpdir(), 'mopt-quality-'));
   const t0 = Date.now();
   const r = spawnSync(process.execPath, [cli, 'quantize', ...common, ...extra, '--out', out, '--json'], { encoding: 'utf8' });
