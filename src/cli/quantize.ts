@@ -4,7 +4,7 @@
 
 import type { Command } from 'commander';
 import { mkdirSync, readFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { atomicWriteFile, writeJsonAtomic } from '../io/json-file.js';
 import { renderHtml } from '../quant/report-html.js';
@@ -92,6 +92,7 @@ export function registerQuantize(program: Command): void {
     .action((o: QuantizeOptions) => {
       requireModelDir(o.model);
       if (isQuantDir(o.model)) throw new UserError(`--model ${o.model} is already a mopt quantization output; point --model at the original checkpoint`);
+      if (resolve(o.out) === resolve(o.model)) throw new UserError(`--out ${o.out} is the model directory; mopt never writes into its input, choose another --out`);
       if (!(CALIBRATORS as readonly string[]).includes(o.calibrator)) throw new UserError(`--calibrator ${o.calibrator}: unknown (known: ${CALIBRATORS.join(', ')})`);
       const recipe = buildRecipe(o);
       const tok = requireTokenizer(Tokenizer.tryFromModelDir(o.model), o.model, 'calibration text needs the model tokenizer');

@@ -160,6 +160,7 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
       [['--format', 'fp8', '--calibrator', 'median'], /--calibrator median: unknown/],
       [['--format', 'fp8', '--calib-data', join(out, 'missing.txt')], /missing\.txt does not exist/],
       [['--model', out, '--format', 'fp8'], /already a mopt quantization output/],
+      [['--format', 'fp8', '--out', STORIES_HF], /is the model directory; mopt never writes into its input/],
     ] as const) {
       const base = ['quantize', '--model', STORIES_HF, '--calib-data', text, '--out', join(out, 'x')];
       const bad = mopt(...base, ...args);
