@@ -1,6 +1,7 @@
-// The device-side FP8 / INT8 activation fake quantization equals the host format code bit for bit, on every
-// backend: values spread over and beyond the calibrated range, exact ties of the INT8 grid, zeros, negative
-// zeros and subnormal quotients, in float32 and through bfloat16 activations.
+// The device-side FP8 / INT8 / NVFP4 activation fake quantization equals the host format code bit for bit
+// (zeros of either sign count as equal), on every backend: values spread over and beyond the calibrated range,
+// exact ties of the INT8 grid, all-zero and saturating NVFP4 blocks, zeros, negative zeros and subnormal
+// quotients, in float32 and through bfloat16 activations.
 
 import assert from 'node:assert/strict';
 import { fakeQuantOnDevice } from '../../src/quant/fake-quant-tensor.js';
@@ -16,11 +17,13 @@ function sample(amax: number): Float32Array {
   // exact half-way points of the INT8 grid, both signs; zeros; tiny values; the clamp edges
   for (let k = 0; k < 64; k++) v[k] = Math.fround((k - 32 + 0.5) * s8);
   v.set([0, -0, 1e-30, -1e-30, amax, -amax, 2 * amax, -3 * amax], 64);
+  v.fill(0, 80, 96); // an all-zero block of 16
+  for (let k = 96; k < 112; k++) v[k] = ((k % 7) - 3) * 0.25 * amax; // E2M1 ties after scaling
   return v;
 }
 
-forEachBackend('device FP8 / INT8 activation fake quantization equals the format code bit for bit', ({ backend }) => {
-  for (const kind of ['fp8', 'int8'] as const) {
+forEachBackend('device FP8 / INT8 / NVFP4 activation fake quantization equals the format code bit for bit', ({ backend }) => {
+  for (const kind of ['fp8', 'int8', 'nvfp4'] as const) {
     for (const amax of [3.7, 0.011, 448]) {
       const x = sample(amax);
       const want = fakeQuantize(x, [64, 64], { format: kind, amax }).y;
@@ -35,5 +38,6 @@ forEachBackend('device FP8 / INT8 activation fake quantization equals the format
       assert.deepEqual(Array.from(gotB, (v) => v + 0), Array.from(wantB, (v) => v + 0), `${kind} amax ${amax} bf16`);
     }
   }
-  assert.equal(fakeQuantOnDevice('nvfp4', tensor([1], [1, 1], { device: backend }), 1), null, 'blocked formats stay on the host');
+  assert.equal(fakeQuantOnDevice('mxfp4', tensor([1], [1, 1], { device: backend }), 1), null, 'MX stays on the host');
+  assert.equal(fakeQuantOnDevice('nvfp4', tensor([1, 2], [1, 2], { device: backend }), 1), null, 'rows that do not tile into 16 stay on the host');
 });
