@@ -18,7 +18,7 @@ import * as fp8 from '../../src/quant/formats/fp8.js';
 import { loadQuantized, saveState } from '../../src/quant/state.js';
 import { amax, keep, maximum, noGrad, tensor, tidy, type Tensor } from '../../src/tensor/index.js';
 import { UserError } from '../../src/util/errors.js';
-import { DATA_SKIP, SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
+import { DATA_SKIP, FIXTURES, SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
 
 const TEXT = join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt');
 const opts = { skip: DATA_SKIP };
@@ -112,4 +112,34 @@ test('fused siblings (q/k/v, gate/up) share their per-tensor weight scale, as th
     const want = fp8.fakeQuantize(orig[i]!, [l === 'q_proj' ? 64 : 32, 64], { tensorAmax: amax });
     assert.deepEqual(q.model.params.get(`${p}.${l}.weight`)!.toFloat32Array(), want, l);
   });
+});
+
+test('every supported architecture quantizes: biases, q/k norms, sliding windows, untied heads (fp8 + FP8 KV, nvfp4)', () => {
+  for (const name of ['llama-gqa', 'mistral-sliding', 'qwen2-bias-tied', 'qwen3-qknorm']) {
+    for (const preset of ['fp8', 'nvfp4'] as const) {
+      const dir = join(FIXTURES, 'hf', name);
+      const base = loadModel(dir);
+      const q = new QuantizedModel(loadModel(dir), presetRecipe(preset, preset));
+      const vocab = base.config.vocabSize;
+      const rows = [0, 1].map((s) => Array.from({ length: 24 }, (_, i) => (i * 37 + s * 11 + 5) % vocab));
+      q.calibrate(rows, 'max');
+      q.apply();
+      const ids = rows[0]!;
+      const run = (m: typeof base): Float32Array => noGrad(() => tidy(() => m.forward(tensor(ids, [1, ids.length], { dtype: 'int32' })).toFloat32Array()));
+      const ref = run(base);
+      const got = run(q.model);
+      let num = 0;
+      let den = 0;
+      got.forEach((v, i) => {
+        assert.ok(Number.isFinite(v), `${name} ${preset}: logit ${i} is ${v}`);
+        num += (v - ref[i]!) ** 2;
+        den += ref[i]! ** 2;
+      });
+      const rel = Math.sqrt(num / den);
+      // FP8 keeps the logits within a few percent; 4-bit NVFP4 moves them more but stays correlated
+      console.log(name, preset, rel);
+      assert.ok(rel > 0 && rel < 9, `${name} ${preset}: relative logit change ${rel}`);
+      assert.ok(q.quantizers.some((p) => p.role === 'kv' && p.scheme !== null), `${name}: KV quantizers enabled`);
+    }
+  }
 });
