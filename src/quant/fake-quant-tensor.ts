@@ -6,9 +6,10 @@
 // - NVFP4 (dynamic blocks of 16, calibrated global scale s2): block amax / (6 s2), 0 -> 1, clamped to
 //   [2^-9, 448] and cast to e4m3 gives the block divisor d = e4m3 · s2; x/d is rounded to the E2M1 grid
 //   (steps of 0.5 below 2, 1 below 4, 2 up to the saturation at 6, ties to even) and multiplied back by d.
+// - FP8 per token (dynamic): each row's amax / 448 (0 -> 1) as the row's scale, then as FP8 static.
 // Each op rounds once to float32 exactly as formats/activations.ts does, so the result equals the host code
-// bit for bit (up to the sign of a zero; tested on every backend) without a device round trip. MX and FP8
-// per token return null: the host code handles them.
+// bit for bit (up to the sign of a zero; tested on every backend) without a device round trip. MX returns
+// null: the host code handles it.
 
 import { add, amax as absMax, cast, compare, maximum, minimum, mul, reshape, sub, div, unary, where, type Tensor } from '../tensor/index.js';
 import { amaxScale } from './formats/common.js';
@@ -39,7 +40,18 @@ function nvfp4(f: Tensor, amax: number): Tensor | null {
   return reshape(mul(q, d), [...f.shape]);
 }
 
+/** FP8 with a scale per row (token): row amax / 448, 0 -> 1, as formats/fp8.ts per channel. */
+function fp8PerToken(f: Tensor): Tensor {
+  let s = div(absMax(f, [-1], true), 448);
+  s = where(compare('eq', s, 0), 1, s);
+  return mul(cast(cast(minimum(maximum(div(f, s), -448), 448), 'float8_e4m3fn'), 'float32'), s);
+}
+
 export function fakeQuantOnDevice(kind: string, x: Tensor, amax: number | null): Tensor | null {
+  if (kind === 'fp8-per-token') {
+    const y = fp8PerToken(x.dtype === 'float32' ? x : cast(x, 'float32'));
+    return x.dtype === 'float32' ? y : cast(y, x.dtype);
+  }
   if ((kind !== 'fp8' && kind !== 'int8' && kind !== 'nvfp4') || amax === null) return null;
   checkAmax(`activations.${kind}`, amax);
   const f = x.dtype === 'float32' ? x : cast(x, 'float32');

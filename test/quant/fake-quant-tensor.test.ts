@@ -38,6 +38,12 @@ forEachBackend('device FP8 / INT8 / NVFP4 activation fake quantization equals th
       assert.deepEqual(Array.from(gotB, (v) => v + 0), Array.from(wantB, (v) => v + 0), `${kind} amax ${amax} bf16`);
     }
   }
+  // FP8 per token: a scale per row, no calibration
+  const x = sample(5);
+  x.fill(0, 128, 192); // an all-zero row
+  const want = fakeQuantize(x, [64, 64], { format: 'fp8-per-token' }).y;
+  const got = tidy(() => fakeQuantOnDevice('fp8-per-token', tensor(x, [64, 64], { device: backend }), null)!.toFloat32Array());
+  assert.deepEqual(Array.from(got, (v) => v + 0), Array.from(want, (v) => v + 0), 'fp8 per token');
   assert.equal(fakeQuantOnDevice('mxfp4', tensor([1], [1, 1], { device: backend }), 1), null, 'MX stays on the host');
   assert.equal(fakeQuantOnDevice('nvfp4', tensor([1, 2], [1, 2], { device: backend }), 1), null, 'rows that do not tile into 16 stay on the host');
 });
