@@ -85,6 +85,7 @@ export function siblingGroups(model: DecoderLM): string[][] {
   }
   return groups;
 }
+
 const asMatrix = (shape: readonly number[]): [number, number] => [shape.slice(0, -1).reduce((a, b) => a * b, 1), shape[shape.length - 1]!];
 
 export class QuantizedModel {
@@ -97,7 +98,7 @@ export class QuantizedModel {
    * and the quantizers see the smoothed tensors.
    */
   readonly smooth = new Map<string, Float32Array>();
-  /** Linears whose weights an algorithm (GPTQ) already quantized: their original values, for the report */
+  /** Linears whose weights an algorithm (GPTQ, MSE, AWQ clip) already quantized: their original values, for the report */
   private readonly prequantized = new Map<string, Float32Array>();
   private applied = false;
   /** calibration rows run together in one forward (same-length rows only) */
