@@ -131,7 +131,12 @@ export function registerQuantize(program: Command): void {
       const cbar = new Progress('calibrate', split.calib.length, ' windows');
       q.calibrate(split.calib, o.calibrator as CalibratorName, () => cbar.tick(1));
       cbar.finish();
-      q.apply();
+      const wbar: { p: Progress | null } = { p: null }; // created once apply() knows how many weights change
+      q.apply((_done, total) => {
+        wbar.p ??= new Progress('quantize weights', total, ' weights');
+        wbar.p.tick(1);
+      });
+      wbar.p?.finish();
       let after = null;
       let kl = null;
       if (evalRows.length > 0) {

@@ -245,8 +245,11 @@ export class QuantizedModel {
     }
   }
 
-  /** Replaces weights by their fake-quantized values and installs the activation / KV hooks. */
-  apply(): void {
+  /**
+   * Replaces weights by their fake-quantized values and installs the activation / KV hooks; `onWeight(done,
+   * total)` follows the weights (the slow part on large models).
+   */
+  apply(onWeight?: (done: number, total: number) => void): void {
     if (this.applied) return;
     for (const q of this.calibrated()) if (q.amax === null) throw new Error(`${q.name} is not calibrated`);
     const weightQ = new Map<string, PlannedQuantizer>();
@@ -276,6 +279,7 @@ export class QuantizedModel {
       const shape = w.shape as [number, number];
       this.weightStats.push({ name: q.name, sqnrDb: sqnr(pre, w.toFloat32Array()), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: pre.length });
     }
+    let done = 0;
     for (const [lin, orig] of prepared) {
       const key = `${lin}.weight`;
       const w = this.model.params.get(key)!;
@@ -289,6 +293,7 @@ export class QuantizedModel {
       const replaced = keep(tidy(() => tensor(values, shape, { dtype: 'float32', device: w.backend }).cast(w.dtype)));
       w.dispose();
       this.model.params.set(key, replaced);
+      onWeight?.(++done, prepared.size);
     }
     const input = new Map<string, PlannedQuantizer>();
     for (const q of this.quantizers) if (q.role === 'input' && q.scheme !== null) input.set(q.module, q);
