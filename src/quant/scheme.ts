@@ -128,14 +128,13 @@ export function actMisfit(a: ActScheme | KvScheme, hidden: number): string | nul
 }
 
 /**
- * The per-tensor amax a weight scheme scales by (FP8 per tensor, NVFP4's global scale, W4A8's FP8 stage),
- * or null when its scales are all per channel / per block. Fused siblings (q/k/v, gate/up) share the max of
- * theirs on export, so they fake-quantize with it too.
+ * The per-tensor amax that fused siblings (q/k/v, gate/up) share on export: NVFP4's global scale and W4A8's
+ * FP8 stage take the max over the group, and the block scales follow from it (formats.md, Model Optimizer
+ * `_fuse_shared_input_modules`). Null for every other scheme, FP8 per tensor included: the export keeps each
+ * sibling's own FP8 weight_scale.
  */
 export function tensorAmax(w: WeightScheme, x: Float32Array, shape: Shape2): number | null {
   switch (w.kind) {
-    case 'fp8':
-      return w.granularity === 'tensor' ? absMax(x, 0, x.length) : null;
     case 'nvfp4':
       return absMax(x, 0, x.length);
     case 'w4a8': {

@@ -15,6 +15,7 @@ import { presetRecipe, recipeFromData, recipeToData } from '../../src/quant/reci
 import { calibrationSplit } from '../../src/quant/calib-data.js';
 import { fakeQuantWeight } from '../../src/quant/scheme.js';
 import * as fp8 from '../../src/quant/formats/fp8.js';
+import * as nvfp4 from '../../src/quant/formats/nvfp4.js';
 import { loadQuantized, saveState } from '../../src/quant/state.js';
 import { amax, keep, maximum, noGrad, tensor, tidy, type Tensor } from '../../src/tensor/index.js';
 import { UserError } from '../../src/util/errors.js';
@@ -100,18 +101,23 @@ test('calibration input errors are one clear message', opts, () => {
   assert.throws(() => calibrationSplit(Tokenizer.fromModelDir(STORIES_HF), TEXT, 2, 10_000_000, 0), (e: unknown) => e instanceof UserError && /shorter than one --seq-len window/.test(e.message));
 });
 
-test('fused siblings (q/k/v, gate/up) share their per-tensor weight scale, as the export fuses them', opts, () => {
-  const model = loadModel(STORIES_HF);
+test('fused siblings (q/k/v, gate/up) share NVFP4\'s global weight scale as the export fuses them; FP8 per tensor keeps its own', opts, () => {
   const p = 'model.layers.3.self_attn';
-  const orig = ['q_proj', 'k_proj', 'v_proj'].map((l) => model.params.get(`${p}.${l}.weight`)!.toFloat32Array());
-  const amax = Math.max(...orig.map((w) => w.reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
-  const q = new QuantizedModel(model, presetRecipe('fp8'));
-  q.calibrate(calibRows().slice(0, 1), 'max');
-  q.apply();
-  ['q_proj', 'k_proj', 'v_proj'].forEach((l, i) => {
-    const want = fp8.fakeQuantize(orig[i]!, [l === 'q_proj' ? 64 : 32, 64], { tensorAmax: amax });
-    assert.deepEqual(q.model.params.get(`${p}.${l}.weight`)!.toFloat32Array(), want, l);
-  });
+  const names = ['q_proj', 'k_proj', 'v_proj'];
+  const shapes: [number, number][] = [[64, 64], [32, 64], [32, 64]];
+  const run = (preset: 'w4a16_nvfp4' | 'fp8'): { orig: Float32Array[]; got: Float32Array[] } => {
+    const model = loadModel(STORIES_HF);
+    const orig = names.map((l) => model.params.get(`${p}.${l}.weight`)!.toFloat32Array());
+    const q = new QuantizedModel(model, presetRecipe(preset));
+    q.calibrate(calibRows().slice(0, 1), 'max');
+    q.apply();
+    return { orig, got: names.map((l) => q.model.params.get(`${p}.${l}.weight`)!.toFloat32Array()) };
+  };
+  const nv = run('w4a16_nvfp4');
+  const amax = Math.max(...nv.orig.map((w) => w.reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
+  names.forEach((l, i) => assert.deepEqual(nv.got[i], nvfp4.fakeQuantize(nv.orig[i]!, shapes[i]!, amax), `nvfp4 ${l}`));
+  const f8 = run('fp8');
+  names.forEach((l, i) => assert.deepEqual(f8.got[i], fp8.fakeQuantize(f8.orig[i]!, shapes[i]!), `fp8 ${l}`));
 });
 
 test('every supported architecture quantizes: biases, q/k norms, sliding windows, untied heads (fp8 + FP8 KV, nvfp4)', () => {
