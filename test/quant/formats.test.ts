@@ -11,7 +11,7 @@
 //   - compressed_tensors_nvfp4_pack roundtrip_input: codes (value index + sign<<3, -0 → 8) and packing.
 //   Skipped: modelopt_qtensor_accuracy INT4/INT8 cases (INT4/INT8 QTensor uses a reciprocal bf16 scale
 //   bf16(7·bf16(1/amax)) and x·scale, not the exported amax/bound division, and block 4 is not an AWQ
-//   group size) and the FP8 block cases (FP8 block formats are not implemented here);
+//   group size) and the FP8 block cases (tested with fp8-block.ts in formats-more.test.ts);
 //   modelopt_int4_qtensor_packing (internal +8/high-nibble layout, explicitly not the export format);
 //   torchao_fp6_e3m2_rounding, compressed_tensors_pack_to_int32, autoawq_gemm_packing, autogptq_packing,
 //   onnx_4bit_packing, llama2c_q80 (other formats / other projects' layouts).
