@@ -95,6 +95,10 @@ export function registerQuantize(program: Command): void {
       const load = () => loadModel(o.model, { dtype: o.dtype, device: o.device });
       const base = load();
       const q = new QuantizedModel(load(), recipe);
+      const needAmax = q.calibrated();
+      if (recipe.algorithm === 'none' && needAmax.length > 0) {
+        throw new UserError(`algorithm none calibrates nothing, but ${needAmax[0]!.name} (${needAmax[0]!.scheme!.kind}) needs a calibrated amax; use --algorithm max (Model Optimizer uses none only for dynamic formats such as MX)`);
+      }
       const evalTokens = evalRows.reduce((s, r) => s + r.length - 1, 0);
       let before = null;
       if (evalRows.length > 0) {

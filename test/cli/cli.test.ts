@@ -158,6 +158,7 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
       [['--format', 'int4_awq', '--algorithm', 'awq_plus'], /--algorithm awq_plus: unknown \(known: max, smoothquant, awq_lite/],
       [['--format', 'fp4'], /unknown quantization preset "fp4"/],
       [['--format', 'fp8', '--calibrator', 'median'], /--calibrator median: unknown/],
+      [['--format', 'fp8', '--algorithm', 'none'], /algorithm none calibrates nothing, but model\.layers\.0\.self_attn\.q_proj\.input_quantizer \(fp8\) needs a calibrated amax/],
       [['--format', 'fp8', '--calib-data', join(out, 'missing.txt')], /missing\.txt does not exist/],
       [['--model', out, '--format', 'fp8'], /already a mopt quantization output/],
       [['--format', 'fp8', '--out', STORIES_HF], /is the model directory; mopt never writes into its input/],
