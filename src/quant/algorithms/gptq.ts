@@ -122,9 +122,9 @@ function stages(q: QuantizedModel): string[][] {
 export function gptq(q: QuantizedModel, batches: readonly (readonly number[])[], onStage?: (done: number, total: number) => void): number {
   const schemes = new Map<string, WeightScheme>();
   for (const p of q.quantizers) if (p.role === 'weight' && p.scheme !== null) schemes.set(p.module, p.scheme as WeightScheme);
-  const todo = stages(q).map((s) => s.filter((l) => schemes.has(l))).filter((s) => s.length > 0);
+  const pending = stages(q).map((s) => s.filter((l) => schemes.has(l))).filter((s) => s.length > 0);
   let done = 0;
-  for (const stage of todo) {
+  for (const stage of pending) {
     const hs = new Map<string, { h: Float64Array; n: number }>();
     q.forEachInput(batches, (name, x: Tensor) => {
       if (!stage.includes(name)) return;
