@@ -77,5 +77,9 @@ for (let i = 0; i < 2; i++) {
 report('training step 4 x 2048 (2 steps)');
 for (const p of params) p.requireGrad(false);
 
-timed('greedy decode of 32 tokens', () => void generate(model, [1, 2, 3, 4], { maxNewTokens: 32 }));
-report('greedy decode, 32 tokens');
+// kernels launched one by one (the profile can time each), then the recorded-graph decode (wall time only:
+// replays are not split into kernels)
+timed('greedy decode of 32 tokens, eager', () => void generate(model, [1, 2, 3, 4], { maxNewTokens: 32, graphs: false }));
+report('greedy decode, 32 tokens, eager');
+timed('greedy decode of 32 tokens, graph replays', () => void generate(model, [1, 2, 3, 4], { maxNewTokens: 32 }));
+timed('greedy decode of 256 tokens, graph replays', () => void generate(model, [1, 2, 3, 4], { maxNewTokens: 256 }));

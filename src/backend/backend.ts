@@ -71,10 +71,53 @@ export interface Backend {
   gather(x: View, axis: number, index: View, out: View): void;
   /** out (pre-filled) [index[i][j]][j] += src[i][j] for axis 0 (torch.scatter_add_ semantics), in place */
   scatterAdd(out: View, axis: number, index: View, src: View): void;
+  /**
+   * out [index[i][j]][j] = src[i][j] for axis 0 (torch.scatter_ semantics), in place; src has out's dtype and
+   * bits are copied. Every index is checked before anything is written. Repeated indices: unspecified winner.
+   */
+  scatter(out: View, axis: number, index: View, src: View): void;
   softmax(x: View, axis: number, out: View): void;
   logSoftmax(x: View, axis: number, out: View): void;
   /** fills out with uniform [0,1) or standard normal draws from a seeded stream */
   random(kind: 'uniform' | 'normal', seed: number, out: View): void;
+}
+
+/** One weight of a grouped Linear: w [N, K] (torch.nn.Linear layout), out and residual [rows, N]. */
+export interface LinearSegment {
+  w: View;
+  out: View;
+  residual?: View;
+}
+
+/**
+ * Optional: Linears with few input rows that share their input, in one launch, with the op that follows
+ * folded in ('residual': out = residual + x @ w^T; 'swiglu': two segments gate, up -> out_0 = silu(x @
+ * gate^T) * (x @ up^T)). Results equal the unfused ops. Returns false when it does not take the case; the
+ * caller then runs the plain ops (src/nn/functional.ts).
+ */
+export interface GroupedLinear {
+  linearGroup(x: View, segments: readonly LinearSegment[], epilogue: 'none' | 'residual' | 'swiglu'): boolean;
+}
+
+export function hasGroupedLinear(b: Backend): b is Backend & GroupedLinear {
+  return typeof (b as Partial<GroupedLinear>).linearGroup === 'function';
+}
+
+/** Device work recorded once and replayed with one launch (a CUDA graph). */
+export interface RecordedGraph {
+  /** queues one replay (asynchronous) */
+  launch(): void;
+  /** frees the graph and its memory; tensors it produced must be disposed first */
+  dispose(): void;
+}
+
+/** Backends that can record the device work of a function and replay it (CUDA: src/backend/cuda/graph.ts). */
+export interface GraphCapture {
+  captureGraph(record: () => void): RecordedGraph;
+}
+
+export function canCaptureGraphs(b: Backend): b is Backend & GraphCapture {
+  return typeof (b as Partial<GraphCapture>).captureGraph === 'function';
 }
 
 /** Masking and scaling of one attention call. */
@@ -86,6 +129,13 @@ export interface AttentionOptions {
   past: number;
   /** sliding window: key t is visible from query position p only when p - t < window */
   window: number | null;
+  /**
+   * Device-side `past` (int32 scalar view), read when the kernel runs instead of `past`, so that one
+   * recorded CUDA graph serves every decode position. k and v are then whole KV-cache buffers, of which
+   * only keys 0 .. past + S - 1 are written: later keys are never visible, with or without a causal mask.
+   * Forward only; on CUDA only the decode kernels (few query rows per KV head) take it.
+   */
+  pastAt?: View | null;
 }
 
 export interface AdamWHyper {
@@ -109,6 +159,12 @@ export interface FusedKernels {
   rmsNormBackward(x: View, weight: View, rstd: View, gOut: View, gx: View, gw: View): void;
   /** rotate-half RoPE on [..., S, D] with cos/sin [S, D/2]; inverse = rotate back (for gradients) */
   rope(x: View, cos: View, sin: View, inverse: boolean, out: View): void;
+  /**
+   * A decode step's attention inputs in one pass (inference only): qOut = rope(q); rope(k) and v written
+   * into the caches [B, KV, capacity, D] at device-side positions [S] (int32), as scatter would. q [B,H,S,D],
+   * k/v [B,KV,S,D], cos/sin [S, D/2]. Equal to rope + scatter bit for bit.
+   */
+  ropeAppend(q: View, k: View, v: View, cos: View, sin: View, positions: View, qOut: View, kCache: View, vCache: View): void;
   /** out = silu(gate) * up */
   swiglu(gate: View, up: View, out: View): void;
   swigluBackward(gate: View, up: View, gOut: View, gGate: View, gUp: View): void;

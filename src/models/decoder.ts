@@ -6,8 +6,8 @@
 import type { DecoderConfig } from './config.js';
 import { ropeFrequencies, ropeTables, type RopeFrequencies } from './rope.js';
 import { KVCache } from './kv-cache.js';
-import { linear as linearFn, rmsNorm } from '../nn/functional.js';
-import { Tensor, embedding, reshape, transpose, slice, type DType } from '../tensor/index.js';
+import { linear as linearFn, linearResidual, linears, linearSwiglu, rmsNorm } from '../nn/functional.js';
+import { Tensor, add, arange, embedding, keep, reshape, transpose, slice, zeros, type DType } from '../tensor/index.js';
 import { attention, rope, swiglu } from '../tensor/ops/fused.js';
 import type { Backend } from '../backend/backend.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -24,6 +24,22 @@ export interface ForwardOptions {
   cache?: KVCache;
   /** compute logits for the last position only (generation) */
   lastOnly?: boolean;
+  /**
+   * Take the position from the device instead of cache.length (needs `cache`): RoPE rows, KV-cache writes
+   * and the attention mask all read it when the kernels run, so the forward can be recorded once as a
+   * CUDA graph and replayed at every position. The caller keeps `position.at` and cache.length current.
+   */
+  position?: DevicePosition;
+}
+
+/** A forward's position held in device memory (ForwardOptions.position); DecoderLM.devicePosition makes one. */
+export interface DevicePosition {
+  /** int32 [1]: the number of cached positions before the forward */
+  readonly at: Tensor;
+  /** RoPE tables [capacity, headDim / 2] in the model's dtype: rows at, at + 1, ... are looked up */
+  readonly cos: Tensor;
+  readonly sin: Tensor;
+  dispose(): void;
 }
 
 export interface ParamSpec {
@@ -67,6 +83,14 @@ export function parameterSpecs(c: DecoderConfig): ParamSpec[] {
   return specs;
 }
 
+/** Where a forward's tokens sit: a host-side past, or device-side positions (ForwardOptions.position). */
+interface Placement {
+  past: number;
+  pastAt: Tensor | null;
+  /** int32 [seq]: the positions of the forward's tokens, on the device */
+  positions: Tensor | null;
+}
+
 export class DecoderLM {
   readonly rope: RopeFrequencies;
   linearHook: LinearHook | null = null;
@@ -105,6 +129,14 @@ export class DecoderLM {
     return [...this.params.values()];
   }
 
+  /** A device-side position (starting at 0) for forwards against a cache of `capacity` positions. */
+  devicePosition(capacity: number): DevicePosition {
+    const { cos, sin } = ropeTables(this.rope, 0, capacity, this.dtype, this.backend);
+    const at = zeros([1], { dtype: 'int32', device: this.backend });
+    const kept = [keep(at), keep(cos), keep(sin)];
+    return { at, cos, sin, dispose: () => kept.forEach((t) => t.dispose()) };
+  }
+
   newCache(batch: number, capacity: number): KVCache {
     const c = this.config;
     return new KVCache(c.numLayers, batch, c.numKvHeads, capacity, c.headDim, this.dtype, this.backend);
@@ -117,53 +149,83 @@ export class DecoderLM {
     return hooked ?? linearFn(x, w, b);
   }
 
+  /**
+   * The weights of Linears that can run fused (grouped, or with the following op folded in): only without
+   * a hook (quantizers and calibration see each Linear) and without biases; null otherwise.
+   */
+  private fusable(names: readonly string[]): Tensor[] | null {
+    if (this.linearHook !== null || names.some((n) => this.params.has(`${n}.bias`))) return null;
+    return names.map((n) => this.param(`${n}.weight`));
+  }
+
+  /** residual + Linear(x) */
+  private residualLinear(name: string, x: Tensor, residual: Tensor): Tensor {
+    const w = this.fusable([name]);
+    return w ? linearResidual(x, w[0], residual) : residual.add(this.linear(name, x));
+  }
+
   /** Logits [batch, seq (or 1 with lastOnly), vocab] for integer ids [batch, seq]. */
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     const c = this.config;
     if (ids.ndim !== 2) throw new RangeError(`forward: ids must be [batch, seq], got ${shapeStr(ids.shape)}`);
     const [batch, seq] = ids.shape;
+    const pos = opts.position;
+    if (pos && !opts.cache) throw new RangeError('forward: a device-side position needs a KV cache');
     const past = opts.cache?.length ?? 0;
     if (opts.cache && opts.cache.batch !== batch) throw new RangeError(`forward: cache batch ${opts.cache.batch} != ${batch}`);
-    const { cos, sin } = ropeTables(this.rope, past, seq, this.dtype, this.backend);
+    // positions past .. past + seq - 1, on the device when the position is
+    const positions = pos ? (seq === 1 ? pos.at : add(pos.at, arange(0, seq, 1, { dtype: 'int32', device: this.backend }))) : null;
+    const { cos, sin } = pos && positions ? { cos: embedding(pos.cos, positions), sin: embedding(pos.sin, positions) } : ropeTables(this.rope, past, seq, this.dtype, this.backend);
+    const at: Placement = positions && pos ? { past: 0, pastAt: pos.at, positions } : { past, pastAt: null, positions: null };
     let h = embedding(this.param('model.embed_tokens.weight'), ids);
     for (let i = 0; i < c.numLayers; i++) {
       const p = layerPrefix(i);
-      const a = this.attention(i, rmsNorm(h, this.param(`${p}.input_layernorm.weight`), c.rmsNormEps), cos, sin, past, opts.cache);
-      h = h.add(a);
-      const m = this.mlp(p, rmsNorm(h, this.param(`${p}.post_attention_layernorm.weight`), c.rmsNormEps));
-      h = h.add(m);
+      const a = this.attention(i, rmsNorm(h, this.param(`${p}.input_layernorm.weight`), c.rmsNormEps), cos, sin, at, opts.cache);
+      h = this.residualLinear(`${p}.self_attn.o_proj`, a, h);
+      const m = this.mlpActivation(p, rmsNorm(h, this.param(`${p}.post_attention_layernorm.weight`), c.rmsNormEps));
+      h = this.residualLinear(`${p}.mlp.down_proj`, m, h);
     }
-    opts.cache?.advance(seq);
+    if (!pos) opts.cache?.advance(seq);
     if (opts.lastOnly) h = slice(h, 1, seq - 1, seq);
     h = rmsNorm(h, this.param('model.norm.weight'), c.rmsNormEps);
     const head = c.tieWordEmbeddings ? 'model.embed_tokens' : 'lm_head';
     return this.linear(head, h);
   }
 
-  private mlp(p: string, x: Tensor): Tensor {
-    const gate = this.linear(`${p}.mlp.gate_proj`, x);
-    const up = this.linear(`${p}.mlp.up_proj`, x);
-    return this.linear(`${p}.mlp.down_proj`, swiglu(gate, up));
+  /** silu(gate_proj(x)) * up_proj(x): the input of down_proj */
+  private mlpActivation(p: string, x: Tensor): Tensor {
+    const w = this.fusable([`${p}.mlp.gate_proj`, `${p}.mlp.up_proj`]);
+    return w ? linearSwiglu(x, w[0], w[1]) : swiglu(this.linear(`${p}.mlp.gate_proj`, x), this.linear(`${p}.mlp.up_proj`, x));
   }
 
-  private attention(i: number, x: Tensor, cos: Tensor, sin: Tensor, past: number, cache?: KVCache): Tensor {
+  private attention(i: number, x: Tensor, cos: Tensor, sin: Tensor, at: Placement, cache?: KVCache): Tensor {
     const c = this.config;
     const p = `${layerPrefix(i)}.self_attn`;
     const [batch, seq] = x.shape;
-    const heads = (name: string, n: number, norm: string | null): Tensor => {
-      let t = reshape(this.linear(`${p}.${name}`, x), [batch, seq, n, c.headDim]);
+    const names = ['q_proj', 'k_proj', 'v_proj'].map((n) => `${p}.${n}`);
+    const w = this.fusable(names);
+    const projected = w ? linears(x, w) : names.map((n) => this.linear(n, x));
+    const heads = (proj: number, n: number, norm: string | null): Tensor => {
+      let t = reshape(projected[proj], [batch, seq, n, c.headDim]);
       if (norm !== null) t = rmsNorm(t, this.param(`${p}.${norm}.weight`), c.rmsNormEps);
       return transpose(t, 1, 2); // [batch, n, seq, headDim]
     };
-    const q = rope(heads('q_proj', c.numHeads, c.qkNorm ? 'q_norm' : null), cos, sin);
-    let k = rope(heads('k_proj', c.numKvHeads, c.qkNorm ? 'k_norm' : null), cos, sin);
-    let v = heads('v_proj', c.numKvHeads, null);
-    if (this.kvHook) [k, v] = this.kvHook(i, k, v);
-    if (cache) [k, v] = cache.append(i, k, v);
+    let q = heads(0, c.numHeads, c.qkNorm ? 'q_norm' : null);
+    let k = heads(1, c.numKvHeads, c.qkNorm ? 'k_norm' : null);
+    let v = heads(2, c.numKvHeads, null);
+    if (cache && at.positions && !this.kvHook) {
+      // decoding at a device-side position: rotation and cache write in one pass
+      [q, k, v] = cache.ropeAppendAt(i, q, k, v, cos, sin, at.positions);
+    } else {
+      q = rope(q, cos, sin);
+      k = rope(k, cos, sin);
+      if (this.kvHook) [k, v] = this.kvHook(i, k, v);
+      if (cache) [k, v] = at.positions ? cache.appendAt(i, k, v, at.positions) : cache.append(i, k, v);
+    }
     // grouped-query attention in one fused routine: query head h reads KV head h / (heads / kvHeads),
     // the same grouping as transformers' repeat_kv
-    const out = attention(q, k, v, { scale: 1 / Math.sqrt(c.headDim), causal: true, past, window: c.slidingWindow[i] });
-    const merged = reshape(transpose(out, 1, 2), [batch, seq, c.numHeads * c.headDim]);
-    return this.linear(`${p}.o_proj`, merged);
+    const out = attention(q, k, v, { scale: 1 / Math.sqrt(c.headDim), causal: true, past: at.past, pastAt: at.pastAt, window: c.slidingWindow[i] });
+    // o_proj runs in forward(), fused with the residual add where it can
+    return reshape(transpose(out, 1, 2), [batch, seq, c.numHeads * c.headDim]);
   }
 }

@@ -2,7 +2,8 @@
 // buffer per layer for K and for V; each step writes its new positions in place.
 
 import type { Backend } from '../backend/backend.js';
-import { Tensor, zeros, keep, slice, type DType } from '../tensor/index.js';
+import { Tensor, zeros, keep, slice, expand, reshape, scatterInto, type DType } from '../tensor/index.js';
+import { ropeAppend } from '../tensor/ops/fused.js';
 
 export class KVCache {
   private readonly k: Tensor[] = [];
@@ -36,6 +37,26 @@ export class KVCache {
     kc.backend.copy(k, slice(kc, 2, this.length, end));
     vc.backend.copy(v, slice(vc, 2, this.length, end));
     return [slice(kc, 2, 0, end), slice(vc, 2, 0, end)];
+  }
+
+  /**
+   * Writes the new keys/values of layer i at device-side `positions` (int32 [seq]) and returns the whole
+   * buffers: which positions are valid is known only on the device (attention's pastAt).
+   */
+  appendAt(layer: number, k: Tensor, v: Tensor, positions: Tensor): [Tensor, Tensor] {
+    const [b, h, n, d] = k.shape;
+    const index = expand(reshape(positions, [1, 1, n, 1]), [b, h, n, d]);
+    scatterInto(this.k[layer], 2, index, k);
+    scatterInto(this.v[layer], 2, index, v);
+    return [this.k[layer], this.v[layer]];
+  }
+
+  /**
+   * appendAt for keys that still need RoPE, fused with the rotation of the queries: returns the rotated q
+   * and the whole K and V buffers.
+   */
+  ropeAppendAt(layer: number, q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, positions: Tensor): [Tensor, Tensor, Tensor] {
+    return [ropeAppend(q, k, v, cos, sin, positions, this.k[layer], this.v[layer]), this.k[layer], this.v[layer]];
   }
 
   /** Called once per forward after every layer appended. */

@@ -1,9 +1,11 @@
-// Autoregressive generation with a KV cache: one prefill over the prompt, then one token per step.
+// Autoregressive generation with a KV cache: one prefill over the prompt, then one token per step. On a
+// backend with graphs (CUDA) the steps after the prefill replay one recorded decode step (decode-graph.ts).
 
 import type { DecoderLM } from '../models/decoder.js';
 import { tensor, tidy, noGrad } from '../tensor/index.js';
 import { Rng } from '../tensor/random.js';
 import { sampleRow, type SamplingOptions } from './sampling.js';
+import { GraphDecoder } from './decode-graph.js';
 
 export interface GenerateOptions extends Partial<SamplingOptions> {
   maxNewTokens: number;
@@ -11,6 +13,8 @@ export interface GenerateOptions extends Partial<SamplingOptions> {
   /** generation stops after producing one of these (it is included in the output, like transformers) */
   eosTokenIds?: number[];
   onToken?: (id: number) => void;
+  /** replay decode steps from a recorded graph where the backend can (default true); false runs every op eagerly */
+  graphs?: boolean;
 }
 
 /** Returns the new token ids only. */
@@ -23,16 +27,23 @@ export function generate(model: DecoderLM, prompt: readonly number[], o: Generat
   const rng = new Rng(o.seed ?? 0);
   const eos = new Set(o.eosTokenIds ?? []);
   const cache = model.newCache(1, prompt.length + o.maxNewTokens);
+  const graph = (o.graphs ?? true) && o.maxNewTokens > 1 && GraphDecoder.supports(model) ? new GraphDecoder(model, cache, sampling.greedy || sampling.temperature === 0) : null;
   const out: number[] = [];
   try {
     noGrad(() => {
       let input: readonly number[] = prompt;
       for (let step = 0; step < o.maxNewTokens; step++) {
-        const row = tidy(() => {
-          const ids = tensor(input, [1, input.length], { dtype: 'int32', device: model.backend });
-          return model.forward(ids, { cache, lastOnly: true }).toFloat32Array();
-        });
-        const next = sampleRow(row, sampling, rng);
+        let next: number;
+        if (graph !== null && step > 0) {
+          const r = graph.step(input[0]);
+          next = r.kind === 'token' ? r.id : sampleRow(r.row, sampling, rng);
+        } else {
+          const row = tidy(() => {
+            const ids = tensor(input, [1, input.length], { dtype: 'int32', device: model.backend });
+            return model.forward(ids, { cache, lastOnly: true }).toFloat32Array();
+          });
+          next = sampleRow(row, sampling, rng);
+        }
         out.push(next);
         o.onToken?.(next);
         if (eos.has(next)) break;
@@ -40,6 +51,7 @@ export function generate(model: DecoderLM, prompt: readonly number[], o: Generat
       }
     });
   } finally {
+    graph?.dispose();
     cache.dispose();
   }
   return out;

@@ -7,6 +7,6 @@ export { add, sub, mul, div, pow, maximum, minimum, unary, binary, compare, wher
 export { sum, mean, max, min, amax, argmax, softmax, logSoftmax, sumTo } from './ops/reduce.js';
 export { reshape, permute, transpose, expand, slice, unsqueeze, squeeze, concat, split, contiguous, clone } from './ops/shape-ops.js';
 export { matmul } from './ops/linalg.js';
-export { gather, scatterAdd, embedding } from './ops/indexing.js';
+export { gather, scatterAdd, scatterInto, embedding } from './ops/indexing.js';
 export { noGrad, isGradEnabled } from './autograd.js';
 export { tidy, keep } from './scope.js';

@@ -7,6 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { kernelSource } from '../../src/backend/cuda/kernels.js';
 import { ATTN_FIELDS } from '../../src/backend/cuda/fused-attention.js';
+import { ROPE_APPEND_FIELDS } from '../../src/backend/cuda/fused.js';
+import { GEMV_FIELDS, GEMV_MAX_SEGMENTS, GEMV_SEG_FIELDS } from '../../src/backend/cuda/gemv.js';
 
 function structFields(src: string, name: string): { type: string; field: string }[] {
   const m = new RegExp(`struct\\s+${name}\\s*\\{([^}]*)\\}`).exec(src.replace(/\/\/[^\n]*/g, ''));
@@ -26,4 +28,21 @@ test('attention.cuh AttnLayout has the fields fused-attention.ts writes, in orde
     assert.deepEqual(fields.map((f) => f.field), [...ATTN_FIELDS], `${file}.cu`);
     assert.ok(fields.every((f) => f.type === 'i64_t'), `${file}.cu: every AttnLayout field must be i64_t`);
   }
+});
+
+test('gemv.cu GemvLayout / GemvSeg have the fields gemv.ts writes, in order, all int64', () => {
+  const src = kernelSource('gemv');
+  const seg = structFields(src, 'GemvSeg');
+  assert.deepEqual(seg.map((f) => f.field), [...GEMV_SEG_FIELDS]);
+  assert.ok(seg.every((f) => f.type === 'i64_t'));
+  const layout = structFields(src, 'GemvLayout');
+  assert.deepEqual(layout.map((f) => f.field), [...GEMV_FIELDS, 'seg[MOPT_GEMV_SEGS]']);
+  assert.deepEqual(layout.map((f) => f.type), [...GEMV_FIELDS.map(() => 'i64_t'), 'GemvSeg']);
+  assert.match(src, new RegExp(`#define MOPT_GEMV_SEGS ${GEMV_MAX_SEGMENTS}\\n`));
+});
+
+test('pointwise.cu RopeAppendLayout has the fields fused.ts writes, in order, all int64', () => {
+  const fields = structFields(kernelSource('pointwise'), 'RopeAppendLayout');
+  assert.deepEqual(fields.map((f) => f.field), [...ROPE_APPEND_FIELDS]);
+  assert.ok(fields.every((f) => f.type === 'i64_t'));
 });

@@ -62,6 +62,34 @@ test('allocator: size rounding, reuse, stats, emptyCache', () => {
   assert.equal(a.stats().cachedBytes, 0);
 });
 
+test('allocator: a graph pool keeps the blocks a capture touched out of other hands until released', () => {
+  const a = new CachingAllocator(new FakeDevice(1 << 30));
+  const before = a.alloc(1000); // allocated before the capture, freed during it: the graph may read it
+  const cached = a.alloc(2000);
+  a.free(cached); // in the common cache: a capture may take it, and then it is the graph's
+  const pool = a.beginPool();
+  assert.throws(() => a.beginPool(), /already in progress/);
+  const t1 = a.alloc(2000);
+  assert.equal(t1.ptr, cached.ptr);
+  a.free(t1);
+  const t2 = a.alloc(2000); // reuse inside the same capture is fine: the recording is in stream order
+  assert.equal(t2.ptr, t1.ptr);
+  a.free(before);
+  const kept = a.alloc(3000); // a graph output, alive after the capture
+  a.free(t2);
+  a.endPool();
+  assert.equal(pool.bytes, 1024 + 2048 + 3072);
+  // outside the capture, the pool's free blocks are not handed out
+  const other = [a.alloc(1000), a.alloc(2000)];
+  assert.ok(other.every((b) => b.ptr !== before.ptr && b.ptr !== t1.ptr), 'a graph-owned block was reused');
+  assert.throws(() => a.releasePool(pool), /still in use/);
+  a.free(kept); // returns to the pool, not to the cache
+  assert.notEqual(a.alloc(3000).ptr, kept.ptr);
+  a.releasePool(pool);
+  assert.equal(pool.bytes, 0);
+  assert.equal(a.alloc(1000).ptr, before.ptr); // back in the common cache
+});
+
 test('allocator: out of memory releases the cache, retries, then throws a UserError', () => {
   const dev = new FakeDevice(8 << 20);
   const a = new CachingAllocator(dev);

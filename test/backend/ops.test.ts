@@ -446,6 +446,24 @@ perDtype('matmul: 2-D, transposed operands, broadcast batches, 1-D operands, siz
   }
 });
 
+// x @ W^T with up to 8 rows of x is the decode step's GEMV (CUDA: kernels/gemv.cu for 16-bit floats when
+// aligned, cuBLASLt otherwise): row counts 1..9, K past one 1024-element unrolled step and not a multiple
+// of it, batched rows, a row-strided x, and a misaligned x that must fall back to the GEMM.
+perDtype('matmul: few rows against a transposed weight (the decode GEMV)', (c) => {
+  const M = (base: number[], ...steps: Step[]): ViewCase => ({ name: `[${base}]${steps.map((s) => ` ${s[0]}`).join('')}`, base, steps });
+  const wT = (n: number, k: number): ViewCase => M([n, k], ['transpose', 0, 1]);
+  const cases: [ViewCase, ViewCase][] = [
+    [M([1, 1048]), wT(37, 1048)], [M([3, 264]), wT(40, 264)], [M([8, 264]), wT(9, 264)], [M([9, 264]), wT(9, 264)],
+    [M([2, 1, 264]), wT(17, 264)], [M([4, 272], ['slice', 1, 0, 264]), wT(11, 264)], [M([2, 272], ['slice', 1, 1, 265]), wT(11, 264)],
+    [M([1, 16]), wT(1, 16)],
+  ];
+  for (const [va, vb] of cases) {
+    const a = view(c, va, -1, 1);
+    const b = view(c, vb, -1, 1);
+    checkAcc(`matmul ${va.name} @ ${vb.name}`, c.dtype, T.matmul(a.t, b.t), rMatmul(a.r, b.r, false), rMatmul(a.r, b.r, true));
+  }
+});
+
 // ---- indexing -----------------------------------------------------------------------------------------
 
 perDtype('gather / scatterAdd / embedding (negative indices, int32 and int64)', (c) => {
@@ -480,6 +498,22 @@ perDtype('gather / scatterAdd / embedding (negative indices, int32 and int64)', 
   const ids = [5, 0, -1, 2, 2, -6];
   const want = build([2, 3, 3], ([i, j, k]) => at(table.r, [(ids[i * 3 + j] + 6) % 6, k]));
   checkEw('embedding', c.dtype, T.embedding(table.t, T.tensor(ids, [2, 3], { dtype: 'int32', device: c.backend })), want);
+});
+
+perDtype('scatterInto: in-place writes at index positions (strided target, broadcast index, bad index)', (c) => {
+  // a KV-cache write: target [2, 3, 6, 4] viewed through a transpose, new rows [2, 3, 2, 4] at positions 4, 1
+  const base = view(c, { name: 'cache', base: [2, 6, 3, 4], steps: [['transpose', 1, 2]] });
+  const src = input(c, [2, 3, 2, 4]);
+  const pos = [4, -5]; // -5 is position 1
+  const index = T.expand(T.reshape(T.tensor(pos, [2], { dtype: 'int32', device: c.backend }), [1, 1, 2, 1]), [2, 3, 2, 4]);
+  const want = build([2, 3, 6, 4], ([b, h, t, d]) => (t === 4 ? at(src.r, [b, h, 0, d]) : t === 1 ? at(src.r, [b, h, 1, d]) : at(base.r, [b, h, t, d])));
+  T.scatterInto(base.t, 2, index, src.t);
+  checkEw('scatterInto a transposed cache', c.dtype, base.t, want);
+  // an out-of-range index is refused before anything is written
+  const before = read(base.t);
+  const bad = T.expand(T.reshape(T.tensor([0, 6], [2], { dtype: 'int64', device: c.backend }), [1, 1, 2, 1]), [2, 3, 2, 4]);
+  assert.throws(() => T.scatterInto(base.t, 2, bad, src.t), /scatter: index 6 is out of bounds for a dimension of size 6/);
+  assert.deepEqual(read(base.t).data, before.data, 'scatterInto wrote before its index check');
 });
 
 // ---- data movement and creation ---------------------------------------------------------------------

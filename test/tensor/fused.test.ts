@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { rmsNorm, rope, swiglu, attention, crossEntropyLoss, fp8Linear } from '../../src/tensor/ops/fused.js';
+import { rmsNorm, rope, ropeAppend, swiglu, attention, crossEntropyLoss, fp8Linear } from '../../src/tensor/ops/fused.js';
 import { applyRope } from '../../src/models/rope.js';
 import type { AttentionOptions } from '../../src/backend/backend.js';
 import { Rng } from '../../src/tensor/random.js';
@@ -237,4 +237,57 @@ forEachBackend('FP8 linear (e4m3 operands, float32 scales) equals the dequantize
       }
     }
   });
+});
+
+// A recorded decode step reads `past` from the device (pastAt) and attends over the whole KV cache: it must
+// equal the host-side past over the written keys, whatever the unwritten slots hold (here: huge values).
+forEachBackend('attention with a device-side past (pastAt) equals the host-side past over the written keys', ({ backend }) => {
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    T.tidy(() => {
+      const r = (shape: number[], seed: number): T.Tensor => T.randn(shape, seed, { device: backend }).cast(dtype);
+      const cap = 320;
+      const garbage = (seed: number, written: number): T.Tensor => {
+        const full = r([2, 2, cap, 64], seed);
+        T.scatterInto(full, 2, T.expand(T.reshape(T.arange(written, cap, 1, { device: backend }), [1, 1, cap - written, 1]), [2, 2, cap - written, 64]), T.full([2, 2, cap - written, 64], 3e4, { device: backend, dtype }));
+        return full;
+      };
+      for (const [S, past, window] of [[1, 299, null], [1, 40, 16], [2, 150, null], [1, 0, null]] as const) {
+        const k = garbage(31, past + S);
+        const v = garbage(32, past + S);
+        const q = r([2, 8, S, 64], 33);
+        const o: AttentionOptions = { scale: 1 / 8, causal: true, past, window };
+        const want = attention(q, T.slice(k, 2, 0, past + S), T.slice(v, 2, 0, past + S), o);
+        const at = T.tensor([past], [1], { dtype: 'int32', device: backend });
+        const got = attention(q, k, v, { ...o, past: 0, pastAt: at });
+        const e = relErr(got.cast('float32'), want.cast('float32'));
+        assert.ok(e < (dtype === 'float32' ? 1e-6 : 1e-2), `${dtype} S=${S} past=${past} window=${window}: differs by ${e.toExponential(2)}`);
+      }
+    });
+  }
+});
+
+// The decode step's fused RoPE + cache write must equal rope then scatterInto bit for bit, on every backend
+// (strided q/k/v as the decoder passes them, tables in another dtype).
+forEachBackend('ropeAppend equals rope + scatterInto into the KV cache', ({ backend }) => {
+  for (const [dtype, tables] of [['bfloat16', 'float32'], ['float32', 'float32'], ['float16', 'float16']] as const) {
+    T.tidy(() => {
+      const r = (shape: number[], seed: number): T.Tensor => T.randn(shape, seed, { device: backend }).cast(dtype);
+      const [B, H, KV, S, D, cap] = [2, 4, 2, 2, 16, 9];
+      const q = T.transpose(r([B, S, H, D], 1), 1, 2);
+      const k = T.transpose(r([B, S, KV, D], 2), 1, 2);
+      const v = T.transpose(r([B, S, KV, D], 3), 1, 2);
+      const angles = T.mul(T.rand([S, D / 2], 4, { device: backend }), 50);
+      const [cos, sin] = [T.unary('cos', angles).cast(tables), T.unary('sin', angles).cast(tables)];
+      const positions = T.tensor([5, 6], [S], { dtype: 'int32', device: backend });
+      const cache = (seed: number): T.Tensor => T.transpose(r([B, cap, KV, D], seed), 1, 2);
+      const [kc1, vc1, kc2, vc2] = [cache(5), cache(6), cache(5), cache(6)].map((c) => T.contiguous(c));
+      const qr = ropeAppend(q, k, v, cos, sin, positions, kc1, vc1);
+      const index = T.expand(T.reshape(positions, [1, 1, S, 1]), [B, KV, S, D]);
+      T.scatterInto(kc2, 2, index, rope(k, cos, sin));
+      T.scatterInto(vc2, 2, index, v);
+      assert.deepEqual(qr.toStorageArray(), rope(q, cos, sin).toStorageArray(), `${dtype}: q`);
+      assert.deepEqual(kc1.toStorageArray(), kc2.toStorageArray(), `${dtype}: k cache`);
+      assert.deepEqual(vc1.toStorageArray(), vc2.toStorageArray(), `${dtype}: v cache`);
+    });
+  }
 });

@@ -233,6 +233,22 @@ class CpuBackend implements Backend, FusedKernels {
     writeNumbers(out, cur);
   }
 
+  scatter(out: View, axis: number, index: View, src: View): void {
+    if (src.storage.dtype !== out.storage.dtype) throw new TypeError(`scatter: src is ${src.storage.dtype}, out is ${out.storage.dtype}`);
+    const idx = readIndices(index);
+    const size = out.shape[axis];
+    for (let i = 0; i < idx.length; i++) {
+      if (idx[i] < 0) idx[i] += size;
+      checkIndex(idx[i], size, 'scatter');
+    }
+    // out is addressed over the index's shape with its own strides, its coordinate on `axis` from the index
+    const target = viewOffsets({ storage: out.storage, shape: index.shape, strides: out.strides.map((s, d) => (d === axis ? 0 : s)), offset: out.offset });
+    const from = viewOffsets({ storage: src.storage, shape: index.shape, strides: src.strides, offset: src.offset });
+    const o = arrayOf(out);
+    const s = arrayOf(src);
+    for (let i = 0; i < idx.length; i++) o[target[i] + idx[i] * out.strides[axis]] = s[from[i]];
+  }
+
   softmax(x: View, axis: number, out: View): void {
     this.rowwise(x, axis, out, false);
   }
@@ -276,6 +292,19 @@ class CpuBackend implements Backend, FusedKernels {
   }
   rmsNormBackward(x: View, weight: View, rstd: View, gOut: View, gx: View, gw: View): void {
     F.rmsNormBackwardCpu(x, weight, rstd, gOut, gx, gw);
+  }
+  ropeAppend(q: View, k: View, v: View, cos: View, sin: View, positions: View, qOut: View, kCache: View, vCache: View): void {
+    F.ropeCpu(q, cos, sin, false, qOut);
+    const kr: View = { storage: this.alloc(k.storage.dtype, numel(k.shape)), shape: k.shape, strides: contiguousStrides(k.shape), offset: 0 };
+    try {
+      F.ropeCpu(k, cos, sin, false, kr);
+      // positions [S] broadcast over [B, KV, S, D] as the index of a scatter along the cache's position axis
+      const index: View = { storage: positions.storage, shape: k.shape, strides: [0, 0, positions.strides[0], 0], offset: positions.offset };
+      this.scatter(kCache, 2, index, kr);
+      this.scatter(vCache, 2, index, v);
+    } finally {
+      this.free(kr.storage);
+    }
   }
   rope(x: View, cos: View, sin: View, inverse: boolean, out: View): void {
     F.ropeCpu(x, cos, sin, inverse, out);

@@ -131,7 +131,16 @@ export function visible(o: AttentionOptions, qpos: number, t: number): boolean {
  * h reads KV head floor(h / (H / KV))); lse [B, H, S] float32 (log-sum-exp of the scaled, masked scores).
  * Probabilities are rounded to q's dtype before multiplying v, as transformers' eager attention does.
  */
-export function attentionCpu(q: View, k: View, v: View, o: AttentionOptions, out: View, lse: View): void {
+export function attentionCpu(q: View, k: View, v: View, opts: AttentionOptions, out: View, lse: View): void {
+  if (opts.pastAt) {
+    // the device-side past: its value, and the keys cut to the written ones
+    const past = readIndices(opts.pastAt)[0];
+    const n = Math.min(k.shape[2], Math.max(0, past + q.shape[2]));
+    const cut = (x: View): View => ({ storage: x.storage, shape: [x.shape[0], x.shape[1], n, x.shape[3]], strides: x.strides, offset: x.offset });
+    attentionCpu(q, cut(k), cut(v), { ...opts, past, pastAt: null }, out, lse);
+    return;
+  }
+  const o = opts;
   const [B, H, S, D] = q.shape;
   const KV = k.shape[1];
   const T = k.shape[2];
@@ -180,6 +189,7 @@ export function attentionCpu(q: View, k: View, v: View, o: AttentionOptions, out
 export function attentionBackwardCpu(
   q: View, k: View, v: View, out: View, lse: View, gOut: View, o: AttentionOptions, gq: View, gk: View, gv: View,
 ): void {
+  if (o.pastAt) throw new Error('attention backward: a device-side past (pastAt) is for inference only');
   const [B, H, S, D] = q.shape;
   const KV = k.shape[1];
   const T = k.shape[2];

@@ -5,7 +5,7 @@
 // (op, dtype) pairs without a kernel of their own (fp8, int16/int8/uint8/bool arithmetic) run through
 // float64 temporaries, which is exactly the CPU's float64 arithmetic with one rounding.
 
-import type { AdamWHyper, AttentionOptions, Backend, BinaryOp, CompareOp, FusedKernels, ReduceOp, Storage, UnaryOp, View } from '../backend.js';
+import type { AdamWHyper, AttentionOptions, Backend, BinaryOp, CompareOp, FusedKernels, GroupedLinear, LinearSegment, ReduceOp, Storage, UnaryOp, View } from '../backend.js';
 import { allocStorage, DTYPE_INFO, type DType, type StorageArray } from '../../tensor/dtype.js';
 import { contiguousStrides, isContiguous, numel } from '../../tensor/shape.js';
 import { KernelArgs, type CudaDriver, type DevicePtr } from './driver.js';
@@ -14,6 +14,7 @@ import { CachingAllocator, type DeviceBlock } from './allocator.js';
 import { COMPUTE_DTYPES, K, KernelLoader, type AccDType, type IndexDType, type KernelRef } from './kernels.js';
 import { MATMUL, REDUCE, ROW, STRIDED, matmulPlan, reducePlan, rowPlan, stridedLaunches, widenCopy } from './layout.js';
 import { CudaFused } from './fused.js';
+import { captureGraph, type CapturedGraph } from './graph.js';
 
 import type { Gemm } from './cublaslt.js';
 import { UserError } from '../../util/errors.js';
@@ -50,7 +51,7 @@ const ONE_BYTE_CONDITIONS: readonly DType[] = ['bool', 'uint8', 'int8'];
 const F32_ACC_SRC: readonly DType[] = ['float32', 'float16', 'bfloat16'];
 const F32_ACC_OUT: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float8_e4m3fn', 'float8_e5m2'];
 
-export class CudaBackend implements Backend, FusedKernels {
+export class CudaBackend implements Backend, FusedKernels, GroupedLinear {
   readonly name = 'cuda';
   readonly kernels: KernelLoader;
   private live = 0;
@@ -127,6 +128,15 @@ export class CudaBackend implements Backend, FusedKernels {
     });
     return out;
   }
+  /** true while a CUDA graph is being recorded (graph.ts): index errors cannot be read back then */
+  get capturing(): boolean {
+    return this.driver.capturing;
+  }
+  /** Records the device work `record` queues into a replayable CUDA graph (graph.ts). */
+  captureGraph(record: () => void): CapturedGraph {
+    return captureGraph(this.driver, this.allocator, record);
+  }
+
   /** Waits for all queued work; errors of asynchronous kernels surface here. */
   synchronize(): void {
     this.driver.synchronize();
@@ -245,7 +255,7 @@ export class CudaBackend implements Backend, FusedKernels {
   // ---- matmul ---------------------------------------------------------------------------------
 
   matmul(a: View, b: View, out: View): void {
-    if (this.gemm(a, b, out)) return;
+    if (this.fused.gemv.tryMatmul(a, b, out) || this.gemm(a, b, out)) return;
     const k = K.matmul(a.storage.dtype);
     if (k === null) {
       this.viaF64([a, b], ([ta, tb]) => this.intoF64(out, (o) => this.matmul(ta, tb, o)));
@@ -255,6 +265,11 @@ export class CudaBackend implements Backend, FusedKernels {
     if (plan === null) return;
     const args = this.args.matmul.bytes(0, plan.bytes).ptr(1, this.ptrOf(out)).ptr(2, this.ptrOf(a)).ptr(3, this.ptrOf(b));
     this.launch(k, plan.grid, plan.block, args);
+  }
+
+  /** Grouped few-row Linears with an epilogue (gemv.ts); false when the views do not fit its kernels. */
+  linearGroup(x: View, segments: readonly LinearSegment[], epilogue: 'none' | 'residual' | 'swiglu'): boolean {
+    return this.fused.gemv.tryGroup(x, segments, epilogue);
   }
 
   /** The injected GEMM (cuBLASLt); false when there is none or it declines the case. */
@@ -293,6 +308,23 @@ export class CudaBackend implements Backend, FusedKernels {
     });
   }
 
+  scatter(out: View, axis: number, index: View, src: View): void {
+    if (src.storage.dtype !== out.storage.dtype) throw new TypeError(`scatter: src is ${src.storage.dtype}, out is ${out.storage.dtype}`);
+    this.withIndex(index, (idx, idt) => {
+      const size = out.shape[axis];
+      this.resetError();
+      if (!this.capturing) {
+        this.elementwise(K.indexCheck(idt), this.args.check, index.shape, [this.op(idx)], (a) => a.i64(2, size).ptr(3, this.errWord.ptr));
+        this.throwIndexError('scatter', idx, size);
+      }
+      const ts = out.strides.map((s, d) => (d === axis ? 0 : s));
+      const k = K.scatter(DTYPE_INFO[out.storage.dtype].bytes, idt);
+      this.elementwise(k, this.args.gather, idx.shape, [{ ptr: this.ptrOf(out), strides: ts, offset: out.offset }, this.op(idx), this.op(src)], (a) =>
+        a.i64(4, size).i64(5, out.strides[axis]).ptr(6, this.errWord.ptr),
+      );
+    });
+  }
+
   /** Atomically adds src into out: in place when out is float32/float64, else via an accumulator copy. */
   private scatterInto(out: View, axis: number, idx: View, idt: IndexDType, src: View): void {
     const sd = src.storage.dtype;
@@ -324,11 +356,13 @@ export class CudaBackend implements Backend, FusedKernels {
   }
 
   private resetError(): void {
+    if (this.capturing) return; // nothing reads the word back during a capture: spare the graph a node
     this.driver.memsetD8(this.errWord.ptr, 0xff, 8);
   }
 
   /** Reads the error word (this synchronizes) and throws the CPU's RangeError for the first bad index. */
   private throwIndexError(op: string, idx: View, size: number): void {
+    if (this.capturing) return; // the kernels still never touch memory out of bounds
     const word = new BigUint64Array(1);
     this.driver.dtoh(word, this.errWord.ptr);
     if (word[0] === NO_ERROR) return;
@@ -354,6 +388,7 @@ export class CudaBackend implements Backend, FusedKernels {
   rmsNorm(x: View, weight: View, eps: number, out: View, rstd: View): void { this.fused.rmsNorm(x, weight, eps, out, rstd); }
   rmsNormBackward(x: View, weight: View, rstd: View, gOut: View, gx: View, gw: View): void { this.fused.rmsNormBackward(x, weight, rstd, gOut, gx, gw); }
   rope(x: View, cos: View, sin: View, inverse: boolean, out: View): void { this.fused.rope(x, cos, sin, inverse, out); }
+  ropeAppend(q: View, k: View, v: View, cos: View, sin: View, positions: View, qOut: View, kCache: View, vCache: View): void { this.fused.ropeAppend(q, k, v, cos, sin, positions, qOut, kCache, vCache); }
   swiglu(gate: View, up: View, out: View): void { this.fused.swiglu(gate, up, out); }
   swigluBackward(gate: View, up: View, gOut: View, gGate: View, gUp: View): void { this.fused.swigluBackward(gate, up, gOut, gGate, gUp); }
   attention(q: View, k: View, v: View, o: AttentionOptions, out: View, lse: View): void { this.fused.attention(q, k, v, o, out, lse); }

@@ -276,6 +276,7 @@ export class CudaDriver {
    */
   htod(dst: DevicePtr, src: ArrayBufferView): void {
     if (src.byteLength === 0) return;
+    this.assertNotCapturing('an upload from the host');
     const bytes = new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
     if (bytes.byteLength <= UPLOAD_MAX) {
       const staged = this.uploadRing().stage(bytes);
@@ -297,6 +298,7 @@ export class CudaDriver {
   }
   dtoh(dst: ArrayBufferView, src: DevicePtr): void {
     if (dst.byteLength === 0) return;
+    this.assertNotCapturing('a download to the host');
     const bytes = new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength);
     this.check('cuMemcpyDtoHAsync', this.f.cuMemcpyDtoHAsync_v2(bytes, src, dst.byteLength, this.stream));
     this.synchronize();
@@ -331,7 +333,7 @@ export class CudaDriver {
   }
   /** Runs `work` (which enqueues device work) between two profiling events when profiling is on. */
   profiled(name: string, work: () => void): void {
-    if (!this.profiling) {
+    if (!this.profiling || this.capturing) {
       work();
       return;
     }
@@ -394,6 +396,7 @@ export class CudaDriver {
     this.check(`cuLaunchKernel(${name})`, code);
   }
   synchronize(): void {
+    this.assertNotCapturing('a stream synchronization');
     this.check('cuStreamSynchronize', this.f.cuStreamSynchronize(this.stream));
   }
 
@@ -417,16 +420,34 @@ export class CudaDriver {
   }
 
   // graphs: capture the stream's work once, replay it with one launch
+  /** true between beginCapture and endCapture / abortCapture: work is recorded, not run */
+  capturing = false;
   beginCapture(): void {
     this.check('cuStreamBeginCapture', this.f.cuStreamBeginCapture_v2(this.stream, 2 /* relaxed */));
+    this.capturing = true;
   }
   endCapture(): Handle {
     const g: unknown[] = [null];
+    this.capturing = false;
     this.check('cuStreamEndCapture', this.f.cuStreamEndCapture(this.stream, g));
     const exec: unknown[] = [null];
     this.check('cuGraphInstantiate', this.f.cuGraphInstantiateWithFlags(exec, g[0], 0));
     this.check('cuGraphDestroy', this.f.cuGraphDestroy(g[0]));
     return exec[0];
+  }
+  /** Ends a capture that failed part way, discarding what it recorded. */
+  abortCapture(): void {
+    if (!this.capturing) return;
+    this.capturing = false;
+    const g: unknown[] = [null];
+    if (this.f.cuStreamEndCapture(this.stream, g) === 0 && g[0] !== null) this.f.cuGraphDestroy(g[0]);
+  }
+  /**
+   * A captured graph replays the recorded copies with the addresses and host memory of the recording, so
+   * host transfers and synchronization inside a capture are bugs in the caller: refuse them by name.
+   */
+  private assertNotCapturing(what: string): void {
+    if (this.capturing) throw new Error(`cuda: ${what} was requested while a CUDA graph is being captured; work inside a capture must stay on the device`);
   }
   graphLaunch(exec: Handle): void {
     this.check('cuGraphLaunch', this.f.cuGraphLaunch(exec, this.stream));

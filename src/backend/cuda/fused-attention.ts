@@ -20,7 +20,7 @@ import type { FusedLauncher, Temps } from './fused-host.js';
 export const ATTN_FIELDS = [
   'B', 'H', 'KV', 'S', 'T', 'D',
   'q_sb', 'q_sh', 'q_ss', 'k_sb', 'k_sh', 'k_st', 'v_sb', 'v_sh', 'v_st', 'o_sb', 'o_sh', 'o_ss', 'g_sb', 'g_sh', 'g_ss',
-  'past', 'window', 'causal', 'key_lo', 'key_hi', 'split_len',
+  'past', 'window', 'causal', 'key_lo', 'key_hi', 'split_len', 'past_at',
 ] as const;
 type AttnField = (typeof ATTN_FIELDS)[number];
 type AttnValues = Partial<Record<AttnField, number>>;
@@ -99,16 +99,22 @@ export class CudaAttention {
     const d = this.dtype('attention', q, out, lse);
     const g = dims(q, k);
     if (g.B * g.H * g.S === 0) return;
+    const decodes = isFlashDType(d) && g.D <= 128 && (g.H / g.KV) * g.S <= DECODE_MAX_ROWS && g.B * g.KV <= 65535;
+    if (o.pastAt) {
+      if (!decodes) throw new RangeError(`cuda attention: a device-side past needs the decode kernels (at most ${DECODE_MAX_ROWS} query rows per KV head, head dim <= 128, float32/16-bit), got q ${shapeStr(q.shape)} ${d}`);
+      if (o.pastAt.storage.dtype !== 'int32' || numel(o.pastAt.shape) !== 1) throw new TypeError('cuda attention: pastAt must be one int32 value');
+    }
     this.l.withTemps((t) => {
       const [qv, kv, vv] = [q, k, v].map((x) => unitRows(t, x, d));
       const ov = t.usable(out, isContiguous(out.shape, out.strides));
       const lv = t.usable(lse, isContiguous(lse.shape, lse.strides));
       const base = layoutValues(g, o, qv, kv, vv);
+      if (o.pastAt) base.past_at = this.l.addr(o.pastAt);
       const rows = g.B * g.H * g.S;
       const tc = this.tcPath(d, g.D);
       if (isFlashDType(d) && g.D <= 128) {
         const dp = padDim(g.D);
-        if ((g.H / g.KV) * g.S <= DECODE_MAX_ROWS && g.B * g.KV <= 65535) {
+        if (decodes) {
           this.decode(d, dp, g, o, base, t, ov, lv, [qv, kv, vv]);
         } else if (USE_TC_FORWARD && tc !== null) {
           const a = this.args.fwd.bytes(0, layoutBytes(base)).f64(1, o.scale).ptr(2, this.l.addr(ov)).ptr(3, this.l.addr(lv));
@@ -133,9 +139,10 @@ export class CudaAttention {
   /** Split-K decode: partial softmax states per key split, merged by attn_combine. */
   private decode(d: FlashDType, dp: FlashDim, g: Dims, o: AttentionOptions, base: AttnValues, t: Temps, out: View, lse: View, qkv: View[]): void {
     const groups = Math.ceil(((g.H / g.KV) * g.S) / DECODE_ROWS);
-    // the keys some query row can see: positions past .. past + S - 1
-    const keyLo = Math.min(g.T, o.window === null ? 0 : Math.max(0, o.past - o.window + 1));
-    const keyHi = o.causal ? Math.max(keyLo, Math.min(g.T, o.past + g.S)) : g.T;
+    // the keys some query row can see: positions past .. past + S - 1 (with a device-side past, the kernel
+    // narrows the whole cache down to them)
+    const keyLo = o.pastAt ? 0 : Math.min(g.T, o.window === null ? 0 : Math.max(0, o.past - o.window + 1));
+    const keyHi = o.pastAt ? g.T : o.causal ? Math.max(keyLo, Math.min(g.T, o.past + g.S)) : g.T;
     const keys = keyHi - keyLo;
     // enough CTAs to fill the GPU twice, but at least MIN_SPLIT_KEYS keys per split
     const ctas = g.B * g.KV * groups;
@@ -153,6 +160,7 @@ export class CudaAttention {
 
   backward(q: View, k: View, v: View, out: View, lse: View, gOut: View, o: AttentionOptions, gq: View, gk: View, gv: View): void {
     const d = this.dtype('attentionBackward', q, gq, lse);
+    if (o.pastAt) throw new Error('cuda attentionBackward: a device-side past (pastAt) is for inference only');
     const g = dims(q, k);
     for (const [name, x] of [['gk', gk], ['gv', gv]] as const) {
       if (x.storage.dtype !== d) throw new Error(`cuda attentionBackward: ${name} must be ${d}, got ${x.storage.dtype}`);

@@ -1,5 +1,5 @@
 // Names of the fused-routine kernels (kernels/rmsnorm.cu, pointwise.cu, cross_entropy.cu, attention.cu,
-// attention_tc.cu, attention_bwd.cu, attention_tc_bwd.cu), built here and nowhere else; the tables mirror the macro lists at the
+// attention_tc.cu, attention_bwd.cu, attention_tc_bwd.cu, gemv.cu), built here and nowhere else; the tables mirror the macro lists at the
 // end of those files, and fusedKernelRefs() feeds kernels.ts allKernelRefs() so test/backend/cuda-sources.test.ts
 // checks every name against the sources.
 //
@@ -52,6 +52,7 @@ export const FK = {
   rope: (x: FusedDType, table: FusedDType): KernelRef => ref('pointwise', `rope_${SFX[x]}_${SFX[table]}`),
   /** rotates 16 bytes of pairs per thread (pointwise.cu rope_body with V = 16 / element size) */
   ropeVec: (x: FusedDType, table: FusedDType): KernelRef => ref('pointwise', `rope_vec_${SFX[x]}_${SFX[table]}`),
+  ropeAppend: (x: FusedDType, table: FusedDType): KernelRef => ref('pointwise', `rope_append_${SFX[x]}_${SFX[table]}`),
   swiglu: (d: FusedDType): KernelRef => ref('pointwise', `swiglu_${SFX[d]}`),
   swigluBwd: (d: FusedDType): KernelRef => ref('pointwise', `swiglu_bwd_${SFX[d]}`),
   adamw: (d: FusedDType): KernelRef => ref('pointwise', `adamw_${SFX[d]}`),
@@ -69,6 +70,10 @@ export const FK = {
   attnBwdDkv: (d: FlashDType, dp: FlashDim): KernelRef => ref('attention_bwd', `attn_bwd_dkv_${SFX[d]}_d${dp}`),
   attnBwdDqGeneric: (d: FusedDType): KernelRef => ref('attention_bwd', `attn_bwd_dq_generic_${SFX[d]}`),
   attnBwdDkvGeneric: (d: FusedDType): KernelRef => ref('attention_bwd', `attn_bwd_dkv_generic_${SFX[d]}`),
+  /** gemv.cu: `rows` (1..8) activation rows against a transposed weight */
+  gemv: (d: TcDType, rows: number): KernelRef => ref('gemv', `gemv_${SFX[d]}_m${rows}`),
+  /** gemv.cu: silu(x @ gate^T) * (x @ up^T) */
+  gemvSwiglu: (d: TcDType, rows: number): KernelRef => ref('gemv', `gemv_swiglu_${SFX[d]}_m${rows}`),
 };
 
 /** Every fused kernel the backend can launch (for the source cross-check test). */
@@ -76,7 +81,7 @@ export function fusedKernelRefs(): KernelRef[] {
   const out: KernelRef[] = [];
   for (const d of FUSED_DTYPES) {
     out.push(FK.rmsNorm(d), FK.rmsNormBwd(d), FK.rmsNormGw(d), FK.swiglu(d), FK.swigluBwd(d), FK.adamw(d));
-    for (const t of FUSED_DTYPES) out.push(FK.rope(d, t), FK.ropeVec(d, t));
+    for (const t of FUSED_DTYPES) out.push(FK.rope(d, t), FK.ropeVec(d, t), FK.ropeAppend(d, t));
     for (const idx of ['int32', 'int64'] as const) out.push(FK.crossEntropy(d, idx), FK.crossEntropyBwd(d, idx));
     out.push(FK.attnCombine(d), FK.attnFwdGeneric(d), FK.attnBwdDelta(d), FK.attnBwdDqGeneric(d), FK.attnBwdDkvGeneric(d));
   }
@@ -84,5 +89,6 @@ export function fusedKernelRefs(): KernelRef[] {
     for (const dp of FLASH_DIMS) out.push(FK.attnFwd(d, dp), FK.attnDecode(d, dp), FK.attnBwdDq(d, dp), FK.attnBwdDkv(d, dp));
   }
   for (const d of TC_DTYPES) for (const dim of TC_DIMS) out.push(FK.attnFwdTc(d, dim), FK.attnBwdDqTc(d, dim), FK.attnBwdDkvTc(d, dim));
+  for (const d of TC_DTYPES) for (let m = 1; m <= 8; m++) out.push(FK.gemv(d, m), FK.gemvSwiglu(d, m));
   return out;
 }

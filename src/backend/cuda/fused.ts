@@ -18,8 +18,16 @@ import { STRIDED, stridedLaunches, type Operand } from './layout.js';
 import { FK, isFusedDType, type FusedDType } from './fused-kernels.js';
 import { FusedLauncher, POINTWISE_BLOCK, type FusedHost, type Temps } from './fused-host.js';
 import { CudaAttention } from './fused-attention.js';
+import { CudaGemv } from './gemv.js';
 
 const P = 8; // a pointer, int64 or double argument
+
+/** pointwise.cu RopeAppendLayout: every field an int64, in this order (test/backend/cuda-fused-sources.test.ts checks it) */
+export const ROPE_APPEND_FIELDS = [
+  'B', 'H', 'KV', 'S', 'D', 'cap',
+  'q', 'q_sb', 'q_sh', 'q_ss', 'k', 'k_sb', 'k_sh', 'k_ss', 'v', 'v_sb', 'v_sh', 'v_ss',
+  'cos', 'c_s', 'sin', 's_s', 'pos', 'qo', 'kc', 'vc', 'c_sb', 'c_sh', 'c_st',
+] as const;
 const STRIDED_ARG: readonly [number, number] = [STRIDED.SIZE, 8];
 
 /** float32 accumulation (and side outputs) for the 16/32-bit floats, float64 for float64 */
@@ -41,6 +49,7 @@ function expectDType(op: string, what: string, v: View, d: DType): void {
 export class CudaFused implements Omit<FusedKernels, 'scaledMatmul'> {
   private readonly l: FusedLauncher;
   private readonly attn: CudaAttention;
+  readonly gemv: CudaGemv;
   // one argument block per launch site, rewritten per call (cuLaunchKernel copies it at launch)
   private readonly args = {
     rmsNorm: new KernelArgs(Array<number>(10).fill(P)),
@@ -52,11 +61,13 @@ export class CudaFused implements Omit<FusedKernels, 'scaledMatmul'> {
     adamw: new KernelArgs([STRIDED_ARG, ...Array<number>(11).fill(P)]),
     ce: new KernelArgs(Array<number>(10).fill(P)),
     ceBwd: new KernelArgs(Array<number>(13).fill(P)),
+    ropeAppend: new KernelArgs([[ROPE_APPEND_FIELDS.length * 8, 8]]),
   };
 
   constructor(host: FusedHost, storagePtr: (v: View) => DevicePtr) {
     this.l = new FusedLauncher(host, storagePtr);
     this.attn = new CudaAttention(this.l);
+    this.gemv = new CudaGemv(this.l);
   }
 
   // ---- RMSNorm ------------------------------------------------------------------------------------
@@ -126,6 +137,37 @@ export class CudaFused implements Omit<FusedKernels, 'scaledMatmul'> {
         .ptr(1, this.l.base(out)).ptr(2, this.l.base(x)).ptr(3, this.l.addr(cos)).ptr(4, this.l.addr(s))
         .i64(5, half).i64(6, seq).i64(7, cos.strides[0]).i64(8, cos.strides[1]).i64(9, s.strides[0]).i64(10, s.strides[1]).f64(11, inverse ? -1 : 1);
       this.pointwise(vec ? FK.ropeVec(d, td) : FK.rope(d, td), a, shape, [lanes(out), shift(out), lanes(x), shift(x)]);
+    });
+  }
+
+  ropeAppend(q: View, k: View, v: View, cos: View, sin: View, positions: View, qOut: View, kCache: View, vCache: View): void {
+    const d = fusedDType('ropeAppend', q);
+    for (const [what, x] of [['k', k], ['v', v], ['qOut', qOut], ['kCache', kCache], ['vCache', vCache]] as const) expectDType('ropeAppend', what, x, d);
+    expectDType('ropeAppend', 'positions', positions, 'int32');
+    const td = fusedDType('ropeAppend', cos);
+    const [B, H, S, D] = q.shape;
+    const [, KV] = k.shape;
+    if (kCache.strides.some((s, i) => s !== vCache.strides[i]) || !isContiguous(qOut.shape, qOut.strides)) {
+      throw new Error('cuda ropeAppend: the K and V caches must share strides and qOut must be contiguous');
+    }
+    if (B * H * S * D === 0) return;
+    this.l.withTemps((t) => {
+      const unit = (x: View, dt: DType = d): View => t.usable(x, x.strides[x.shape.length - 1] === 1, dt);
+      const [qv, kv, vv, c, s] = [unit(q), unit(k), unit(v), unit(cos, td), unit(sin, td)];
+      const pos = t.usable(positions, isContiguous(positions.shape, positions.strides));
+      const f: Record<(typeof ROPE_APPEND_FIELDS)[number], number> = {
+        B, H, KV, S, D, cap: kCache.shape[2],
+        q: this.l.addr(qv), q_sb: qv.strides[0], q_sh: qv.strides[1], q_ss: qv.strides[2],
+        k: this.l.addr(kv), k_sb: kv.strides[0], k_sh: kv.strides[1], k_ss: kv.strides[2],
+        v: this.l.addr(vv), v_sb: vv.strides[0], v_sh: vv.strides[1], v_ss: vv.strides[2],
+        cos: this.l.addr(c), c_s: c.strides[0], sin: this.l.addr(s), s_s: s.strides[0], pos: this.l.addr(pos), qo: this.l.addr(qOut),
+        kc: this.l.addr(kCache), vc: this.l.addr(vCache), c_sb: kCache.strides[0], c_sh: kCache.strides[1], c_st: kCache.strides[2],
+      };
+      const bytes = new Uint8Array(ROPE_APPEND_FIELDS.length * 8);
+      const view = new DataView(bytes.buffer);
+      ROPE_APPEND_FIELDS.forEach((name, i) => view.setBigInt64(8 * i, BigInt(f[name]), true));
+      const n = B * (H + 2 * KV) * S * (D / 2);
+      this.l.launch(FK.ropeAppend(d, td), [this.l.grid(n, POINTWISE_BLOCK), 1, 1], [POINTWISE_BLOCK, 1, 1], 0, this.args.ropeAppend.bytes(0, bytes));
     });
   }
 

@@ -14,7 +14,7 @@ import type { CudaDriver, Handle } from './driver.js';
 import type { Nvrtc } from './nvrtc.js';
 import { fusedKernelRefs } from './fused-kernels.js';
 
-export const KERNEL_FILES = ['elementwise', 'reduce', 'softmax', 'index', 'random', 'matmul', 'rmsnorm', 'pointwise', 'cross_entropy', 'attention', 'attention_tc', 'attention_bwd', 'attention_tc_bwd'] as const;
+export const KERNEL_FILES = ['elementwise', 'reduce', 'softmax', 'index', 'random', 'matmul', 'rmsnorm', 'pointwise', 'cross_entropy', 'attention', 'attention_tc', 'attention_bwd', 'attention_tc_bwd', 'gemv'] as const;
 export type KernelFile = (typeof KERNEL_FILES)[number];
 
 export interface KernelRef {
@@ -89,6 +89,7 @@ export const K = {
   },
   gather: (bytes: number, index: IndexDType): KernelRef => ref('index', `gather_${WORD[bytes]}_${sfx(index)}`),
   indexCheck: (index: IndexDType): KernelRef => ref('index', `index_check_${sfx(index)}`),
+  scatter: (bytes: number, index: IndexDType): KernelRef => ref('index', `scatter_${WORD[bytes]}_${sfx(index)}`),
   scatterAdd(src: DType, index: IndexDType, acc: AccDType): KernelRef | null {
     const ok = acc === 'float64' ? COMPUTE_DTYPES.includes(src) : SCATTER_F32_SRC.includes(src);
     return ok ? ref('index', `scatter_add_${sfx(src)}_${sfx(index)}_${sfx(acc)}`) : null;
@@ -115,7 +116,7 @@ export function allKernelRefs(): KernelRef[] {
   out.push(K.copyRaw(16));
   for (const bytes of [1, 2, 4, 8]) {
     out.push(K.copyRaw(bytes));
-    for (const idx of INDEX_DTYPES) out.push(K.gather(bytes, idx));
+    for (const idx of INDEX_DTYPES) out.push(K.gather(bytes, idx), K.scatter(bytes, idx));
   }
   for (const idx of INDEX_DTYPES) out.push(K.indexCheck(idx));
   out.push(...fusedKernelRefs());

@@ -41,6 +41,21 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   });
 }
 
+/**
+ * Inference: RoPE on q and k, k and v written into KV-cache buffers [B, KV, capacity, D] at device-side
+ * positions (int32 [S]); returns the rotated q. Equals rope + scatterInto (one kernel on CUDA).
+ */
+export function ropeAppend(q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, positions: Tensor, kCache: Tensor, vCache: Tensor): Tensor {
+  assertSameBackend('ropeAppend', q, k, v, cos, sin, positions, kCache, vCache);
+  const [b, , s, d] = q.shape;
+  const fits = q.ndim === 4 && k.ndim === 4 && v.ndim === 4 && k.shape.every((x, i) => x === v.shape[i]) && k.shape[0] === b && k.shape[2] === s && k.shape[3] === d
+    && kCache.ndim === 4 && kCache.shape.every((x, i) => x === vCache.shape[i] && (i === 2 || x === k.shape[i])) && positions.ndim === 1 && positions.shape[0] === s;
+  if (!fits) throw new RangeError(`ropeAppend: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}, cache ${shapeStr(kCache.shape)}, positions ${shapeStr(positions.shape)} do not fit together`);
+  const qOut = empty(q.shape, q.dtype, q.backend);
+  kernels(q).ropeAppend(q, k, v, cos, sin, positions, qOut, kCache, vCache);
+  return qOut;
+}
+
 /** silu(gate) * up */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   assertSameBackend('swiglu', gate, up);

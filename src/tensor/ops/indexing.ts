@@ -1,4 +1,4 @@
-// Gather / scatter-add along an axis (torch semantics) and row lookup (embeddings).
+// Gather / scatter-add / scatter along an axis (torch semantics) and row lookup (embeddings).
 
 import type { Tensor } from '../tensor.js';
 import { isFloatDType } from '../dtype.js';
@@ -39,6 +39,20 @@ export function scatterAdd(base: Tensor, axisIn: number, index: Tensor, src: Ten
   base.backend.copy(base, out);
   base.backend.scatterAdd(out, axis, index, src);
   return record(out, 'scatterAdd', [base, src], (g) => [g, gatherNoGrad(g, axis, index)]);
+}
+
+/**
+ * Writes src into `out` at index positions along an axis, in place (torch's out.scatter_(axis, index, src));
+ * not differentiable. src is converted to out's dtype first. KV caches write new positions this way when
+ * the position lives on the device (a recorded CUDA graph replays at every position).
+ */
+export function scatterInto(out: Tensor, axisIn: number, index: Tensor, src: Tensor): void {
+  checkIndexTensor('scatter', index);
+  assertSameBackend('scatter', out, index, src);
+  const axis = normAxis(axisIn, out.ndim);
+  const fits = index.ndim === out.ndim && src.ndim === out.ndim && index.shape.every((d, i) => d <= src.shape[i] && (i === axis || d <= out.shape[i]));
+  if (!fits) throw new RangeError(`scatter: index ${shapeStr(index.shape)} does not fit out ${shapeStr(out.shape)} and src ${shapeStr(src.shape)} on axis ${axis}`);
+  out.backend.scatter(out, axis, index, src.dtype === out.dtype ? src : src.cast(out.dtype));
 }
 
 function gatherNoGrad(x: Tensor, axis: number, index: Tensor): Tensor {

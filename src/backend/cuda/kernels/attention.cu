@@ -109,6 +109,38 @@ MOPT_DEV void attn_fwd_body(const AttnLayout& L, float scale, typename T::S* out
 }
 
 /**
+ * Keys (or values) t0 .. t0 + 31 of a [T, d] matrix (row stride st) into dst[32][DP + 4] as float, zero
+ * beyond t_end and d: one warp. A decode step is latency-bound, so for 16-bit dtypes with whole aligned
+ * rows every lane issues all its 16-byte loads (DP / 8 of them) before converting any.
+ */
+template <class T, int DP>
+MOPT_DEV void decode_load_block(float* dst, const typename T::S* src, i64_t st, i64_t t0, i64_t t_end, int d, int lane) {
+  constexpr int LD = DP + 4, CPR = DP / 8;  // 16-byte chunks per row = chunks per lane
+  if (sizeof(typename T::S) == 2 && d == DP && st % 8 == 0 && ((u64_t)src & 15) == 0) {
+    U4 raw[CPR];
+#pragma unroll
+    for (int j = 0; j < CPR; j++) {
+      const int e = lane + 32 * j, r = e / CPR, c = (e % CPR) * 8;
+      if (t0 + r < t_end) raw[j] = ld_global16(src + (t0 + r) * st + c);
+      else raw[j].w[0] = raw[j].w[1] = raw[j].w[2] = raw[j].w[3] = 0u;
+    }
+#pragma unroll
+    for (int j = 0; j < CPR; j++) {
+      const int e = lane + 32 * j, r = e / CPR, c = (e % CPR) * 8;
+      float f[8];
+      widen8<T>(raw[j], f);
+      *reinterpret_cast<F4*>(dst + r * LD + c) = F4{f[0], f[1], f[2], f[3]};
+      *reinterpret_cast<F4*>(dst + r * LD + c + 4) = F4{f[4], f[5], f[6], f[7]};
+    }
+    return;
+  }
+  for (int e = lane; e < 32 * DP; e += 32) {
+    const int kr = e / DP, c = e % DP;
+    dst[kr * LD + c] = t0 + kr < t_end && c < d ? load_f<T>(src + (t0 + kr) * st + c) : 0.f;
+  }
+}
+
+/**
  * Decode: rows of one KV head are (query head, position) pairs, i = (h - kvh*rep) * S + s; this CTA
  * takes rows [8*blockIdx.z, +8) and keys [key_lo + split*split_len, +split_len) ∩ [key_lo, key_hi).
  * part[(row * splits + split) * (D + 2) + {0: max, 1: sum of exp, 2 + c: unnormalised output c}].
@@ -133,8 +165,17 @@ MOPT_DEV void attn_decode_body(const AttnLayout& L, float scale, float* part, co
   }
   const typename T::S* kb = k + b * L.k_sb + kvh * L.k_sh;
   const typename T::S* vb = v + b * L.v_sb + kvh * L.v_sh;
-  const i64_t k_begin = L.key_lo + split * L.split_len;
-  const i64_t k_end = k_begin + L.split_len < L.key_hi ? k_begin + L.split_len : L.key_hi;
+  // splits cover [key_lo, key_hi) as the host saw it; with a device-side past (pastAt) that is the whole
+  // cache, and the keys any row can see are narrowed here: unwritten slots past + S .. and the window
+  i64_t past = L.past, lo = L.key_lo, hi = L.key_hi;
+  if (L.past_at != 0) {
+    past = *reinterpret_cast<const int*>(L.past_at);
+    hi = past + L.S < hi ? past + L.S : hi;
+    if (L.window >= 0 && past - L.window + 1 > lo) lo = past - L.window + 1;
+  }
+  const i64_t split_begin = L.key_lo + split * L.split_len;
+  const i64_t k_begin = split_begin > lo ? split_begin : lo;
+  const i64_t k_end = split_begin + L.split_len < hi ? split_begin + L.split_len : hi;
   float o[R][CG], m[R], l[R];
 #pragma unroll
   for (int r = 0; r < R; r++) {
@@ -145,10 +186,7 @@ MOPT_DEV void attn_decode_body(const AttnLayout& L, float scale, float* part, co
   }
   __syncthreads();
   for (i64_t t0 = k_begin + warp * 32; t0 < k_end; t0 += W * 32) {
-    for (int e = lane; e < 32 * DP; e += 32) {
-      const int kr = e / DP, c = e % DP;
-      Kw[kr * LD + c] = t0 + kr < k_end && c < d ? load_f<T>(kb + (t0 + kr) * L.k_st + c) : 0.f;
-    }
+    decode_load_block<T, DP>(Kw, kb, L.k_st, t0, k_end, d, lane);
     __syncwarp();
     float s[R];
 #pragma unroll
@@ -166,7 +204,7 @@ MOPT_DEV void attn_decode_body(const AttnLayout& L, float scale, float* part, co
 #pragma unroll
     for (int r = 0; r < R; r++) {
       const i64_t i = row0 + r;
-      const bool ok = i < nrows && t < k_end && visible(L, L.past + i % L.S, t);
+      const bool ok = i < nrows && t < k_end && visible(L, past + i % L.S, t);
       const float sc = ok ? s[r] * scale : NEG_INF;
       const float mx = group_max<32>(sc);
       const float mn = m[r] > mx ? m[r] : mx;
@@ -179,10 +217,7 @@ MOPT_DEV void attn_decode_body(const AttnLayout& L, float scale, float* part, co
       for (int c = 0; c < CG; c++) o[r][c] *= alpha;
     }
     __syncwarp();  // every lane is done reading K: the block now takes V
-    for (int e = lane; e < 32 * DP; e += 32) {
-      const int kr = e / DP, c = e % DP;
-      Kw[kr * LD + c] = t0 + kr < k_end && c < d ? load_f<T>(vb + (t0 + kr) * L.v_st + c) : 0.f;
-    }
+    decode_load_block<T, DP>(Kw, vb, L.v_st, t0, k_end, d, lane);
     __syncwarp();
 #pragma unroll 2
     for (int kk = 0; kk < 32; kk += 4) {

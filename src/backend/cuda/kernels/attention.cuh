@@ -24,6 +24,7 @@ struct AttnLayout {
   i64_t past, window, causal;  // window < 0: no sliding window
   i64_t key_lo, key_hi;  // decode: the keys any query row can see, [key_lo, key_hi)
   i64_t split_len;       // decode: keys per split (a multiple of 32)
+  i64_t past_at;         // decode: address of a device int32 holding past (backend.ts pastAt), 0 for none
 };
 
 MOPT_DEV bool visible(const AttnLayout& L, i64_t qpos, i64_t t) {

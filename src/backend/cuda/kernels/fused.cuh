@@ -61,5 +61,47 @@ MOPT_DEV C block_sum(C v, C* part) {
   return w;
 }
 
+/** 16 bytes as four words (own type: NVRTC compiles without the CUDA headers that define uint4). */
+struct alignas(16) U4 { u32_t w[4]; };
+
+/** One 16-byte global load (p 16-byte aligned). */
+MOPT_DEV U4 ld_global16(const void* p) {
+  U4 c;
+  asm("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "l"(p));
+  return c;
+}
+/** The same through the read-only path: for data no running kernel writes (weights). */
+MOPT_DEV U4 ld_global16_nc(const void* p) {
+  U4 c;
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "l"(p));
+  return c;
+}
+
+/** The 8 float values of 16 bytes of a 16-bit float dtype T. */
+template <class T>
+MOPT_DEV void widen8(const U4& c, float (&f)[8]) {
+  const u16_t* h = reinterpret_cast<const u16_t*>(&c);
+#pragma unroll
+  for (int i = 0; i < 8; i++) f[i] = T::load(h[i]);
+}
+// bfloat16 is the top half of a float32: a shift, not the generic decode
+template <>
+__device__ __forceinline__ void widen8<dt::bf16>(const U4& c, float (&f)[8]) {
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    f[2 * i] = __uint_as_float(c.w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(c.w[i] & 0xffff0000u);
+  }
+}
+
+/** silu(gate) * up for one element (pointwise.cu swiglu, gemv.cu): silu rounded to T as its own op would be. */
+template <class T>
+MOPT_DEV typename Acc<T>::type swiglu_one(typename T::S gs, typename T::S us) {
+  typedef typename Acc<T>::type C;
+  const C g = (C)T::load(gs);
+  const C silu = round_to<T>(g * (C(1) / (C(1) + m_exp(-g))));
+  return silu * (C)T::load(us);
+}
+
 /** The dynamic shared memory of a fused kernel, 16-byte aligned (16-byte loads); one symbol per module. */
 alignas(16) extern __shared__ unsigned char fused_smem[];

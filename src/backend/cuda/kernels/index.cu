@@ -29,6 +29,16 @@ MOPT_DEV void gather_body(const Strided& L, W* out, const I* index, const W* x, 
   });
 }
 
+// scatter moves bit patterns too; it records bad indices itself (the host checks first outside a graph
+// capture, where it cannot read the error word back)
+template <class W, class I>
+MOPT_DEV void scatter_body(const Strided& L, W* target, const I* index, const W* src, i64_t size, i64_t axis_stride, u64_t* err) {
+  for_each_strided<3>(L, [&](u64_t i, const i64_t* o) {
+    i64_t j;
+    if (load_index(index, o[1], size, i, err, j)) target[o[0] + j * axis_stride] = src[o[2]];
+  });
+}
+
 template <class I>
 MOPT_DEV void check_body(const Strided& L, const I* index, i64_t size, u64_t* err) {
   for_each_strided<1>(L, [&](u64_t i, const i64_t* o) {
@@ -57,6 +67,14 @@ MOPT_DEV void scatter_add_body(const Strided& L, A* target, const I* index, cons
   }
 #define MOPT_GATHER_FOR(name, W) MOPT_INDEX_TYPES_WITH(MOPT_DEF_GATHER, name)
 MOPT_WORDS(MOPT_GATHER_FOR)
+
+#define MOPT_DEF_SCATTER_STORE(W, I, IT)                                                                 \
+  MOPT_KERNEL scatter_##W##_##I(Strided L, W##_t* target, const IT* index, const W##_t* src, i64_t size, \
+                                i64_t axis_stride, u64_t* err) {                                         \
+    scatter_body<W##_t, IT>(L, target, index, src, size, axis_stride, err);                              \
+  }
+#define MOPT_SCATTER_STORE_FOR(name, W) MOPT_INDEX_TYPES_WITH(MOPT_DEF_SCATTER_STORE, name)
+MOPT_WORDS(MOPT_SCATTER_STORE_FOR)
 
 #define MOPT_DEF_CHECK(unused, I, IT)                                                                                      \
   MOPT_KERNEL index_check_##I(Strided L, const IT* index, i64_t size, u64_t* err) { check_body<IT>(L, index, size, err); }

@@ -42,15 +42,6 @@ MOPT_DEV void rope_body(const Strided& L, typename T::S* out, const typename T::
   });
 }
 
-/** silu(g) * u, silu rounded to the dtype first (two ops in transformers), in Acc<T> (float32 / float64). */
-template <class T>
-MOPT_DEV typename Acc<T>::type swiglu_one(typename T::S gs, typename T::S us) {
-  typedef typename Acc<T>::type C;
-  const C g = (C)T::load(gs);
-  const C silu = round_to<T>(g * (C(1) / (C(1) + m_exp(-g))));
-  return silu * (C)T::load(us);
-}
-
 /** out = silu(gate) * up. */
 template <class T>
 MOPT_DEV void swiglu_body(const Strided& L, typename T::S* out, const typename T::S* gate, const typename T::S* up) {
@@ -165,6 +156,63 @@ MOPT_DEV void adamw_body(const Strided& L, typename T::S* param, const typename 
   }
 #define MOPT_DEF_ROPE_ALL(T) MOPT_ROPE_TABLES(MOPT_DEF_ROPE, T)
 MOPT_FUSED_DTYPES(MOPT_DEF_ROPE_ALL)
+
+// Must match src/backend/cuda/fused.ts ROPE_APPEND_FIELDS (every field an i64_t, in this order). Addresses
+// are element 0 of each view; q, k, v, the tables and the caches have unit-stride last dims.
+struct RopeAppendLayout {
+  i64_t B, H, KV, S, D, cap;
+  i64_t q, q_sb, q_sh, q_ss, k, k_sb, k_sh, k_ss, v, v_sb, v_sh, v_ss;  // [B, H|KV, S, D] views
+  i64_t cos, c_s, sin, s_s;                                              // rows [S, D/2]
+  i64_t pos;                                                             // int32 [S]
+  i64_t qo;                                                              // [B, H, S, D] contiguous
+  i64_t kc, vc, c_sb, c_sh, c_st;                                        // caches [B, KV, cap, D]
+};
+
+/**
+ * A decode step's attention inputs in one pass (backend.ts ropeAppend): q rotated into qo, k rotated and v
+ * copied into the caches at positions pos[s]. One element per (b, head of q|k|v, s, pair j): the rotation
+ * is rope_body's, in float64 with one rounding, so results equal rope + scatter bit for bit. A position
+ * outside the cache is skipped (the host checks the capacity).
+ */
+template <class T, class U>
+MOPT_DEV void rope_append_body(const RopeAppendLayout& L) {
+  typedef typename T::S S;
+  typedef typename U::S C;
+  const i64_t half = L.D / 2, heads = L.H + 2 * L.KV;
+  const u64_t n = (u64_t)(L.B * heads * L.S * half);
+  for (u64_t i = global_thread(); i < n; i += global_threads()) {
+    const i64_t j = (i64_t)(i % (u64_t)half), r = (i64_t)(i / (u64_t)half);
+    const i64_t s = r % L.S, hh = (r / L.S) % heads, b = r / (L.S * heads);
+    const bool is_q = hh < L.H, is_k = !is_q && hh < L.H + L.KV;
+    const i64_t h = is_q ? hh : is_k ? hh - L.H : hh - L.H - L.KV;
+    const S* x = is_q ? reinterpret_cast<const S*>(L.q) + b * L.q_sb + h * L.q_sh + s * L.q_ss
+               : is_k ? reinterpret_cast<const S*>(L.k) + b * L.k_sb + h * L.k_sh + s * L.k_ss
+                      : reinterpret_cast<const S*>(L.v) + b * L.v_sb + h * L.v_sh + s * L.v_ss;
+    S* out;
+    if (is_q) {
+      out = reinterpret_cast<S*>(L.qo) + ((b * L.H + h) * L.S + s) * L.D;
+    } else {
+      const i64_t p = reinterpret_cast<const int*>(L.pos)[s];
+      if (p < 0 || p >= L.cap) continue;
+      out = reinterpret_cast<S*>(is_k ? L.kc : L.vc) + b * L.c_sb + h * L.c_sh + p * L.c_st;
+    }
+    if (!is_q && !is_k) {
+      out[j] = x[j];
+      out[j + half] = x[j + half];
+      continue;
+    }
+    const double c = U::load(reinterpret_cast<const C*>(L.cos)[s * L.c_s + j]), sn = (double)U::load(reinterpret_cast<const C*>(L.sin)[s * L.s_s + j]);
+    const double a = T::load(x[j]), bb = T::load(x[j + half]);
+    out[j] = T::store(a * c - bb * sn);
+    out[j + half] = T::store(bb * c + a * sn);
+  }
+}
+#define MOPT_DEF_ROPE_APPEND(T, U)                                                                               \
+  extern "C" __global__ void __launch_bounds__(256) rope_append_##T##_##U(RopeAppendLayout L) {                 \
+    rope_append_body<dt::T, dt::U>(L);                                                                           \
+  }
+#define MOPT_DEF_ROPE_APPEND_ALL(T) MOPT_ROPE_TABLES(MOPT_DEF_ROPE_APPEND, T)
+MOPT_FUSED_DTYPES(MOPT_DEF_ROPE_APPEND_ALL)
 
 #define MOPT_DEF_POINTWISE(T)                                                                                      \
   extern "C" __global__ void __launch_bounds__(256) swiglu_##T(Strided L, dt::T::S* out, const dt::T::S* gate,    \

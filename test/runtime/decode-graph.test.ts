@@ -1,0 +1,92 @@
+// Decoding at a device-side position (what a recorded CUDA graph replays): the forward must equal the
+// host-position forward, and GraphDecoder's steps (recorded and replayed on CUDA, eager elsewhere) must
+// give the eager decode's logits at every step.
+
+import assert from 'node:assert/strict';
+import { parseDecoderConfig } from '../../src/models/config.js';
+import { initModel, loadModel } from '../../src/models/load.js';
+import type { DecoderLM } from '../../src/models/decoder.js';
+import { GraphDecoder } from '../../src/runtime/decode-graph.js';
+import * as T from '../../src/tensor/index.js';
+import { STORIES_HF, DATA_SKIP } from '../helpers/paths.js';
+import { forEachBackend } from '../helpers/backends.js';
+
+function relErr(a: Float32Array, b: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+function logits(model: DecoderLM, ids: number[], opts: Parameters<DecoderLM['forward']>[1]): Float32Array {
+  return T.tidy(() => model.forward(T.tensor(ids, [1, ids.length], { dtype: 'int32', device: model.backend }), { ...opts, lastOnly: true }).toFloat32Array());
+}
+
+forEachBackend('a forward at a device-side position equals the host-position forward (GQA, sliding window)', ({ name }) => {
+  const config = parseDecoderConfig(
+    {
+      model_type: 'mistral', vocab_size: 96, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
+      num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, sliding_window: 6,
+    },
+    'test config',
+  );
+  const model = initModel(config, 11, { device: name });
+  const prompt = [3, 14, 15, 92, 65, 35, 8, 9];
+  T.noGrad(() => {
+    const host = model.newCache(1, 32);
+    const dev = model.newCache(1, 32);
+    const pos = model.devicePosition(32);
+    try {
+      logits(model, prompt, { cache: host });
+      logits(model, prompt, { cache: dev });
+      // one token, then two at once (positions at, at + 1)
+      for (const ids of [[7], [21, 40]]) {
+        const want = logits(model, ids, { cache: host });
+        model.backend.copy(T.tensor([dev.length], [1], { dtype: 'int32', device: model.backend }), pos.at);
+        const got = logits(model, ids, { cache: dev, position: pos });
+        dev.length += ids.length;
+        assert.ok(relErr(got, want) < 1e-5, `${ids.length} token(s): differs by ${relErr(got, want)}`);
+      }
+      assert.throws(() => logits(model, [1], { position: pos }), /device-side position needs a KV cache/);
+    } finally {
+      pos.dispose();
+      host.dispose();
+      dev.dispose();
+    }
+  });
+});
+
+forEachBackend('GraphDecoder steps give the eager decode logits (stories260K, float32 and bfloat16)', ({ name }, t) => {
+  if (DATA_SKIP) return t.skip(DATA_SKIP);
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    const model = loadModel(STORIES_HF, { device: name, dtype });
+    T.noGrad(() => {
+      const eager = model.newCache(1, 64);
+      const graphed = model.newCache(1, 64);
+      const dec = new GraphDecoder(model, graphed, false);
+      try {
+        const prompt = [1, 403, 411];
+        let row = logits(model, prompt, { cache: eager });
+        logits(model, prompt, { cache: graphed });
+        for (let step = 0; step < 24; step++) {
+          const token = row.indexOf(Math.max(...row));
+          const got = dec.step(token);
+          row = logits(model, [token], { cache: eager });
+          assert.equal(got.kind, 'logits');
+          if (got.kind !== 'logits') return;
+          const e = relErr(got.row, row);
+          assert.ok(e < (dtype === 'float32' ? 1e-5 : 2e-2), `${dtype} step ${step}: differs by ${e.toExponential(2)}`);
+        }
+        assert.equal(graphed.length, eager.length);
+      } finally {
+        dec.dispose();
+        eager.dispose();
+        graphed.dispose();
+      }
+    });
+    for (const p of model.parameters()) p.dispose();
+  }
+});
