@@ -2,8 +2,9 @@
 // batches) against row-major weights w [N, K] (torch.nn.Linear layout; the matmul's b is its transposed
 // view). At this size a GEMM is a stream over the weight: every weight byte is read once from HBM, so the
 // kernel is built to keep many 16-byte loads in flight: one warp per output column n, each lane loading
-// U = 4 independent 16-byte chunks (32 elements) of the weight row before using any, the M activation rows
-// read alongside (they are small and stay in L1/L2).
+// U independent 16-byte chunks of the weight row before using any (8 for one weight and up to two rows:
+// a whole 2048-long row in one round trip; 4 otherwise, where registers run short), the M activation
+// rows read alongside (they are small and stay in L1/L2). The chunk order per lane does not depend on U.
 //
 // One launch serves up to three weights that share the input (q/k/v projections: segments of the launch's
 // columns), and an epilogue can replace the op that would follow (one kernel node fewer per use in a
@@ -20,7 +21,6 @@
 #include "fused.cuh"
 
 #define MOPT_GEMV_WARPS 8
-#define MOPT_GEMV_UNROLL 4
 #define MOPT_GEMV_SEGS 3
 
 // Must match src/backend/cuda/gemv.ts GEMV_FIELDS (every field an i64_t, in this order).
@@ -40,7 +40,7 @@ struct GemvLayout {
 /** acc[m] += a[m, :] . w[:] over a warp's share of K (lane-strided 16-byte chunks), then summed over the warp. */
 template <class T, int M, int NW>
 MOPT_DEV void gemv_dot(float (&acc)[NW][M], const typename T::S* a, i64_t lda, const typename T::S* const (&w)[NW], i64_t K, int lane) {
-  constexpr int U = MOPT_GEMV_UNROLL, E = 8;
+  constexpr int U = NW == 1 && M <= 2 ? 8 : 4, E = 8;
   const i64_t chunks = K / E;
   for (i64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
     U4 wc[NW][U];
