@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { loadModel } from '../models/load.js';
 import type { DecoderLM } from '../models/decoder.js';
+import { isModeloptCheckpoint, loadModelopt } from '../export/modelopt-load.js';
 import { Tokenizer } from '../io/tokenizer.js';
 import { readJsonFile } from '../io/json-file.js';
 import { readNpy } from '../io/npy.js';
@@ -83,6 +84,8 @@ export function openModel(dir: string, dtype: DType, device: string): OpenedMode
   if (isQuantDir(dir)) {
     model = loadQuantized(dir, { dtype, device }).model;
     dir = readState(dir).source;
+  } else if (isModeloptCheckpoint(dir)) {
+    model = loadModelopt(dir, { dtype, device }).model;
   } else {
     model = loadModel(dir, { dtype, device });
   }

@@ -10,6 +10,7 @@ import { registerForward } from './forward.js';
 import { registerTokenize } from './tokenize.js';
 import { registerInspect } from './inspect.js';
 import { registerQuantize } from './quantize.js';
+import { registerExport } from './export.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
         '  mopt eval ppl --model ./my-model --data held-out.txt --seq-len 512 --json',
         '  mopt forward --model ./my-model --ids-file ids.npy --out logits.npy',
         '  mopt quantize --model ./my-model --format fp8 --calib-data calib.txt --out ./my-model-fp8',
+        '  mopt export --from ./my-model-fp8 --out ./my-model-fp8-hf',
         '',
         'Every command takes --help and --json.',
       ].join('\n'),
@@ -42,6 +44,7 @@ export function buildProgram(): Command {
   registerTokenize(program);
   registerInspect(program);
   registerQuantize(program);
+  registerExport(program);
   return program;
 }
 

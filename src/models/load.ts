@@ -7,6 +7,7 @@ import { parseDecoderConfig, type DecoderConfig } from './config.js';
 import { DecoderLM, parameterSpecs } from './decoder.js';
 import { readJsonFile } from '../io/json-file.js';
 import { SafetensorsCheckpoint } from '../io/safetensors.js';
+import type { RawTensor } from '../io/raw-tensor.js';
 import { fromStorage, randn, full, mul, max, unary, keep, tidy, noGrad, type DType, type Tensor } from '../tensor/index.js';
 import { getBackend } from '../backend/registry.js';
 import { UserError } from '../util/errors.js';
@@ -16,6 +17,11 @@ export interface LoadOptions {
   /** compute dtype of the weights (default float32) */
   dtype?: DType;
   device?: string;
+  /**
+   * For checkpoints that store some parameters in another form (quantized exports): the float values of
+   * parameter `name` with shape `shape`, or null to read it from the file as usual.
+   */
+  storedAs?: (name: string, shape: readonly number[]) => RawTensor | null;
 }
 
 export function readModelConfig(dir: string): DecoderConfig {
@@ -42,6 +48,11 @@ export function loadModel(dir: string, opts: LoadOptions = {}): DecoderLM {
   try {
     const params = new Map<string, Tensor>();
     for (const spec of parameterSpecs(config)) {
+      const substitute = opts.storedAs?.(spec.name, spec.shape) ?? null;
+      if (substitute !== null) {
+        params.set(spec.name, keep(tidy(() => fromStorage(substitute.data, substitute.shape, substitute.dtype, { device: backend }).cast(dtype))));
+        continue;
+      }
       if (!ckpt.has(spec.name)) {
         throw new UserError(
           `${dir}: the checkpoint has no tensor "${spec.name}", which config.json (${config.modelType}, ${config.numLayers} layers) requires; the weights and config.json do not belong together`,

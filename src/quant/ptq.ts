@@ -19,8 +19,8 @@ import { UserError } from '../util/errors.js';
 import { DISABLED, type Recipe } from './recipes/types.js';
 import { resolveQuantizer } from './recipes/resolve.js';
 import {
-  actMisfit, actScheme, bitsPerWeight, fakeQuantAct, fakeQuantWeight, kvScheme, tensorAmax, weightMisfit, weightScheme,
-  type ActScheme, type KvScheme, type WeightScheme,
+  actMisfit, actScheme, bitsPerWeight, fakeQuantAct, fakeQuantWeight, kvScheme, quantizeWeight, tensorAmax, weightMisfit, weightScheme,
+  type ActScheme, type KvScheme, type QuantizedWeight, type WeightScheme,
 } from './scheme.js';
 import { fakeQuantOnDevice } from './fake-quant-tensor.js';
 import { HistogramCalibrator, MaxCalibrator, type Calibrator, type CalibratorName } from './calib/calibrators.js';
@@ -252,25 +252,7 @@ export class QuantizedModel {
   apply(onWeight?: (done: number, total: number) => void): void {
     if (this.applied) return;
     for (const q of this.calibrated()) if (q.amax === null) throw new Error(`${q.name} is not calibrated`);
-    const weightQ = new Map<string, PlannedQuantizer>();
-    for (const q of this.quantizers) if (q.role === 'weight' && q.scheme !== null) weightQ.set(q.module, q);
-    // smoothed (W / c) weights of every Linear that changes, then one shared per-tensor amax per fused
-    // sibling group (q/k/v, gate/up) whose members all use the same scheme, as the export will write them
-    const prepared = new Map<string, Float32Array>();
-    for (const lin of new Set([...weightQ.keys(), ...this.smooth.keys()])) {
-      if (this.prequantized.has(lin)) continue;
-      const w = this.model.params.get(`${lin}.weight`)!;
-      prepared.set(lin, divideColumns(w.toFloat32Array(), w.shape as [number, number], this.smooth.get(lin)));
-    }
-    const shared = new Map<string, number>();
-    for (const group of siblingGroups(this.model)) {
-      const qs = group.map((l) => weightQ.get(l));
-      if (qs.some((q) => q === undefined || this.prequantized.has(q.module)) || new Set(qs.map((q) => JSON.stringify(q!.scheme))).size !== 1) continue;
-      const amaxes = group.map((l) => tensorAmax(weightQ.get(l)!.scheme as WeightScheme, prepared.get(l)!, this.model.params.get(`${l}.weight`)!.shape as [number, number]));
-      if (amaxes.some((a) => a === null)) continue;
-      const m = Math.max(...(amaxes as number[]));
-      for (const l of group) shared.set(l, m);
-    }
+    const { weightQ, prepared, shared } = this.preparedWeights();
     for (const lin of weightQ.keys()) {
       const pre = this.prequantized.get(lin);
       if (pre === undefined) continue;
@@ -295,6 +277,56 @@ export class QuantizedModel {
       this.model.params.set(key, replaced);
       onWeight?.(++done, prepared.size);
     }
+    this.installHooks();
+    this.applied = true;
+  }
+
+  /**
+   * The codes and scales of every quantized weight, as a deployed checkpoint holds them (before apply(): from
+   * the source weights, smoothed, with the fused siblings' shared per-tensor amax). Weights an algorithm
+   * quantized itself (GPTQ, MSE, AWQ clip) are refused: the state keeps their values, not their scales.
+   */
+  weightCodes(): Map<string, { quantizer: PlannedQuantizer; codes: QuantizedWeight }> {
+    if (this.applied) throw new Error('weightCodes() after apply(): the source weights are gone');
+    const pre = [...this.prequantized.keys()];
+    if (pre.length > 0) {
+      throw new UserError(`${pre[0]} (and ${pre.length - 1} more) hold weights quantized by the algorithm (GPTQ, MSE or AWQ clip), whose scales the quantization state does not record yet; export these with --algorithm max, smoothquant or awq_lite`);
+    }
+    const { weightQ, prepared, shared } = this.preparedWeights();
+    const out = new Map<string, { quantizer: PlannedQuantizer; codes: QuantizedWeight }>();
+    for (const [lin, q] of weightQ) {
+      const shape = this.model.params.get(`${lin}.weight`)!.shape as [number, number];
+      out.set(lin, { quantizer: q, codes: quantizeWeight(q.scheme as WeightScheme, prepared.get(lin)!, shape, shared.get(lin)) });
+    }
+    return out;
+  }
+
+  /** The smoothed (W / c) float32 weight of every Linear that changes, and each fused sibling group's shared per-tensor amax. */
+  private preparedWeights(): { weightQ: Map<string, PlannedQuantizer>; prepared: Map<string, Float32Array>; shared: Map<string, number> } {
+    const weightQ = new Map<string, PlannedQuantizer>();
+    for (const q of this.quantizers) if (q.role === 'weight' && q.scheme !== null) weightQ.set(q.module, q);
+    // smoothed (W / c) weights of every Linear that changes, then one shared per-tensor amax per fused
+    // sibling group (q/k/v, gate/up) whose members all use the same scheme, as the export will write them
+    const prepared = new Map<string, Float32Array>();
+    for (const lin of new Set([...weightQ.keys(), ...this.smooth.keys()])) {
+      if (this.prequantized.has(lin)) continue;
+      const w = this.model.params.get(`${lin}.weight`)!;
+      prepared.set(lin, divideColumns(w.toFloat32Array(), w.shape as [number, number], this.smooth.get(lin)));
+    }
+    const shared = new Map<string, number>();
+    for (const group of siblingGroups(this.model)) {
+      const qs = group.map((l) => weightQ.get(l));
+      if (qs.some((q) => q === undefined || this.prequantized.has(q.module)) || new Set(qs.map((q) => JSON.stringify(q!.scheme))).size !== 1) continue;
+      const amaxes = group.map((l) => tensorAmax(weightQ.get(l)!.scheme as WeightScheme, prepared.get(l)!, this.model.params.get(`${l}.weight`)!.shape as [number, number]));
+      if (amaxes.some((a) => a === null)) continue;
+      const m = Math.max(...(amaxes as number[]));
+      for (const l of group) shared.set(l, m);
+    }
+    return { weightQ, prepared, shared };
+  }
+
+  /** Hooks that fake-quantize (and smooth) Linear inputs and K/V on every forward. */
+  private installHooks(): void {
     const input = new Map<string, PlannedQuantizer>();
     for (const q of this.quantizers) if (q.role === 'input' && q.scheme !== null) input.set(q.module, q);
     const kv = this.quantizers.filter((q) => q.role === 'kv' && q.scheme !== null);
@@ -309,7 +341,6 @@ export class QuantizedModel {
       const vq = this.byName.get(`${kvModule(i)}.v_bmm_quantizer`);
       return [kq?.scheme ? fakeQuantTensor(kq, k) : k, vq?.scheme ? fakeQuantTensor(vq, v) : v];
     };
-    this.applied = true;
   }
 
   /**

@@ -146,28 +146,61 @@ export function tensorAmax(w: WeightScheme, x: Float32Array, shape: Shape2): num
   }
 }
 
-/**
- * Quantize -> dequantize of a weight [out, in] (float32 values), bit-exact with the export path; `shared` is
- * the per-tensor amax of a fused sibling group (tensorAmax), else the weight's own is used.
- */
-export function fakeQuantWeight(w: WeightScheme, x: Float32Array, shape: Shape2, shared?: number): Float32Array {
+/** A weight's codes and scales as the export writes them (one format module's quantize() result). */
+export type QuantizedWeight =
+  | fp8.Fp8Quantized | fp8Block.Fp8BlockQuantized | int8.Int8Quantized | int4.Int4Quantized | w4a8.W4a8Quantized | nvfp4.Nvfp4Quantized | mx.MxQuantized;
+
+/** Codes and scales of a weight [out, in]; `shared` is the per-tensor amax of a fused sibling group (tensorAmax). */
+export function quantizeWeight(w: WeightScheme, x: Float32Array, shape: Shape2, shared?: number): QuantizedWeight {
   switch (w.kind) {
     case 'fp8':
-      return fp8.fakeQuantize(x, shape, { granularity: w.granularity, ...(shared === undefined || w.granularity !== 'tensor' ? {} : { tensorAmax: shared }) });
+      return fp8.quantize(x, shape, { granularity: w.granularity, ...(shared === undefined || w.granularity !== 'tensor' ? {} : { tensorAmax: shared }) });
     case 'fp8-block':
-      return fp8Block.fakeQuantize(x, shape, { blockSize: w.blockSize });
+      return fp8Block.quantize(x, shape, { blockSize: w.blockSize });
     case 'int8':
-      return int8.fakeQuantize(x, shape);
+      return int8.quantize(x, shape);
     case 'int4':
-      return int4.fakeQuantize(x, shape, { groupSize: w.groupSize });
+      return int4.quantize(x, shape, { groupSize: w.groupSize });
     case 'w4a8':
-      return w4a8.fakeQuantize(x, shape, { groupSize: w.groupSize }, shared);
+      return w4a8.quantize(x, shape, { groupSize: w.groupSize });
     case 'nvfp4':
-      return nvfp4.fakeQuantize(x, shape, shared);
+      return nvfp4.quantize(x, shape, shared);
     case 'mxfp8':
     case 'mxfp4':
-      return mx.fakeQuantize(x, shape, { element: w.kind });
+      return mx.quantize(x, shape, { element: w.kind });
   }
+}
+
+/** The float32 values codes and scales stand for. */
+export function dequantizeWeight(q: QuantizedWeight): Float32Array {
+  switch (q.meta.format) {
+    case 'fp8':
+      return fp8.dequantize(q as fp8.Fp8Quantized);
+    case 'fp8-block':
+      return fp8Block.dequantize(q as fp8Block.Fp8BlockQuantized);
+    case 'int8':
+      return int8.dequantize(q as int8.Int8Quantized);
+    case 'int4':
+      return int4.dequantize(q as int4.Int4Quantized);
+    case 'w4a8':
+      return w4a8.dequantize(q as w4a8.W4a8Quantized);
+    case 'nvfp4':
+      return nvfp4.dequantize(q as nvfp4.Nvfp4Quantized);
+    case 'mxfp8':
+    case 'mxfp4':
+      return mx.dequantize(q as mx.MxQuantized);
+  }
+}
+
+/**
+ * Quantize -> dequantize of a weight [out, in] (float32 values), bit-exact with the export path; `shared` is
+ * the per-tensor amax of a fused sibling group (tensorAmax), else the weight's own is used. W4A8 is Model
+ * Optimizer's two-stage fake quantization (INT4 groups, then FP8 per tensor), which its export does not
+ * reproduce one for one.
+ */
+export function fakeQuantWeight(w: WeightScheme, x: Float32Array, shape: Shape2, shared?: number): Float32Array {
+  if (w.kind === 'w4a8') return w4a8.fakeQuantize(x, shape, { groupSize: w.groupSize }, shared);
+  return dequantizeWeight(quantizeWeight(w, x, shape, shared));
 }
 
 /** Quantize -> dequantize of activations [tokens, hidden]; `amax` is the calibrated one (static formats). */

@@ -1,7 +1,7 @@
 // A quantization state directory: `mopt-quant.json` names the source checkpoint, the exact recipe rules,
 // the calibrator and every calibrated amax. Loading it rebuilds the fake-quantized model deterministically
 // (weights are re-quantized from the source by the same bit-exact code), so `mopt eval` / `generate` /
-// `forward` take the directory as --model. Exporting deployable checkpoints is a separate step (issue #5).
+// `forward` take the directory as --model; `mopt export` turns it into a deployable checkpoint (src/export).
 
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -69,6 +69,13 @@ export function readState(dir: string): QuantState {
 
 /** The source model with the saved quantization applied. */
 export function loadQuantized(dir: string, opts: LoadOptions): QuantizedModel {
+  const q = restoreQuantized(dir, opts).q;
+  q.apply();
+  return q;
+}
+
+/** The source model, planned and calibrated from the saved state but not applied (what export starts from). */
+export function restoreQuantized(dir: string, opts: LoadOptions): { q: QuantizedModel; state: QuantState } {
   const s = readState(dir);
   const model = loadModel(s.source, opts);
   const q = new QuantizedModel(model, recipeFromData(s.recipe, join(dir, STATE_FILE)));
@@ -95,6 +102,5 @@ export function loadQuantized(dir: string, opts: LoadOptions): QuantizedModel {
     }
   }
   q.setAmax(s.amax);
-  q.apply();
-  return q;
+  return { q, state: s };
 }

@@ -19,8 +19,8 @@ function mopt(...args: string[]): { code: number; stdout: string; stderr: string
 test('--help explains every command', () => {
   const top = mopt('--help');
   assert.equal(top.code, 0);
-  for (const c of ['generate', 'eval', 'forward', 'tokenize', 'detokenize', 'inspect', 'quantize']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
-  for (const c of [['generate'], ['eval', 'ppl'], ['forward'], ['tokenize'], ['detokenize'], ['inspect'], ['quantize']]) {
+  for (const c of ['generate', 'eval', 'forward', 'tokenize', 'detokenize', 'inspect', 'quantize', 'export']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
+  for (const c of [['generate'], ['eval', 'ppl'], ['forward'], ['tokenize'], ['detokenize'], ['inspect'], ['quantize'], ['export']]) {
     const h = mopt(...c, '--help');
     assert.equal(h.code, 0, c.join(' '));
     assert.match(h.stdout, /--json/, `${c.join(' ')} --help lists --json`);
@@ -151,6 +151,16 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
     const kl = mopt('eval', 'ppl', '--model', out, '--kl-base', STORIES_HF, '--data', held, '--seq-len', '128', '--max-tokens', String(3 * 128), '--json');
     assert.equal(kl.code, 0, kl.stderr);
     assert.ok(Math.abs((JSON.parse(kl.stdout) as { kl: number }).kl - r.evaluation.kl.mean) < 1e-6);
+    // mopt export writes the Model Optimizer checkpoint; eval runs it from its packed weights to the same perplexity
+    const ckpt = join(out, 'hf');
+    const x = mopt('export', '--from', out, '--out', ckpt, '--json');
+    assert.equal(x.code, 0, x.stderr);
+    assert.equal((JSON.parse(x.stdout) as { quantAlgo: string }).quantAlgo, 'W8A8_SQ_PER_CHANNEL');
+    const ex = mopt('eval', 'ppl', '--model', ckpt, '--data', held, '--seq-len', '128', '--max-tokens', String(3 * 128), '--json');
+    assert.equal(ex.code, 0, ex.stderr);
+    const exPpl = (JSON.parse(ex.stdout) as { ppl: number }).ppl;
+    assert.ok(Math.abs(exPpl - r.evaluation.after.ppl) / r.evaluation.after.ppl < 1e-3, `exported ppl ${exPpl} vs ${r.evaluation.after.ppl}`);
+    assert.equal(mopt('export', '--from', out, '--out', ckpt).code, 1, 'a non-empty --out needs --overwrite');
     const self = mopt('eval', 'ppl', '--model', STORIES_HF, '--kl-base', STORIES_HF, '--data', held, '--seq-len', '128', '--max-tokens', '128', '--json');
     assert.equal((JSON.parse(self.stdout) as { kl: number }).kl, 0);
     // mistakes: one line, exit 1

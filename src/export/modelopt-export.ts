@@ -1,0 +1,105 @@
+// Writing a quantized model as Model Optimizer's unified Hugging Face checkpoint (modelopt-format.ts has
+// the layouts): every quantized Linear's packed weight and scales, input_scale from the calibrated amax,
+// pre_quant_scale from the smoothing factors, k_scale / v_scale for a quantized KV cache; every other tensor
+// copied from the source checkpoint byte for byte; config.json with quantization_config, hf_quant_config.json,
+// tokenizer and generation config copied. The checker (modelopt-check.ts) runs on the tensors before
+// anything is written, and the directory appears only when complete (written beside it, then renamed).
+
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { SafetensorsCheckpoint, writeShardedCheckpoint } from '../io/safetensors.js';
+import type { RawTensor } from '../io/raw-tensor.js';
+import { readJsonFile, writeJsonAtomic } from '../io/json-file.js';
+import { layerPrefix } from '../models/decoder.js';
+import { linearNames, type QuantizedModel } from '../quant/ptq.js';
+import type { ActScheme } from '../quant/scheme.js';
+import { UserError } from '../util/errors.js';
+import { HF_QUANT_CONFIG, INPUT_BOUND, KV_BOUND, configQuantization, hfQuantConfig, quantAlgoOf, weightTensors, type QuantAlgo } from './modelopt-format.js';
+import { checkQuantizedTensors } from './modelopt-check.js';
+
+export const MOPT_VERSION = '0.1.0';
+/** files of a Hugging Face model directory carried into the export unchanged */
+const COPIED = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'chat_template.jinja'];
+
+export interface ExportOptions {
+  /** the quantization state's preset and KV preset (what quant_algo the checkpoint declares) */
+  preset: string | null;
+  kvCache: string | null;
+  /** replace a non-empty output directory */
+  overwrite?: boolean;
+  maxShardBytes?: number;
+}
+
+export interface ExportSummary {
+  dir: string;
+  quantAlgo: string;
+  quantizedLinears: number;
+  excluded: string[];
+  files: string[];
+}
+
+/** Exports q (planned, calibrated, not applied) built on the checkpoint in `source` to `out`. */
+export function exportModelopt(q: QuantizedModel, source: string, out: string, o: ExportOptions): ExportSummary {
+  const outDir = resolve(out);
+  if (resolve(source) === outDir) throw new UserError(`--out ${out} is the source model directory; the input model is never modified, choose another directory`);
+  if (existsSync(outDir) && readdirSync(outDir).length > 0 && !o.overwrite) throw new UserError(`--out ${out} exists and is not empty; pass --overwrite to replace it`);
+  const algo = quantAlgoOf(o.preset, o.kvCache, int4Group(q));
+  const codes = q.weightCodes();
+  const tensors = new Map<string, RawTensor>();
+  const ckpt = SafetensorsCheckpoint.open(source);
+  try {
+    for (const name of ckpt.names()) {
+      const lin = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : null;
+      const c = lin === null ? undefined : codes.get(lin);
+      if (lin === null || c === undefined) {
+        tensors.set(name, ckpt.read(name));
+        continue;
+      }
+      for (const [suffix, t] of Object.entries(weightTensors(c.codes))) tensors.set(`${lin}.${suffix}`, t);
+      const input = q.quantizers.find((x) => x.name === `${lin}.input_quantizer` && x.scheme !== null);
+      const bound = input ? INPUT_BOUND[(input.scheme as ActScheme).kind as keyof typeof INPUT_BOUND] : undefined;
+      if (input && bound !== undefined) tensors.set(`${lin}.input_scale`, scalar(input.amax! / bound));
+      const smooth = q.smooth.get(lin);
+      if (smooth !== undefined) tensors.set(`${lin}.pre_quant_scale`, { dtype: 'float32', shape: [smooth.length], data: smooth });
+    }
+  } finally {
+    ckpt.close();
+  }
+  for (let i = 0; i < q.model.config.numLayers; i++) {
+    for (const [which, proj] of [['k', 'k_proj'], ['v', 'v_proj']] as const) {
+      const kv = q.quantizers.find((x) => x.name === `${layerPrefix(i)}.self_attn.${which}_bmm_quantizer` && x.scheme !== null);
+      if (kv) tensors.set(`${layerPrefix(i)}.self_attn.${proj}.${which}_scale`, scalar(kv.amax! / KV_BOUND));
+    }
+  }
+  const excluded = linearNames(q.model).filter((l) => !codes.has(l)).map((l) => (l === 'model.embed_tokens' ? 'lm_head' : l));
+  checkQuantizedTensors(q, algo, (name) => tensors.get(name), `export to ${out}`);
+
+  const tmp = join(dirname(outDir), `.${basename(outDir)}.tmp-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  try {
+    const { files } = writeShardedCheckpoint(tmp, tensors, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
+    writeConfigs(source, tmp, algo, excluded);
+    if (existsSync(outDir)) rmSync(outDir, { recursive: true });
+    renameSync(tmp, outDir);
+    return { dir: outDir, quantAlgo: algo.quantAlgo, quantizedLinears: codes.size, excluded, files: files.map((f) => join(outDir, basename(f))) };
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function writeConfigs(source: string, dir: string, algo: QuantAlgo, excluded: readonly string[]): void {
+  const config = readJsonFile(join(source, 'config.json'), 'model config') as Record<string, unknown>;
+  writeJsonAtomic(join(dir, 'config.json'), { ...config, quantization_config: configQuantization(algo, excluded, MOPT_VERSION) });
+  writeJsonAtomic(join(dir, HF_QUANT_CONFIG), hfQuantConfig(algo, excluded, MOPT_VERSION));
+  for (const f of COPIED) if (existsSync(join(source, f))) copyFileSync(join(source, f), join(dir, f));
+}
+
+const scalar = (v: number): RawTensor => ({ dtype: 'float32', shape: [], data: Float32Array.of(v) });
+
+/** The INT4 group size the plan uses (for group_size in the config), or null. */
+function int4Group(q: QuantizedModel): number | null {
+  for (const x of q.quantizers) if (x.scheme !== null && 'groupSize' in x.scheme) return x.scheme.groupSize;
+  return null;
+}
