@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""PyTorch check of mopt's Model Optimizer checkpoints (issue #5): loads an exported checkpoint with
+safetensors + transformers, dequantizes every quantized Linear per ../shared/docs/formats.md (written here
+from the doc, not from mopt's code), simulates the activation quantizers with forward pre-hooks
+(pre_quant_scale, then FP8 / INT8 static, NVFP4 dynamic blocks with the calibrated global scale, MXFP8
+dynamic blocks), runs the model in float32 on the token ids of IDS and compares its logits with mopt's
+(`mopt forward --model CKPT --ids-file IDS --out LOGITS`, computed beforehand).
+
+    python3 scripts/check_modelopt_export.py CKPT IDS.npy|IDS.json MOPT_LOGITS.npy [--json OUT.json]
+
+KV-cache quantization (k_scale / v_scale) is not simulated: check checkpoints exported without --kv-cache.
+Prints the relative logits error ||torch - mopt|| / ||torch|| and exits 1 above the tolerance (1e-4 for
+weight-only formats, 2e-2 where activations are quantized: a value on a rounding boundary may round the
+other way in a differently ordered float32 computation)."""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForCausalLM
+
+E2M1 = torch.tensor([0, 0.5, 1, 1.5, 2, 3, 4, 6], dtype=torch.float32)
+
+
+def e2m1_values(nibbles):
+    mag = E2M1[(nibbles & 7).long()]
+    return torch.where((nibbles & 8) != 0, -mag, mag)
+
+
+def e2m1_round(x):
+    """Nearest E2M1 value, ties to the even code (formats.md thresholds)."""
+    a = x.abs()
+    codes = torch.bucketize(a, torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0]), right=False)
+    # bucketize puts a tie in the lower bucket; the ties .75 / 1.75 / 3.5 go up to the even code
+    ties_up = (a == 0.75) | (a == 1.75) | (a == 3.5)
+    codes = torch.where(ties_up, codes + 1, codes).clamp(max=7)
+    return torch.sign(x) * E2M1[codes]
+
+
+def unpack_low_first(packed, cols):
+    lo = packed & 0xF
+    hi = packed >> 4
+    return torch.stack([lo, hi], dim=-1).reshape(packed.shape[0], cols)
+
+
+def dequantize(algo, t, name, shape):
+    w = t[name + ".weight"]
+    s = t[name + ".weight_scale"]
+    out, inp = shape
+    if algo == "FP8":
+        return w.float() * s.float()
+    if algo == "W8A8_SQ_PER_CHANNEL":
+        return w.float() * s.float()[:, None]
+    if algo == "W4A16_AWQ":
+        lo = (w & 0xF).to(torch.int16)
+        hi = (w >> 4).to(torch.int16)
+        lo = torch.where(lo > 7, lo - 16, lo)
+        hi = torch.where(hi > 7, hi - 16, hi)
+        q = torch.stack([lo, hi], dim=1).reshape(out, inp).float()  # row 2j low nibble, 2j+1 high
+        g = inp // s.shape[1]
+        return q * s.float().repeat_interleave(g, dim=1)
+    if algo in ("NVFP4", "NVFP4_AWQ", "W4A16_NVFP4"):
+        vals = e2m1_values(unpack_low_first(w, inp))
+        block = s.view(torch.float8_e4m3fn).float() * t[name + ".weight_scale_2"].float()
+        return vals * block.repeat_interleave(16, dim=1)
+    if algo == "MXFP8":
+        scale = torch.pow(2.0, s.float() - 127)
+        return w.view(torch.float8_e4m3fn).float() * scale.repeat_interleave(32, dim=1)
+    raise SystemExit(f"{algo}: not covered by this check")
+
+
+def act_quantizer(algo, t, name):
+    pqs = t.get(name + ".pre_quant_scale")
+    scale = t.get(name + ".input_scale")
+
+    def q(x):
+        if pqs is not None:
+            x = x * pqs.float()
+        if algo == "FP8":
+            return (x / scale).clamp(-448, 448).to(torch.float8_e4m3fn).float() * scale
+        if algo == "W8A8_SQ_PER_CHANNEL":
+            return torch.round(x / scale).clamp(-128, 127) * scale
+        if algo in ("NVFP4", "NVFP4_AWQ"):
+            s2 = scale.float()
+            xb = x.reshape(*x.shape[:-1], -1, 16)
+            bs = (xb.abs().amax(-1, keepdim=True) / (6 * s2)).clamp(max=448).to(torch.float8_e4m3fn).float()
+            div = bs * s2
+            y = torch.where(div > 0, e2m1_round(xb / torch.where(div > 0, div, torch.ones_like(div))) * div, torch.zeros_like(xb))
+            return y.reshape(x.shape)
+        if algo == "MXFP8":
+            xb = x.reshape(*x.shape[:-1], -1, 32)
+            amax = xb.abs().amax(-1, keepdim=True)
+            e = torch.ceil(torch.log2(torch.where(amax > 0, amax / 448, torch.ones_like(amax)))).clamp(-127, 127)
+            sc = torch.pow(2.0, e)
+            return ((xb / sc).to(torch.float8_e4m3fn).float() * sc).reshape(x.shape)
+        return x
+
+    return q
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ckpt")
+    ap.add_argument("ids")
+    ap.add_argument("mopt_logits")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    hq = json.load(open(os.path.join(a.ckpt, "hf_quant_config.json")))["quantization"]
+    algo = hq["quant_algo"]
+    if hq.get("kv_cache_quant_algo"):
+        raise SystemExit("KV-cache quantization is not simulated here: export without --kv-cache for this check")
+    files = [f for f in os.listdir(a.ckpt) if f.endswith(".safetensors")]
+    t = {}
+    for f in files:
+        t.update(load_file(os.path.join(a.ckpt, f)))
+    cfg = AutoConfig.from_pretrained(a.ckpt)
+    cfg.quantization_config = None
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32).eval()
+    sd = {}
+    quantized = [k[: -len(".weight_scale")] for k in t if k.endswith(".weight_scale")]
+    for k, v in t.items():
+        if any(k.startswith(q + ".") for q in quantized):
+            continue
+        sd[k] = v.float()
+    modules = dict(model.named_modules())
+    for q in quantized:
+        shape = tuple(modules[q].weight.shape)
+        sd[q + ".weight"] = dequantize(algo, t, q, shape)
+        fq = act_quantizer(algo, t, q)
+        modules[q].register_forward_pre_hook(lambda m, args, fq=fq: (fq(args[0]),))
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [m for m in missing if not (cfg.tie_word_embeddings and m == "lm_head.weight")]
+    if missing or unexpected:
+        raise SystemExit(f"state dict mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if cfg.tie_word_embeddings:
+        model.tie_weights()
+    ids = torch.tensor(json.load(open(a.ids)), dtype=torch.int64) if a.ids.endswith(".json") else torch.from_numpy(np.load(a.ids).astype(np.int64))
+    if ids.dim() == 1:
+        ids = ids[None]
+    with torch.no_grad():
+        ref = model(ids).logits.float()
+    got = torch.from_numpy(np.load(a.mopt_logits)).float()
+    err = float((ref - got).norm() / ref.norm())
+    weight_only = algo in ("W4A16_AWQ", "W4A16_NVFP4")
+    tol = 1e-4 if weight_only else 2e-2
+    res = {"checkpoint": a.ckpt, "quant_algo": algo, "quantized_linears": len(quantized), "relative_logits_error": err, "tolerance": tol, "ok": err <= tol}
+    print(json.dumps(res))
+    if a.json:
+        json.dump(res, open(a.json, "w"))
+    sys.exit(0 if err <= tol else 1)
+
+
+if __name__ == "__main__":
+    main()

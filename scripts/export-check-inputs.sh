@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Prepares scripts/check_modelopt_export.py's inputs here (no GPU needed): quantizes stories260K with each
+# preset the export supports (no KV-cache quantization: the PyTorch check does not simulate it), exports the
+# Model Optimizer checkpoint and computes mopt's float32 logits for a fixed id sequence, under DEST
+# (default .gpu-data/export-check, which the GPU machine receives with carry [".gpu-data"]). Then there:
+#   for d in .gpu-data/export-check/*/; do python3 scripts/check_modelopt_export.py $d/ckpt .gpu-data/export-check/ids.json $d/logits.npy; done
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data}
+DEST=${DEST:-.gpu-data/export-check}
+rm -rf "$DEST"; mkdir -p "$DEST"
+node -e "const t=require('fs').readFileSync('$DATA/corpora/tinyshakespeare.txt','utf8').slice(0,2000); process.stdout.write(t)" > "$DEST/text.txt"
+node dist/src/cli/main.js tokenize --model "$DATA/models/stories260K-hf" --no-special --text "$(head -c 600 "$DEST/text.txt")" --json \
+  | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const r=JSON.parse(s);const ids=(r.ids??r).slice(0,96);process.stdout.write(JSON.stringify([[1,...ids]]))})" > "$DEST/ids.json"
+while read -r name args; do
+  mkdir -p "$DEST/$name"
+  node dist/src/cli/main.js quantize --model "$DATA/models/stories260K-hf" $args --calib-data "$DATA/corpora/tinystories_val_subset.txt" \
+    --calib-samples 8 --seq-len 128 --eval-windows 1 --out "$DEST/$name/state" --json > /dev/null
+  node dist/src/cli/main.js export --from "$DEST/$name/state" --out "$DEST/$name/ckpt" > /dev/null
+  node dist/src/cli/main.js forward --model "$DEST/$name/ckpt" --ids-file "$DEST/ids.json" --out "$DEST/$name/logits.npy" > /dev/null
+  rm -rf "$DEST/$name/state"
+  echo "prepared $name"
+done <<'LIST'
+fp8 --format fp8
+int8_sq --format int8_sq
+int4_awq --format int4_awq --group-size 32
+nvfp4 --format nvfp4
+nvfp4_awq --format nvfp4_awq
+w4a16_nvfp4 --format w4a16_nvfp4
+mxfp8 --format mxfp8
+LIST
