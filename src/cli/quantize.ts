@@ -3,7 +3,7 @@
 // `forward` accept as --model; writing deployable checkpoints is issue #5.
 
 import type { Command } from 'commander';
-import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { atomicWriteFile, writeJsonAtomic } from '../io/json-file.js';
@@ -24,6 +24,8 @@ import { weightMse } from '../quant/algorithms/weight-mse.js';
 import { smoothQuant } from '../quant/algorithms/smoothquant.js';
 import { awqLite } from '../quant/algorithms/awq.js';
 import { awqClip } from '../quant/algorithms/awq-clip.js';
+import { prepareModelopt, writeModelopt } from '../export/modelopt-export.js';
+import { quantAlgoOf } from '../export/modelopt-format.js';
 
 
 interface QuantizeOptions {
@@ -41,10 +43,14 @@ interface QuantizeOptions {
   evalData?: string;
   evalWindows: number;
   out: string;
+  exportFormat?: string;
+  overwrite?: boolean;
   device: string;
   dtype: ComputeDType;
   json?: boolean;
 }
+
+const EXPORT_FORMATS = ['modelopt'];
 
 function buildRecipe(o: QuantizeOptions): Recipe {
   if ((o.format === undefined) === (o.recipe === undefined)) throw new UserError('give exactly one of --format (a preset) or --recipe (a JSON/YAML file)');
@@ -80,7 +86,9 @@ export function registerQuantize(program: Command): void {
     .option('--seq-len <n>', 'tokens per window', parseIntOption('--seq-len', 2), 512)
     .option('--eval-data <file>', 'held-out text for the report (default: the calibration file after the calibration windows)')
     .option('--eval-windows <n>', 'held-out windows to score', parseIntOption('--eval-windows', 0), 16)
-    .requiredOption('--out <dir>', 'output directory: report.json and the quantization state')
+    .requiredOption('--out <dir>', 'output directory: report.json and the quantization state (and the checkpoint with --export-format)')
+    .option('--export-format <name>', `also write --out as a deployable checkpoint: ${EXPORT_FORMATS.join(', ')} (see mopt export)`)
+    .option('--overwrite', 'with --export-format: replace a non-empty --out')
     .option('--json', 'print the report as JSON')
     .action((o: QuantizeOptions) => {
       requireModelDir(o.model);
@@ -88,6 +96,14 @@ export function registerQuantize(program: Command): void {
       if (resolve(o.out) === resolve(o.model)) throw new UserError(`--out ${o.out} is the model directory; mopt never writes into its input, choose another --out`);
       if (!(CALIBRATORS as readonly string[]).includes(o.calibrator)) throw new UserError(`--calibrator ${o.calibrator}: unknown (known: ${CALIBRATORS.join(', ')})`);
       const recipe = buildRecipe(o);
+      if (o.exportFormat !== undefined) {
+        if (!EXPORT_FORMATS.includes(o.exportFormat)) throw new UserError(`--export-format ${o.exportFormat} is not available; formats: ${EXPORT_FORMATS.join(', ')}`);
+        quantAlgoOf(o.format ?? null, o.kvCache ?? null, null); // an unexportable preset fails before the long work
+        if (['gptq', 'mse', 'awq_clip', 'awq_full'].includes(recipe.algorithm)) {
+          throw new UserError(`--export-format: weights quantized by ${recipe.algorithm} cannot be exported yet (the state does not record their scales); use --algorithm max, smoothquant or awq_lite, or drop --export-format`);
+        }
+        if (existsSync(o.out) && readdirSync(o.out).length > 0 && !o.overwrite) throw new UserError(`--out ${o.out} exists and is not empty; pass --overwrite to replace it`);
+      }
       const tok = requireTokenizer(Tokenizer.tryFromModelDir(o.model), o.model, 'calibration text needs the model tokenizer');
       const split = calibrationSplit(tok, o.calibData, o.calibSamples, o.seqLen, o.evalData === undefined ? o.evalWindows : 0);
       const evalRows = o.evalData === undefined ? split.heldOut : tokenWindows(tok, readDocuments(o.evalData), o.seqLen, o.evalWindows);
@@ -128,6 +144,8 @@ export function registerQuantize(program: Command): void {
       const cbar = new Progress('calibrate', split.calib.length, ' windows');
       q.calibrate(split.calib, o.calibrator as CalibratorName, () => cbar.tick(1));
       cbar.finish();
+      // the checkpoint's codes come from the source weights, before apply() replaces them
+      const exported = o.exportFormat === undefined ? null : prepareModelopt(q, o.model, { preset: o.format ?? null, kvCache: o.kvCache ?? null });
       const wbar: { p: Progress | null } = { p: null }; // created once apply() knows how many weights change
       q.apply((_done, total) => {
         wbar.p ??= new Progress('quantize weights', total, ' weights');
@@ -152,11 +170,16 @@ export function registerQuantize(program: Command): void {
         quantizers: quantizerRows(q),
         weights: q.weightStats,
       };
-      mkdirSync(o.out, { recursive: true });
-      writeJsonAtomic(join(o.out, 'report.json'), report);
-      atomicWriteFile(join(o.out, 'report.html'), renderHtml(report));
-      const weights = savePrequantized(o.out, q);
-      saveState(o.out, { ...(weights ? { weights } : {}), source: o.model, preset: o.format ?? null, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues(), smooth: q.smoothValues() });
-      emit(o.json === true, report, `${formatReport(report)}\nwrote ${join(o.out, 'report.json')}, report.html and mopt-quant.json`);
+      const writeOutputs = (dir: string): void => {
+        mkdirSync(dir, { recursive: true });
+        writeJsonAtomic(join(dir, 'report.json'), report);
+        atomicWriteFile(join(dir, 'report.html'), renderHtml(report));
+        const weights = savePrequantized(dir, q);
+        saveState(dir, { ...(weights ? { weights } : {}), source: o.model, preset: o.format ?? null, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues(), smooth: q.smoothValues() });
+      };
+      if (exported === null) writeOutputs(o.out);
+      else writeModelopt(exported, o.out, { overwrite: o.overwrite, alsoWrite: writeOutputs });
+      const also = exported === null ? '' : ` and a ${exported.algo.quantAlgo} Model Optimizer checkpoint`;
+      emit(o.json === true, report, `${formatReport(report)}\nwrote ${join(o.out, 'report.json')}, report.html and mopt-quant.json${also}`);
     });
 }

@@ -28,6 +28,17 @@ export interface ExportOptions {
   /** replace a non-empty output directory */
   overwrite?: boolean;
   maxShardBytes?: number;
+  /** writes more files (a report, the quantization state) into the staged directory before it is renamed into place */
+  alsoWrite?: (dir: string) => void;
+}
+
+/** A checkpoint ready to write: its tensors and metadata, computed from a planned, calibrated model. */
+export interface PreparedExport {
+  source: string;
+  algo: QuantAlgo;
+  tensors: Map<string, RawTensor>;
+  excluded: string[];
+  quantizedLinears: number;
 }
 
 export interface ExportSummary {
@@ -40,9 +51,18 @@ export interface ExportSummary {
 
 /** Exports q (planned, calibrated, not applied) built on the checkpoint in `source` to `out`. */
 export function exportModelopt(q: QuantizedModel, source: string, out: string, o: ExportOptions): ExportSummary {
+  checkOut(source, out, o.overwrite);
+  return writeModelopt(prepareModelopt(q, source, o), out, o);
+}
+
+function checkOut(source: string, out: string, overwrite?: boolean): void {
   const outDir = resolve(out);
   if (resolve(source) === outDir) throw new UserError(`--out ${out} is the source model directory; the input model is never modified, choose another directory`);
-  if (existsSync(outDir) && readdirSync(outDir).length > 0 && !o.overwrite) throw new UserError(`--out ${out} exists and is not empty; pass --overwrite to replace it`);
+  if (existsSync(outDir) && readdirSync(outDir).length > 0 && !overwrite) throw new UserError(`--out ${out} exists and is not empty; pass --overwrite to replace it`);
+}
+
+/** The checkpoint's tensors and metadata, checked; q must not be applied yet (its source weights are needed). */
+export function prepareModelopt(q: QuantizedModel, source: string, o: Pick<ExportOptions, 'preset' | 'kvCache'>): PreparedExport {
   const algo = quantAlgoOf(o.preset, o.kvCache, int4Group(q));
   const codes = q.weightCodes();
   const tensors = new Map<string, RawTensor>();
@@ -72,17 +92,25 @@ export function exportModelopt(q: QuantizedModel, source: string, out: string, o
     }
   }
   const excluded = linearNames(q.model).filter((l) => !codes.has(l)).map((l) => (l === 'model.embed_tokens' ? 'lm_head' : l));
-  checkQuantizedTensors(q, algo, (name) => tensors.get(name), `export to ${out}`);
+  checkQuantizedTensors(q, algo, (name) => tensors.get(name), `export of ${source}`);
+  return { source, algo, tensors, excluded, quantizedLinears: codes.size };
+}
 
+/** Writes a prepared checkpoint to `out`: staged beside it, renamed into place when complete. */
+export function writeModelopt(p: PreparedExport, out: string, o: Pick<ExportOptions, 'overwrite' | 'maxShardBytes' | 'alsoWrite'>): ExportSummary {
+  checkOut(p.source, out, o.overwrite);
+  const outDir = resolve(out);
+  const { source, algo, tensors, excluded } = p;
   const tmp = join(dirname(outDir), `.${basename(outDir)}.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   try {
     const { files } = writeShardedCheckpoint(tmp, tensors, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
     writeConfigs(source, tmp, algo, excluded);
+    o.alsoWrite?.(tmp);
     if (existsSync(outDir)) rmSync(outDir, { recursive: true });
     renameSync(tmp, outDir);
-    return { dir: outDir, quantAlgo: algo.quantAlgo, quantizedLinears: codes.size, excluded, files: files.map((f) => join(outDir, basename(f))) };
+    return { dir: outDir, quantAlgo: algo.quantAlgo, quantizedLinears: p.quantizedLinears, excluded, files: files.map((f) => join(outDir, basename(f))) };
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;

@@ -161,6 +161,15 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
     const exPpl = (JSON.parse(ex.stdout) as { ppl: number }).ppl;
     assert.ok(Math.abs(exPpl - r.evaluation.after.ppl) / r.evaluation.after.ppl < 1e-3, `exported ppl ${exPpl} vs ${r.evaluation.after.ppl}`);
     assert.equal(mopt('export', '--from', out, '--out', ckpt).code, 1, 'a non-empty --out needs --overwrite');
+    // quantize --export-format writes the checkpoint, the report and the state into one --out
+    const one = join(out, 'one');
+    const qe = mopt('quantize', '--model', STORIES_HF, '--format', 'int4_awq', '--group-size', '32', '--calib-data', text, '--calib-samples', '2',
+      '--seq-len', '64', '--eval-windows', '0', '--out', one, '--export-format', 'modelopt');
+    assert.equal(qe.code, 0, qe.stderr);
+    for (const f of ['hf_quant_config.json', 'model.safetensors', 'config.json', 'tokenizer.json', 'report.json', 'mopt-quant.json']) assert.ok(existsSync(join(one, f)), f);
+    const gq = mopt('quantize', '--model', STORIES_HF, '--format', 'int4_awq', '--algorithm', 'gptq', '--calib-data', text, '--out', join(out, 'two'), '--export-format', 'modelopt');
+    assert.equal(gq.code, 1);
+    assert.match(gq.stderr, /weights quantized by gptq cannot be exported yet/);
     const self = mopt('eval', 'ppl', '--model', STORIES_HF, '--kl-base', STORIES_HF, '--data', held, '--seq-len', '128', '--max-tokens', '128', '--json');
     assert.equal((JSON.parse(self.stdout) as { kl: number }).kl, 0);
     // mistakes: one line, exit 1

@@ -85,6 +85,27 @@ test('modelopt export -> load back equals the fake-quantized model (stories260K,
   }
 });
 
+test('a modelopt export above the shard size is sharded with an index and loads back', { skip: DATA_SKIP }, () => {
+  const tok = Tokenizer.fromModelDir(STORIES_HF);
+  const split = calibrationSplit(tok, CALIB, 2, 64, 1);
+  const dir = tmp();
+  try {
+    const q = quantized({ preset: 'fp8' }, split.calib);
+    const out = join(dir, 'sharded');
+    const s = exportModelopt(q, STORIES_HF, out, { preset: 'fp8', kvCache: null, maxShardBytes: 200_000 });
+    assert.ok(s.files.length > 1, `expected several shards, got ${s.files.length}`);
+    const index = JSON.parse(readFileSync(join(out, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+    assert.ok(index.weight_map['model.layers.0.self_attn.q_proj.weight_scale'] !== undefined);
+    q.apply();
+    const probe = split.heldOut[0]!;
+    const want = logits(q.model, probe);
+    const got = logits(loadModelopt(out).model, probe);
+    assert.deepEqual(Array.from(got), Array.from(want));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 /** formats.md NVFP4, written out again: s2 = amax/2688, block scale e4m3(clamp(bamax/(6 s2), 2^-9, 448)) (0 -> 1), e2m1 RNE codes, low nibble first. */
 function nvfp4Reference(w: Float32Array, rows: number, cols: number, amax: number): { codes: Uint8Array; scales: Uint8Array; s2: number } {
   const f = Math.fround;
