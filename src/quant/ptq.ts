@@ -7,9 +7,9 @@
 //             input to its calibrator (on the unquantized model, as Model Optimizer calibrates);
 //   apply     weights are replaced by their fake-quantized values (bit-exact format code, once) and hooks
 //             fake-quantize Linear inputs and K/V on every forward.
-// FP8 (static or per token) / INT8 / NVFP4 activations and K/V are fake-quantized with tensor ops on the
-// model's device (fake-quant-tensor.ts, bit-exact with the format code); MX goes through the host-side format
-// code (src/quant/formats): exact, but a device round trip per Linear on CUDA.
+// FP8 (static or per token) / INT8 / NVFP4 / MXFP8 / MXFP4 activations and K/V are fake-quantized with tensor
+// ops on the model's device (fake-quant-tensor.ts, bit-exact with the format code); shapes those ops do not
+// tile (a last dim that is not a multiple of the block) go through the host-side format code (src/quant/formats).
 
 import type { DecoderLM } from '../models/decoder.js';
 import { layerPrefix } from '../models/decoder.js';

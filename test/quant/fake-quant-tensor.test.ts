@@ -1,4 +1,4 @@
-// The device-side FP8 / INT8 / NVFP4 activation fake quantization equals the host format code bit for bit
+// The device-side FP8 / INT8 / NVFP4 / MX activation fake quantization equals the host format code bit for bit
 // (zeros of either sign count as equal), on every backend: values spread over and beyond the calibrated range,
 // exact ties of the INT8 grid, all-zero and saturating NVFP4 blocks, zeros, negative zeros and subnormal
 // quotients, in float32 and through bfloat16 activations.
@@ -44,6 +44,21 @@ forEachBackend('device FP8 / INT8 / NVFP4 activation fake quantization equals th
   const want = fakeQuantize(x, [64, 64], { format: 'fp8-per-token' }).y;
   const got = tidy(() => fakeQuantOnDevice('fp8-per-token', tensor(x, [64, 64], { device: backend }), null)!.toFloat32Array());
   assert.deepEqual(Array.from(got, (v) => v + 0), Array.from(want, (v) => v + 0), 'fp8 per token');
-  assert.equal(fakeQuantOnDevice('mxfp4', tensor([1], [1, 1], { device: backend }), 1), null, 'MX stays on the host');
+  // MX: dynamic blocks of 32 with power-of-two scales; amax exactly a power of two times elem_max, tiny and
+  // all-zero blocks, values straddling the E2M1 / e4m3 grids
+  for (const kind of ['mxfp8', 'mxfp4'] as const) {
+    for (const amax of [5, 448 * 4, 6 * 2 ** -3, 1e-36]) {
+      const xm = sample(amax);
+      xm.fill(0, 256, 288); // an all-zero block of 32
+      xm[320] = kind === 'mxfp8' ? 448 * 8 : 6 * 8; // block amax exactly elem_max * 2^3
+      for (let k = 384; k < 416; k++) xm[k] = Math.fround(((k % 9) - 4) * 1.7e-39); // subnormal block
+      const wantM = fakeQuantize(xm, [64, 64], { format: kind }).y;
+      const gotM = tidy(() => fakeQuantOnDevice(kind, tensor(xm, [64, 64], { device: backend }), null)!.toFloat32Array());
+      for (let i = 0; i < xm.length; i++) {
+        assert.ok(Object.is(gotM[i], wantM[i]) || (gotM[i] === 0 && wantM[i] === 0), `${kind} amax ${amax}: x=${xm[i]} -> ${gotM[i]}, format code ${wantM[i]}`);
+      }
+    }
+  }
+  assert.equal(fakeQuantOnDevice('mxfp4', tensor([1, 2], [1, 2], { device: backend }), null), null, 'rows that do not tile into 32 stay on the host');
   assert.equal(fakeQuantOnDevice('nvfp4', tensor([1, 2], [1, 2], { device: backend }), 1), null, 'rows that do not tile into 16 stay on the host');
 });
