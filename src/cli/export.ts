@@ -15,8 +15,8 @@ export function registerExport(program: Command): void {
       "Write a quantized model (a directory from mopt quantize --out) as a deployable checkpoint. modelopt: NVIDIA Model Optimizer's " +
         'unified Hugging Face checkpoint (packed weights + weight_scale / weight_scale_2 / input_scale / pre_quant_scale / k_scale / v_scale, ' +
         'hf_quant_config.json, config.json quantization_config with quant_method "modelopt"), loadable by TensorRT-LLM and, for FP8 / NVFP4 / ' +
-        'W4A16_NVFP4 / MXFP8, by vLLM. Exports the fp8, int8_sq, int4_awq, nvfp4, nvfp4_awq, w4a16_nvfp4 and mxfp8 presets with max, ' +
-        'SmoothQuant or AWQ-lite calibration; the written directory is checked and appears only when complete.',
+        'W4A16_NVFP4 / MXFP8, by vLLM. Exports the fp8, int8_sq, int4_awq, nvfp4, nvfp4_awq, w4a16_nvfp4 and mxfp8 presets with any ' +
+        'calibration algorithm; the written directory is checked and appears only when complete.',
     )
     .requiredOption('--from <dir>', 'quantization state directory (mopt quantize --out)')
     .requiredOption('--out <dir>', 'output checkpoint directory')

@@ -99,9 +99,6 @@ export function registerQuantize(program: Command): void {
       if (o.exportFormat !== undefined) {
         if (!EXPORT_FORMATS.includes(o.exportFormat)) throw new UserError(`--export-format ${o.exportFormat} is not available; formats: ${EXPORT_FORMATS.join(', ')}`);
         quantAlgoOf(o.format ?? null, o.kvCache ?? null, null); // an unexportable preset fails before the long work
-        if (['gptq', 'mse', 'awq_clip', 'awq_full'].includes(recipe.algorithm)) {
-          throw new UserError(`--export-format: weights quantized by ${recipe.algorithm} cannot be exported yet (the state does not record their scales); use --algorithm max, smoothquant or awq_lite, or drop --export-format`);
-        }
         if (existsSync(o.out) && readdirSync(o.out).length > 0 && !o.overwrite) throw new UserError(`--out ${o.out} exists and is not empty; pass --overwrite to replace it`);
       }
       const tok = requireTokenizer(Tokenizer.tryFromModelDir(o.model), o.model, 'calibration text needs the model tokenizer');

@@ -19,11 +19,12 @@ import { UserError } from '../util/errors.js';
 import { DISABLED, type Recipe } from './recipes/types.js';
 import { resolveQuantizer } from './recipes/resolve.js';
 import {
-  actMisfit, actScheme, bitsPerWeight, fakeQuantAct, fakeQuantWeight, kvScheme, quantizeWeight, tensorAmax, weightMisfit, weightScheme,
+  actMisfit, actScheme, bitsPerWeight, dequantizeWeight, fakeQuantAct, fakeQuantWeight, kvScheme, quantizeWeight, tensorAmax, weightMisfit, weightScheme,
   type ActScheme, type KvScheme, type QuantizedWeight, type WeightScheme,
 } from './scheme.js';
 import { fakeQuantOnDevice } from './fake-quant-tensor.js';
 import { HistogramCalibrator, MaxCalibrator, type Calibrator, type CalibratorName } from './calib/calibrators.js';
+import type { StaticScales } from './algorithms/block-quantizer.js';
 
 export type QuantizerRole = 'weight' | 'input' | 'kv';
 
@@ -100,6 +101,8 @@ export class QuantizedModel {
   readonly smooth = new Map<string, Float32Array>();
   /** Linears whose weights an algorithm (GPTQ, MSE, AWQ clip) already quantized: their original values, for the report */
   private readonly prequantized = new Map<string, Float32Array>();
+  /** the static scales of those weights (what the export needs to write their codes) */
+  private readonly staticScales = new Map<string, StaticScales>();
   private applied = false;
   /** calibration rows run together in one forward (same-length rows only) */
   batchSize = 1;
@@ -288,15 +291,26 @@ export class QuantizedModel {
    */
   weightCodes(): Map<string, { quantizer: PlannedQuantizer; codes: QuantizedWeight }> {
     if (this.applied) throw new Error('weightCodes() after apply(): the source weights are gone');
-    const pre = [...this.prequantized.keys()];
-    if (pre.length > 0) {
-      throw new UserError(`${pre[0]} (and ${pre.length - 1} more) hold weights quantized by the algorithm (GPTQ, MSE or AWQ clip), whose scales the quantization state does not record yet; export these with --algorithm max, smoothquant or awq_lite`);
-    }
     const { weightQ, prepared, shared } = this.preparedWeights();
     const out = new Map<string, { quantizer: PlannedQuantizer; codes: QuantizedWeight }>();
     for (const [lin, q] of weightQ) {
-      const shape = this.model.params.get(`${lin}.weight`)!.shape as [number, number];
-      out.set(lin, { quantizer: q, codes: quantizeWeight(q.scheme as WeightScheme, prepared.get(lin)!, shape, shared.get(lin)) });
+      const w = this.model.params.get(`${lin}.weight`)!;
+      const shape = w.shape as [number, number];
+      const scheme = q.scheme as WeightScheme;
+      if (!this.prequantized.has(lin)) {
+        out.set(lin, { quantizer: q, codes: quantizeWeight(scheme, prepared.get(lin)!, shape, shared.get(lin)) });
+        continue;
+      }
+      // an algorithm's weight: its codes follow from the values and the static scales it recorded
+      const scales = this.staticScales.get(lin);
+      if (scales === undefined) {
+        throw new UserError(`${lin}: its weight was quantized by the algorithm, but the quantization state records no scales for it (a state written before scales were recorded); re-run mopt quantize`);
+      }
+      const values = w.toFloat32Array();
+      const codes = quantizeWeight(scheme, values, shape, scales.globalAmax ?? undefined, scales.blockAmax);
+      const back = dequantizeWeight(codes);
+      if (back.some((v, i) => !Object.is(v + 0, values[i]! + 0))) throw new Error(`${lin}: the recorded static scales do not reproduce the algorithm's weight`);
+      out.set(lin, { quantizer: q, codes });
     }
     return out;
   }
@@ -347,8 +361,10 @@ export class QuantizedModel {
    * Installs an algorithm's quantized weight for a Linear (dequantized values [out, in]) right away, so later
    * calibration passes see it; apply() keeps it instead of rounding the weight again.
    */
-  setPrequantized(linear: string, original: Float32Array, quantized: Float32Array): void {
+  setPrequantized(linear: string, original: Float32Array, quantized: Float32Array, scales?: StaticScales): void {
     if (this.applied) throw new Error('setPrequantized() after apply()');
+    if (scales) this.staticScales.set(linear, scales);
+    else this.staticScales.delete(linear);
     const w = this.model.params.get(`${linear}.weight`)!;
     const replaced = keep(tidy(() => tensor(quantized, [...w.shape], { dtype: 'float32', device: w.backend }).cast(w.dtype)));
     w.dispose();
@@ -359,6 +375,11 @@ export class QuantizedModel {
   /** Linears with pre-quantized weights (saved with the quantization state: they cannot be recomputed). */
   prequantizedLinears(): string[] {
     return [...this.prequantized.keys()];
+  }
+
+  /** The static scales recorded with a pre-quantized weight, if any. */
+  staticScalesOf(linear: string): StaticScales | undefined {
+    return this.staticScales.get(linear);
   }
 
   /** Smoothing factors by Linear, as plain arrays (for the saved state). */

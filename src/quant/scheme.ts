@@ -150,8 +150,11 @@ export function tensorAmax(w: WeightScheme, x: Float32Array, shape: Shape2): num
 export type QuantizedWeight =
   | fp8.Fp8Quantized | fp8Block.Fp8BlockQuantized | int8.Int8Quantized | int4.Int4Quantized | w4a8.W4a8Quantized | nvfp4.Nvfp4Quantized | mx.MxQuantized;
 
-/** Codes and scales of a weight [out, in]; `shared` is the per-tensor amax of a fused sibling group (tensorAmax). */
-export function quantizeWeight(w: WeightScheme, x: Float32Array, shape: Shape2, shared?: number): QuantizedWeight {
+/**
+ * Codes and scales of a weight [out, in]; `shared` is the per-tensor amax of a fused sibling group (tensorAmax)
+ * or a static NVFP4 global amax, `blockAmax` static INT4 group / NVFP4 block amax values (algorithm-chosen).
+ */
+export function quantizeWeight(w: WeightScheme, x: Float32Array, shape: Shape2, shared?: number, blockAmax?: Float32Array): QuantizedWeight {
   switch (w.kind) {
     case 'fp8':
       return fp8.quantize(x, shape, { granularity: w.granularity, ...(shared === undefined || w.granularity !== 'tensor' ? {} : { tensorAmax: shared }) });
@@ -160,11 +163,11 @@ export function quantizeWeight(w: WeightScheme, x: Float32Array, shape: Shape2, 
     case 'int8':
       return int8.quantize(x, shape);
     case 'int4':
-      return int4.quantize(x, shape, { groupSize: w.groupSize });
+      return int4.quantize(x, shape, { groupSize: w.groupSize, ...(blockAmax ? { blockAmax } : {}) });
     case 'w4a8':
       return w4a8.quantize(x, shape, { groupSize: w.groupSize });
     case 'nvfp4':
-      return nvfp4.quantize(x, shape, shared);
+      return nvfp4.quantize(x, shape, shared, blockAmax);
     case 'mxfp8':
     case 'mxfp4':
       return mx.quantize(x, shape, { element: w.kind });

@@ -29,11 +29,17 @@ export interface QuantState {
   amax: Record<string, number>;
   /** per-input-channel smoothing factors by Linear (SmoothQuant, AWQ), when the algorithm set any */
   smooth?: Record<string, number[]>;
-  /** file beside the state holding the weights an algorithm quantized (GPTQ), dequantized, float32 */
+  /**
+   * file beside the state holding the weights an algorithm quantized (GPTQ, MSE, AWQ clip), dequantized,
+   * float32, each with the amax values of its static scales (`<linear>.weight_block_amax` float32 per block,
+   * `<linear>.weight_global_amax` float64 for NVFP4) so the export can write their codes
+   */
   weights?: string;
 }
 
 export const WEIGHTS_FILE = 'quantized-weights.safetensors';
+const BLOCK_AMAX = 'weight_block_amax';
+const GLOBAL_AMAX = 'weight_global_amax';
 
 /** Writes the pre-quantized weights of q (if any) beside the state; returns the file name or undefined. */
 export function savePrequantized(dir: string, q: QuantizedModel): string | undefined {
@@ -43,6 +49,10 @@ export function savePrequantized(dir: string, q: QuantizedModel): string | undef
   for (const lin of names) {
     const w = q.model.params.get(`${lin}.weight`)!;
     tensors.set(`${lin}.weight`, { dtype: 'float32', shape: [...w.shape], data: w.toFloat32Array() });
+    const s = q.staticScalesOf(lin);
+    if (s === undefined) continue;
+    tensors.set(`${lin}.${BLOCK_AMAX}`, { dtype: 'float32', shape: [s.blockAmax.length], data: s.blockAmax });
+    if (s.globalAmax !== null) tensors.set(`${lin}.${GLOBAL_AMAX}`, { dtype: 'float64', shape: [], data: Float64Array.of(s.globalAmax) });
   }
   writeSafetensors(join(dir, WEIGHTS_FILE), tensors);
   return WEIGHTS_FILE;
@@ -90,12 +100,17 @@ export function restoreQuantized(dir: string, opts: LoadOptions): { q: Quantized
     const f = SafetensorsFile.open(join(dir, s.weights));
     try {
       for (const name of f.names()) {
+        if (name.endsWith(`.${BLOCK_AMAX}`) || name.endsWith(`.${GLOBAL_AMAX}`)) continue;
         const w = model.params.get(name);
         const t = f.read(name);
         if (w === undefined || t.dtype !== 'float32' || t.shape.join() !== w.shape.join()) {
           throw new UserError(`${join(dir, s.weights)}: ${name} does not fit the model; re-run mopt quantize`);
         }
-        q.setPrequantized(name.replace(/\.weight$/, ''), w.toFloat32Array(), t.data as Float32Array);
+        const lin = name.replace(/\.weight$/, '');
+        const block = f.has(`${lin}.${BLOCK_AMAX}`) ? f.read(`${lin}.${BLOCK_AMAX}`) : null;
+        const global = f.has(`${lin}.${GLOBAL_AMAX}`) ? f.read(`${lin}.${GLOBAL_AMAX}`) : null;
+        const scales = block?.dtype === 'float32' ? { blockAmax: block.data as Float32Array, globalAmax: global === null ? null : Number(global.data[0]) } : undefined;
+        q.setPrequantized(lin, w.toFloat32Array(), t.data as Float32Array, scales);
       }
     } finally {
       f.close();

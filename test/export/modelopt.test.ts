@@ -19,6 +19,10 @@ import { applyGroupSize, presetRecipe } from '../../src/quant/recipes/index.js';
 import { calibrationSplit } from '../../src/quant/calib-data.js';
 import { smoothQuant } from '../../src/quant/algorithms/smoothquant.js';
 import { awqLite } from '../../src/quant/algorithms/awq.js';
+import { awqClip } from '../../src/quant/algorithms/awq-clip.js';
+import { weightMse } from '../../src/quant/algorithms/weight-mse.js';
+import { gptq } from '../../src/quant/algorithms/gptq.js';
+import type { Algorithm } from '../../src/quant/recipes/index.js';
 import { exportModelopt } from '../../src/export/modelopt-export.js';
 import { loadModelopt } from '../../src/export/modelopt-load.js';
 import { perplexity } from '../../src/eval/perplexity.js';
@@ -33,18 +37,27 @@ interface Case {
   preset: string;
   kv?: string;
   group?: number;
+  algorithm?: Algorithm;
 }
 const CASES: Case[] = [
   { preset: 'fp8', kv: 'fp8' }, { preset: 'int8_sq' }, { preset: 'int4_awq', group: 32 }, { preset: 'nvfp4', kv: 'fp8' },
   { preset: 'nvfp4_awq', kv: 'nvfp4' }, { preset: 'w4a16_nvfp4' }, { preset: 'mxfp8' },
+  // weights the algorithm quantizes itself: exported from the values and the static scales it recorded
+  { preset: 'int4_awq', group: 32, algorithm: 'gptq' }, { preset: 'int4_awq', group: 32, algorithm: 'awq_full' }, { preset: 'w4a16_nvfp4', algorithm: 'mse' },
+  { preset: 'nvfp4', algorithm: 'awq_clip' },
 ];
 
 function quantized(c: Case, calib: number[][]): QuantizedModel {
   let recipe = presetRecipe(c.preset, c.kv);
   if (c.group !== undefined) recipe = applyGroupSize(recipe, c.group);
+  if (c.algorithm !== undefined) recipe = { ...recipe, algorithm: c.algorithm };
   const q = new QuantizedModel(loadModel(STORIES_HF), recipe);
-  if (recipe.algorithm === 'smoothquant') smoothQuant(q, calib, 1.0);
-  if (recipe.algorithm === 'awq_lite') awqLite(q, calib);
+  const a = recipe.algorithm;
+  if (a === 'smoothquant') smoothQuant(q, calib, 1.0);
+  if (a === 'awq_lite' || a === 'awq_full') awqLite(q, calib);
+  if (a === 'awq_clip' || a === 'awq_full') awqClip(q, calib);
+  if (a === 'mse') weightMse(q);
+  if (a === 'gptq') gptq(q, calib);
   q.calibrate(calib, 'max');
   return q;
 }
@@ -71,7 +84,7 @@ test('modelopt export -> load back equals the fake-quantized model (stories260K,
       const got = logits(loaded.model, probe);
       let maxDiff = 0;
       for (let i = 0; i < want.length; i++) maxDiff = Math.max(maxDiff, Math.abs(want[i]! - got[i]!));
-      assert.ok(maxDiff <= 1e-5, `${c.preset}: logits differ by up to ${maxDiff}`);
+      assert.ok(maxDiff <= 1e-5, `${c.preset} ${c.algorithm ?? ''}: logits differ by up to ${maxDiff}`);
       const pw = perplexity(q.model, split.heldOut).ppl;
       const pg = perplexity(loaded.model, split.heldOut).ppl;
       assert.ok(Math.abs(pg - pw) / pw <= 1e-3, `${c.preset}: ppl ${pg} vs fake-quant ${pw}`);

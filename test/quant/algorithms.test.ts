@@ -18,7 +18,7 @@ import { staticQuantizer } from '../../src/quant/algorithms/block-quantizer.js';
 import { mseWeight } from '../../src/quant/algorithms/weight-mse.js';
 import { CLIP_RATIOS, awqClip, clipWeight } from '../../src/quant/algorithms/awq-clip.js';
 import { searchBlockAmax } from '../../src/quant/algorithms/block-quantizer.js';
-import { fakeQuantWeight } from '../../src/quant/scheme.js';
+import { dequantizeWeight, fakeQuantWeight, quantizeWeight } from '../../src/quant/scheme.js';
 import { loadQuantized, savePrequantized, saveState } from '../../src/quant/state.js';
 import { recipeToData } from '../../src/quant/recipes/index.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -183,7 +183,9 @@ test('weight MSE search: every block at least as close as max calibration, often
   for (const scheme of [{ kind: 'int4', groupSize: 32 } as const, { kind: 'nvfp4' } as const]) {
     const bs = scheme.kind === 'int4' ? 32 : 16;
     const rtn = fakeQuantWeight(scheme, w, [rows, cols]);
-    const mse = mseWeight(scheme, w, [rows, cols]);
+    const { values: mse, scales } = mseWeight(scheme, w, [rows, cols]);
+    // the recorded block amax values reproduce the searched weight through the format code (what the export writes)
+    assert.deepEqual(dequantizeWeight(quantizeWeight(scheme, mse, [rows, cols], scales.globalAmax ?? undefined, scales.blockAmax)), mse);
     let better = 0;
     for (let b = 0; b < (rows * cols) / bs; b++) {
       let eR = 0;

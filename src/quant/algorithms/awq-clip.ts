@@ -9,7 +9,7 @@ import type { QuantizedModel } from '../ptq.js';
 import type { WeightScheme } from '../scheme.js';
 import type { Tensor } from '../../tensor/index.js';
 import { absMax } from '../formats/common.js';
-import { scaleBlock, searchBlockAmax, staticQuantizer } from './block-quantizer.js';
+import { scaleBlock, searchBlockAmax, staticQuantizer, staticScales, type StaticWeight } from './block-quantizer.js';
 
 export const CLIP_RATIOS: readonly number[] = Array.from({ length: 11 }, (_, i) => Math.round((0.5 + 0.05 * i) * 100) / 100);
 const TOKENS_PER_BATCH = 64;
@@ -45,7 +45,7 @@ const quadratic = (G: Float64Array, d: Float64Array): number => {
 };
 
 /** The clipped quantization of one weight w [rows, cols] given the sampled (smoothed) inputs x [n, cols]. */
-export function clipWeight(s: WeightScheme, w: Float32Array, shape: readonly [number, number], x: Float32Array): Float32Array {
+export function clipWeight(s: WeightScheme, w: Float32Array, shape: readonly [number, number], x: Float32Array): StaticWeight {
   const [rows, cols] = shape;
   const bs = scaleBlock(s);
   const grams = blockGrams(x, cols, bs);
@@ -54,7 +54,7 @@ export function clipWeight(s: WeightScheme, w: Float32Array, shape: readonly [nu
   // NVFP4: clip the global amax only; block scales follow from it
   const top = absMax(w, 0, w.length);
   let best = Infinity;
-  let out = new Float32Array(0);
+  let out: StaticWeight = { values: new Float32Array(0), scales: staticScales(s, w, shape) };
   for (const r of CLIP_RATIOS) {
     const quant = staticQuantizer(s, w, shape, undefined, top * r);
     const q = new Float32Array(w.length);
@@ -70,7 +70,7 @@ export function clipWeight(s: WeightScheme, w: Float32Array, shape: readonly [nu
     }
     if (err < best) {
       best = err;
-      out = q;
+      out = { values: q, scales: staticScales(s, w, shape, undefined, top * r) };
     }
   }
   return out;
@@ -100,7 +100,8 @@ export function awqClip(q: QuantizedModel, batches: readonly (readonly number[])
     const c = q.smooth.get(lin);
     const orig = w.toFloat32Array();
     const smoothedW = c === undefined ? orig : Float32Array.from(orig, (v, i) => Math.fround(v / c[i % shape[1]]!));
-    q.setPrequantized(lin, smoothedW, clipWeight(scheme, smoothedW, shape, Float32Array.from(samples.get(lin)!)));
+    const r = clipWeight(scheme, smoothedW, shape, Float32Array.from(samples.get(lin)!));
+    q.setPrequantized(lin, smoothedW, r.values, r.scales);
   }
   return targets.size;
 }

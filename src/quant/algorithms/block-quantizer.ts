@@ -11,6 +11,31 @@ import type { WeightScheme } from '../scheme.js';
 /** Quantize -> dequantize of one weight element with the static scale of its block. */
 export type ElementQuantizer = (v: number, row: number, col: number) => number;
 
+/**
+ * The amax values a weight's static scales were made from: one per block, and NVFP4's global amax (null for
+ * INT4). Recorded with an algorithm's weight so the export can write codes and scales (weightFromStatic).
+ */
+export interface StaticScales {
+  blockAmax: Float32Array;
+  globalAmax: number | null;
+}
+
+/** A weight an algorithm quantized: its dequantized values and the amax values of its scales. */
+export interface StaticWeight {
+  values: Float32Array;
+  scales: StaticScales;
+}
+
+/** The scales staticQuantizer uses for these arguments (each block's own amax, the tensor's amax by default). */
+export function staticScales(s: WeightScheme, w: Float32Array, shape: readonly [number, number], blockAmax?: Float32Array, globalAmax?: number): StaticScales {
+  const bs = scaleBlock(s);
+  const n = (shape[0] * shape[1]) / bs;
+  return {
+    blockAmax: blockAmax ? Float32Array.from(blockAmax) : Float32Array.from({ length: n }, (_, b) => absMax(w, b * bs, (b + 1) * bs)),
+    globalAmax: s.kind === 'nvfp4' ? globalAmax ?? absMax(w, 0, w.length) : null,
+  };
+}
+
 /** Elements per scale block of the schemes that have static block scales (row-major, along the input dim). */
 export function scaleBlock(s: WeightScheme): number {
   switch (s.kind) {
@@ -58,9 +83,10 @@ export function staticQuantizer(s: WeightScheme, w: Float32Array, shape: readonl
 
 /**
  * For each block, the multiplier of its max |w| (from `multipliers`) whose quantization has the least
- * `blockErr(block, diff)` (diff = w - QDQ(w) over the block's elements); returns the weight quantized that way.
+ * `blockErr(block, diff)` (diff = w - QDQ(w) over the block's elements); returns the weight quantized that way
+ * and the block amax values chosen.
  */
-export function searchBlockAmax(s: WeightScheme, w: Float32Array, shape: readonly [number, number], multipliers: readonly number[], blockErr: (block: number, diff: Float64Array) => number): Float32Array {
+export function searchBlockAmax(s: WeightScheme, w: Float32Array, shape: readonly [number, number], multipliers: readonly number[], blockErr: (block: number, diff: Float64Array) => number): StaticWeight {
   const [rows, cols] = shape;
   const bs = scaleBlock(s);
   const nb = (rows * cols) / bs;
@@ -70,8 +96,10 @@ export function searchBlockAmax(s: WeightScheme, w: Float32Array, shape: readonl
   const out = new Float32Array(w.length);
   const cand = new Float32Array(bs);
   const diff = new Float64Array(bs);
+  const chosen = new Float32Array(nb);
   for (const m of multipliers) {
-    const quant = staticQuantizer(s, w, shape, Float32Array.from(base, (a) => a * m));
+    const amax = Float32Array.from(base, (a) => a * m);
+    const quant = staticQuantizer(s, w, shape, amax);
     for (let b = 0; b < nb; b++) {
       for (let k = 0; k < bs; k++) {
         const i = b * bs + k;
@@ -82,8 +110,9 @@ export function searchBlockAmax(s: WeightScheme, w: Float32Array, shape: readonl
       if (err < best[b]!) {
         best[b] = err;
         out.set(cand, b * bs);
+        chosen[b] = amax[b]!;
       }
     }
   }
-  return out;
+  return { values: out, scales: staticScales(s, w, shape, chosen) };
 }

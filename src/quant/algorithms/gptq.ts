@@ -8,7 +8,7 @@
 
 import { matmul, transpose, type Tensor } from '../../tensor/index.js';
 import { UserError } from '../../util/errors.js';
-import { staticQuantizer, type ElementQuantizer } from './block-quantizer.js';
+import { staticQuantizer, staticScales, type ElementQuantizer } from './block-quantizer.js';
 import { layerPrefix } from '../../models/decoder.js';
 import type { WeightScheme } from '../scheme.js';
 import type { QuantizedModel } from '../ptq.js';
@@ -142,7 +142,8 @@ export function gptq(q: QuantizedModel, batches: readonly (readonly number[])[],
       const orig = w.toFloat32Array();
       const acc = hs.get(lin)!;
       const h = acc.h.map((v) => (2 * v) / acc.n);
-      q.setPrequantized(lin, orig, gptqWeight(orig, shape, h, staticQuantizer(schemes.get(lin)!, orig, shape)));
+      const scheme = schemes.get(lin)!;
+      q.setPrequantized(lin, orig, gptqWeight(orig, shape, h, staticQuantizer(scheme, orig, shape)), staticScales(scheme, orig, shape));
       done++;
     }
     onStage?.(done, schemes.size);

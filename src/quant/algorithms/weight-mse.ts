@@ -6,12 +6,12 @@
 
 import type { QuantizedModel } from '../ptq.js';
 import type { WeightScheme } from '../scheme.js';
-import { searchBlockAmax } from './block-quantizer.js';
+import { searchBlockAmax, type StaticWeight } from './block-quantizer.js';
 
 export const MSE_MULTIPLIERS: readonly number[] = [1, ...Array.from({ length: 38 }, (_, i) => Math.round((0.25 + 0.1 * i) * 100) / 100)];
 
-/** The weight with every block quantized at its best amax multiplier (dequantized values). */
-export function mseWeight(s: WeightScheme, w: Float32Array, shape: readonly [number, number]): Float32Array {
+/** The weight with every block quantized at its best amax multiplier (dequantized values, and the amax chosen). */
+export function mseWeight(s: WeightScheme, w: Float32Array, shape: readonly [number, number]): StaticWeight {
   return searchBlockAmax(s, w, shape, MSE_MULTIPLIERS, (_b, d) => d.reduce((acc, v) => acc + v * v, 0));
 }
 
@@ -22,7 +22,8 @@ export function weightMse(q: QuantizedModel): number {
     if (p.role !== 'weight' || p.scheme === null || (p.scheme.kind !== 'int4' && p.scheme.kind !== 'nvfp4')) continue;
     const w = q.model.params.get(`${p.module}.weight`)!;
     const orig = w.toFloat32Array();
-    q.setPrequantized(p.module, orig, mseWeight(p.scheme as WeightScheme, orig, w.shape as [number, number]));
+    const r = mseWeight(p.scheme as WeightScheme, orig, w.shape as [number, number]);
+    q.setPrequantized(p.module, orig, r.values, r.scales);
     n++;
   }
   return n;

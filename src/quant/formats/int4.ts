@@ -8,7 +8,11 @@ import { int4ToNibble, nibbleToInt4 } from '../../tensor/codecs.js';
 import { absMax, amaxScale, checkMatrix, roundHalfEven, type Shape2 } from './common.js';
 
 export type Int4GroupSize = 32 | 64 | 128;
-export interface Int4Options { groupSize?: Int4GroupSize }
+export interface Int4Options {
+  groupSize?: Int4GroupSize;
+  /** static group amax values [out * in/groupSize] instead of each group's own max |w| (GPTQ, MSE, AWQ clip) */
+  blockAmax?: Float32Array;
+}
 export interface Int4Meta { format: 'int4'; groupSize: Int4GroupSize; shape: [number, number] }
 export interface Int4Quantized {
   /** uint8 [out/2, in] */
@@ -30,7 +34,7 @@ export function quantize(w: Float32Array, shape: Shape2, opts: Int4Options = {})
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < ng; k++) {
       const start = r * cols + k * g;
-      const scale = amaxScale('int4.quantize', absMax(w, start, start + g), 7);
+      const scale = amaxScale('int4.quantize', opts.blockAmax?.[r * ng + k] ?? absMax(w, start, start + g), 7);
       scales[r * ng + k] = scale;
       for (let i = start; i < start + g; i++) {
         q[i] = Math.min(Math.max(roundHalfEven(Math.fround(w[i]! / scale)), -8), 7); // fp32 divide, then RNE

@@ -30,8 +30,11 @@ export interface Nvfp4Quantized {
   meta: Nvfp4Meta;
 }
 
-/** `globalAmax`: the amax of the global scale instead of w's own (fused siblings share weight_scale_2). */
-export function quantize(w: Float32Array, shape: Shape2, globalAmax?: number): Nvfp4Quantized {
+/**
+ * `globalAmax`: the amax of the global scale instead of w's own (fused siblings share weight_scale_2);
+ * `blockAmax`: static block amax values [out * in/16] instead of each block's own (GPTQ, MSE, AWQ clip).
+ */
+export function quantize(w: Float32Array, shape: Shape2, globalAmax?: number, blockAmax?: Float32Array): Nvfp4Quantized {
   checkMatrix('nvfp4.quantize', w, shape, BLOCK);
   if (globalAmax !== undefined && !(Number.isFinite(globalAmax) && globalAmax >= 0)) throw new RangeError(`nvfp4.quantize: globalAmax ${globalAmax} must be finite and >= 0`);
   const [rows, cols] = shape;
@@ -41,7 +44,7 @@ export function quantize(w: Float32Array, shape: Shape2, globalAmax?: number): N
   const scales = new Uint8Array(nb);
   const elems = new Uint8Array(w.length);
   for (let b = 0; b < nb; b++) {
-    let sb = Math.fround(absMax(w, b * BLOCK, (b + 1) * BLOCK) / denom);
+    let sb = Math.fround((blockAmax?.[b] ?? absMax(w, b * BLOCK, (b + 1) * BLOCK)) / denom);
     if (sb === 0) sb = 1;
     sb = Math.min(Math.max(sb, MIN_SCALE), E4M3_MAX);
     scales[b] = f32ToE4M3(sb, true);
