@@ -11,6 +11,7 @@ import { registerTokenize } from './tokenize.js';
 import { registerInspect } from './inspect.js';
 import { registerQuantize } from './quantize.js';
 import { registerExport } from './export.js';
+import { registerTrain } from './train.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerQuantize(program);
   registerExport(program);
+  registerTrain(program);
   return program;
 }
 

@@ -91,9 +91,27 @@ export class AdamW {
     }
   }
 
-  /** Optimizer state for checkpoints: moments by parameter index. */
-  state(): { step: number; m: (Tensor | null)[]; v: (Tensor | null)[] } {
-    return { step: this.step, m: this.params.map((p) => this.m.get(p) ?? null), v: this.params.map((p) => this.v.get(p) ?? null) };
+  /** Optimizer state for checkpoints: moments (and float32 master weights) by parameter index. */
+  state(): { step: number; m: (Tensor | null)[]; v: (Tensor | null)[]; master: (Tensor | null)[] } {
+    return {
+      step: this.step,
+      m: this.params.map((p) => this.m.get(p) ?? null),
+      v: this.params.map((p) => this.v.get(p) ?? null),
+      master: this.params.map((p) => this.master.get(p) ?? null),
+    };
+  }
+
+  /** Restores a checkpointed state(): tensors by parameter index (kept; the optimizer owns them from now on). */
+  restore(s: { step: number; m: (Tensor | null)[]; v: (Tensor | null)[]; master: (Tensor | null)[] }): void {
+    this.step = s.step;
+    this.params.forEach((p, i) => {
+      const [m, v, w] = [s.m[i], s.v[i], s.master[i]];
+      if (m && v) {
+        this.m.set(p, keep(m));
+        this.v.set(p, keep(v));
+      }
+      if (w) this.master.set(p, keep(w));
+    });
   }
 }
 

@@ -19,8 +19,8 @@ function mopt(...args: string[]): { code: number; stdout: string; stderr: string
 test('--help explains every command', () => {
   const top = mopt('--help');
   assert.equal(top.code, 0);
-  for (const c of ['generate', 'eval', 'forward', 'tokenize', 'detokenize', 'inspect', 'quantize', 'export']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
-  for (const c of [['generate'], ['eval', 'ppl'], ['forward'], ['tokenize'], ['detokenize'], ['inspect'], ['quantize'], ['export']]) {
+  for (const c of ['generate', 'eval', 'forward', 'tokenize', 'detokenize', 'inspect', 'quantize', 'export', 'train']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
+  for (const c of [['generate'], ['eval', 'ppl'], ['forward'], ['tokenize'], ['detokenize'], ['inspect'], ['quantize'], ['export'], ['train']]) {
     const h = mopt(...c, '--help');
     assert.equal(h.code, 0, c.join(' '));
     assert.match(h.stdout, /--json/, `${c.join(' ')} --help lists --json`);
@@ -195,6 +195,39 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
       assert.match(bad.stderr, msg);
       assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
     }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('train from a config, resume from the newest checkpoint, and the result generates', () => {
+  const out = mkdtempSync(join(tmpdir(), 'mopt-train-cli-'));
+  try {
+    const config = join(out, 'config.json');
+    writeFileSync(config, JSON.stringify({
+      model_type: 'llama', architectures: ['LlamaForCausalLM'], hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+      num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, tie_word_embeddings: true,
+    }));
+    const text = join(out, 'text.txt');
+    writeFileSync(text, readFileSync(join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'), 'utf8').slice(0, 20_000));
+    const args = ['train', '--config', config, '--tokenizer', STORIES_HF, '--data', text, '--out', join(out, 'run'), '--batch-size', '2',
+      '--seq-len', '32', '--warmup', '2', '--eval-every', '2', '--save-every', '2', '--val-rows', '4', '--json'];
+    const first = mopt(...args, '--steps', '4');
+    assert.equal(first.code, 0, first.stderr);
+    const s1 = JSON.parse(first.stdout) as { steps: number; valLoss: number; parameters: number };
+    assert.equal(s1.steps, 4);
+    assert.ok(s1.valLoss > 0 && s1.parameters > 0);
+    // a longer run resumes at step 4 instead of starting over
+    const more = mopt(...args, '--steps', '6', '--resume');
+    assert.equal(more.code, 0, more.stderr);
+    const log = JSON.parse(readFileSync(join(out, 'run', 'train-log.json'), 'utf8')) as { train: { step: number }[] };
+    assert.deepEqual(log.train.map((p) => p.step), [1, 2, 3, 4, 5, 6]);
+    const g = mopt('generate', '--model', join(out, 'run', 'model'), '--prompt', 'Once upon a time', '--max-new-tokens', '5', '--greedy', '--json');
+    assert.equal(g.code, 0, g.stderr);
+    assert.equal((JSON.parse(g.stdout) as { ids: number[] }).ids.length, 5);
+    const bad = mopt('train', '--preset', 'mopt-huge', '--tokenizer', STORIES_HF, '--data', text, '--out', join(out, 'x'));
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--preset mopt-huge: unknown \(known: mopt-tiny, mopt-small\)/);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
