@@ -12,6 +12,7 @@ import { registerInspect } from './inspect.js';
 import { registerQuantize } from './quantize.js';
 import { registerExport } from './export.js';
 import { registerTrain } from './train.js';
+import { registerTokenizerTrain } from './tokenizer-train.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   registerQuantize(program);
   registerExport(program);
   registerTrain(program);
+  registerTokenizerTrain(program);
   return program;
 }
 
