@@ -232,3 +232,24 @@ test('train from a config, resume from the newest checkpoint, and the result gen
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+test('quantize --format all compares every preset on the same windows', () => {
+  const out = mkdtempSync(join(tmpdir(), 'mopt-quant-all-'));
+  try {
+    const r = mopt('quantize', '--model', STORIES_HF, '--format', 'all', '--group-size', '32', '--calib-data', join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'),
+      '--calib-samples', '2', '--seq-len', '64', '--eval-windows', '2', '--out', out, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout) as { pplBefore: number; rows: { preset: string; ppl: number; kl: number; bytes: number }[] };
+    assert.deepEqual(s.rows.map((x) => x.preset), ['fp8', 'int8_sq', 'int4_awq', 'w4a8_awq', 'nvfp4', 'nvfp4_awq', 'w4a16_nvfp4', 'mxfp8', 'mxfp4']);
+    for (const x of s.rows) {
+      assert.ok(x.ppl > 0 && x.kl >= 0 && x.bytes > 0, JSON.stringify(x));
+      assert.ok(existsSync(join(out, x.preset, 'report.json')) && existsSync(join(out, x.preset, 'mopt-quant.json')), x.preset);
+    }
+    const fp8 = s.rows.find((x) => x.preset === 'fp8')!;
+    const mxfp4 = s.rows.find((x) => x.preset === 'mxfp4')!;
+    assert.ok(fp8.kl < mxfp4.kl, '8-bit costs less than 4-bit');
+    assert.deepEqual(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')), s);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
