@@ -13,6 +13,7 @@ import { registerQuantize } from './quantize.js';
 import { registerExport } from './export.js';
 import { registerTrain } from './train.js';
 import { registerTokenizerTrain } from './tokenizer-train.js';
+import { registerReport } from './report.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
   registerExport(program);
   registerTrain(program);
   registerTokenizerTrain(program);
+  registerReport(program);
   return program;
 }
 

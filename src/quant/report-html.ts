@@ -2,8 +2,7 @@
 // grouped by layer, so the layers that lose the most stand out. Self-contained (inline SVG and CSS).
 
 import type { QuantReport } from './report.js';
-
-const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+import { esc } from '../report/svg.js';
 const num = (x: number | undefined | null, d = 4): string => (x === undefined || x === null || !Number.isFinite(x) ? '-' : x.toFixed(d));
 
 /** Horizontal bars, one per weight quantizer, length proportional to its SQNR. */

@@ -19,8 +19,8 @@ function mopt(...args: string[]): { code: number; stdout: string; stderr: string
 test('--help explains every command', () => {
   const top = mopt('--help');
   assert.equal(top.code, 0);
-  for (const c of ['generate', 'eval', 'forward', 'tokenize', 'detokenize', 'inspect', 'quantize', 'export', 'train', 'tokenizer']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
-  for (const c of [['generate'], ['eval', 'ppl'], ['forward'], ['tokenize'], ['detokenize'], ['inspect'], ['quantize'], ['export'], ['train'], ['tokenizer', 'train']]) {
+  for (const c of ['generate', 'eval', 'forward', 'tokenize', 'detokenize', 'inspect', 'quantize', 'export', 'train', 'tokenizer', 'report']) assert.match(top.stdout, new RegExp(`\\b${c}\\b`));
+  for (const c of [['generate'], ['eval', 'ppl'], ['forward'], ['tokenize'], ['detokenize'], ['inspect'], ['quantize'], ['export'], ['train'], ['tokenizer', 'train'], ['report']]) {
     const h = mopt(...c, '--help');
     assert.equal(h.code, 0, c.join(' '));
     assert.match(h.stdout, /--json/, `${c.join(' ')} --help lists --json`);
