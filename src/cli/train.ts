@@ -100,14 +100,16 @@ export function registerTrain(program: Command): void {
     .option('--resume', 'continue from the newest checkpoint under --out')
     .option('--json', 'print the summary as JSON')
     .action((o: TrainCliOptions) => {
+      if (!(o.lr > 0)) throw new UserError('--lr must be greater than 0');
+      if (o.minLr > o.lr) throw new UserError(`--min-lr ${o.minLr} is above --lr ${o.lr}`);
       const { raw, tokenizerDir, fromScratch } = modelSource(o);
       if (!existsSync(join(tokenizerDir, 'tokenizer.json'))) throw new UserError(`${tokenizerDir} has no tokenizer.json`);
       const tok = Tokenizer.fromModelDir(tokenizerDir);
       const tokCfg = existsSync(join(tokenizerDir, 'config.json')) ? (JSON.parse(readFileSync(join(tokenizerDir, 'config.json'), 'utf8')) as Record<string, unknown>) : {};
       if (fromScratch) {
         raw.vocab_size ??= tok.vocabSize;
-        raw.bos_token_id ??= tokCfg.bos_token_id ?? null;
-        raw.eos_token_id ??= tokCfg.eos_token_id ?? null;
+        raw.bos_token_id ??= tokCfg.bos_token_id ?? tok.bosId;
+        raw.eos_token_id ??= tokCfg.eos_token_id ?? tok.eosId;
       }
       const config = parseDecoderConfig(raw, o.model ? join(o.model, 'config.json') : o.config ?? `preset ${o.preset}`);
       if (config.vocabSize < tok.vocabSize) throw new UserError(`the tokenizer has ${tok.vocabSize} tokens but the model's vocab_size is ${config.vocabSize}`);

@@ -6,7 +6,7 @@
 // anything is written, and the directory appears only when complete (written beside it, then renamed).
 
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { SafetensorsCheckpoint, writeShardedCheckpoint } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw-tensor.js';
 import { readJsonFile, writeJsonAtomic } from '../io/json-file.js';
@@ -57,7 +57,8 @@ export function exportModelopt(q: QuantizedModel, source: string, out: string, o
 
 function checkOut(source: string, out: string, overwrite?: boolean): void {
   const outDir = resolve(out);
-  if (resolve(source) === outDir) throw new UserError(`--out ${out} is the source model directory; the input model is never modified, choose another directory`);
+  const src = resolve(source);
+  if (src === outDir || src.startsWith(outDir + sep)) throw new UserError(`--out ${out} is or contains the source model directory; the input model is never modified, choose another directory`);
   if (existsSync(outDir) && readdirSync(outDir).length > 0 && !overwrite) throw new UserError(`--out ${out} exists and is not empty; pass --overwrite to replace it`);
 }
 

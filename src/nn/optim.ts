@@ -125,7 +125,7 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): number {
     if (coef < 1) {
       for (const p of params) {
         if (p.grad === null) continue;
-        const scaled = keep(mul(p.grad, coef));
+        const scaled = keep(tidy(() => mul(p.grad!, coef)));
         p.grad.dispose();
         p.grad = scaled;
       }

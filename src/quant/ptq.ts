@@ -103,6 +103,8 @@ export class QuantizedModel {
   private readonly prequantized = new Map<string, Float32Array>();
   /** the static scales of those weights (what the export needs to write their codes) */
   private readonly staticScales = new Map<string, StaticScales>();
+  /** those weights' float32 values as the algorithm produced them (the parameter may be rounded to bf16/f16) */
+  private readonly prequantValues = new Map<string, Float32Array>();
   private applied = false;
   /** calibration rows run together in one forward (same-length rows only) */
   batchSize = 1;
@@ -306,7 +308,7 @@ export class QuantizedModel {
       if (scales === undefined) {
         throw new UserError(`${lin}: its weight was quantized by the algorithm, but the quantization state records no scales for it (a state written before scales were recorded); re-run mopt quantize`);
       }
-      const values = w.toFloat32Array();
+      const values = this.prequantValues.get(lin)!;
       const codes = quantizeWeight(scheme, values, shape, scales.globalAmax ?? undefined, scales.blockAmax);
       const back = dequantizeWeight(codes);
       if (back.some((v, i) => !Object.is(v + 0, values[i]! + 0))) throw new Error(`${lin}: the recorded static scales do not reproduce the algorithm's weight`);
@@ -365,6 +367,7 @@ export class QuantizedModel {
     if (this.applied) throw new Error('setPrequantized() after apply()');
     if (scales) this.staticScales.set(linear, scales);
     else this.staticScales.delete(linear);
+    this.prequantValues.set(linear, quantized);
     const w = this.model.params.get(`${linear}.weight`)!;
     const replaced = keep(tidy(() => tensor(quantized, [...w.shape], { dtype: 'float32', device: w.backend }).cast(w.dtype)));
     w.dispose();
@@ -380,6 +383,20 @@ export class QuantizedModel {
   /** The static scales recorded with a pre-quantized weight, if any. */
   staticScalesOf(linear: string): StaticScales | undefined {
     return this.staticScales.get(linear);
+  }
+
+  /**
+   * The per-tensor weight amax each fused sibling group shares (NVFP4's weight_scale_2), by Linear, from the
+   * current (smoothed) weights: what an algorithm that quantizes weights itself must scale with so that the
+   * export writes one global scale per group.
+   */
+  sharedWeightAmax(): Map<string, number> {
+    return this.preparedWeights().shared;
+  }
+
+  /** A pre-quantized weight's float32 values as the algorithm produced them. */
+  prequantizedValues(linear: string): Float32Array | undefined {
+    return this.prequantValues.get(linear);
   }
 
   /** Smoothing factors by Linear, as plain arrays (for the saved state). */

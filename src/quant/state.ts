@@ -48,7 +48,7 @@ export function savePrequantized(dir: string, q: QuantizedModel): string | undef
   const tensors = new Map<string, RawTensor>();
   for (const lin of names) {
     const w = q.model.params.get(`${lin}.weight`)!;
-    tensors.set(`${lin}.weight`, { dtype: 'float32', shape: [...w.shape], data: w.toFloat32Array() });
+    tensors.set(`${lin}.weight`, { dtype: 'float32', shape: [...w.shape], data: q.prequantizedValues(lin) ?? w.toFloat32Array() });
     const s = q.staticScalesOf(lin);
     if (s === undefined) continue;
     tensors.set(`${lin}.${BLOCK_AMAX}`, { dtype: 'float32', shape: [s.blockAmax.length], data: s.blockAmax });

@@ -54,9 +54,16 @@ export class GraphDecoder {
       return result;
     }
     if (this.graph === null) {
-      this.graph = backend.captureGraph(() => {
-        this.out = tidy(() => this.forward());
-      });
+      try {
+        this.graph = backend.captureGraph(() => {
+          this.out = tidy(() => this.forward());
+        });
+      } catch (e) {
+        // the recording failed: its output was never computed, and its memory must go back with the pool
+        this.out?.dispose();
+        this.out = null;
+        throw e;
+      }
     }
     this.graph.launch();
     this.cache.length += 1;
@@ -66,10 +73,13 @@ export class GraphDecoder {
   dispose(): void {
     this.out?.dispose();
     this.out = null;
-    this.graph?.dispose();
-    this.graph = null;
-    this.ids.dispose();
-    this.pos.dispose();
+    try {
+      this.graph?.dispose();
+    } finally {
+      this.graph = null;
+      this.ids.dispose();
+      this.pos.dispose();
+    }
   }
 
   /** The step's device output, kept past the tidy scope: the argmax id or the float32 logits row. */

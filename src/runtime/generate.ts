@@ -51,8 +51,11 @@ export function generate(model: DecoderLM, prompt: readonly number[], o: Generat
       }
     });
   } finally {
-    graph?.dispose();
-    cache.dispose();
+    try {
+      graph?.dispose();
+    } finally {
+      cache.dispose();
+    }
   }
   return out;
 }

@@ -11,7 +11,7 @@ import { AdamW, clipGradNorm, warmupCosineLr } from '../nn/optim.js';
 import { mul, noGrad, slice, tensor, tidy } from '../tensor/index.js';
 import { UserError } from '../util/errors.js';
 import { BatchSampler, type PackedData } from './data.js';
-import { restoreCheckpoint, saveCheckpoint, type LossPoint, type TrainerState } from './checkpoint.js';
+import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type LossPoint, type TrainerState } from './checkpoint.js';
 
 export interface TrainOptions {
   steps: number;
@@ -72,7 +72,10 @@ export function train(
   const params = model.parameters();
   for (const p of params) p.requireGrad();
   const opt = new AdamW(params, { lr: 0, weightDecay: o.weightDecay, masterWeights: o.masterWeights });
-  const settings = { batch: o.batch, accum: o.accum, seed: o.seed, seqLen: data.train[0]!.length - 1, trainRows: data.train.length, masterWeights: o.masterWeights };
+  const settings = {
+    batch: o.batch, accum: o.accum, seed: o.seed, seqLen: data.train[0]!.length - 1, trainRows: data.train.length, masterWeights: o.masterWeights,
+    lr: o.lr, minLr: o.minLr, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip,
+  };
   let state: TrainerState = { step: 0, train: [], val: [], settings };
   if (resume !== null) {
     state = restoreCheckpoint(resume, model, opt);
@@ -81,6 +84,9 @@ export function train(
   }
   const sampler = new BatchSampler(data.train.length, o.seed);
   const root = join(out, 'checkpoints');
+  if (resume === null && latestCheckpoint(root) !== null) {
+    throw new UserError(`${root} holds checkpoints of an earlier run; pass --resume to continue it, or choose another --out`);
+  }
   const tokensPerStep = o.batch * o.accum * settings.seqLen;
   let ran = 0;
   for (let step = state.step; step < o.steps; step++) {

@@ -44,6 +44,7 @@ const CASES: Case[] = [
   { preset: 'nvfp4_awq', kv: 'nvfp4' }, { preset: 'w4a16_nvfp4' }, { preset: 'mxfp8' },
   // weights the algorithm quantizes itself: exported from the values and the static scales it recorded
   { preset: 'int4_awq', group: 32, algorithm: 'gptq' }, { preset: 'int4_awq', group: 32, algorithm: 'awq_full' }, { preset: 'w4a16_nvfp4', algorithm: 'mse' },
+  { preset: 'w4a16_nvfp4', algorithm: 'gptq' },
   { preset: 'nvfp4', algorithm: 'awq_clip' },
 ];
 
@@ -92,6 +93,14 @@ test('modelopt export -> load back equals the fake-quantized model (stories260K,
       assert.equal(cfg.quantization_config.quant_method, 'modelopt');
       assert.equal(cfg.quantization_config.quant_algo, s.quantAlgo);
       assert.ok(readdirSync(out).includes('tokenizer.json'));
+      if (c.preset.includes('nvfp4') && c.algorithm !== 'awq_clip') {
+        // fused siblings share one global scale, as engines that fuse q/k/v and gate/up require
+        const f = SafetensorsFile.open(join(out, 'model.safetensors'));
+        const s2 = (m: string): number => (f.read(`model.layers.1.${m}.weight_scale_2`).data as Float32Array)[0]!;
+        assert.ok(s2('self_attn.q_proj') === s2('self_attn.k_proj') && s2('self_attn.k_proj') === s2('self_attn.v_proj'), `${c.preset} ${c.algorithm}: q/k/v weight_scale_2 differ`);
+        assert.equal(s2('mlp.gate_proj'), s2('mlp.up_proj'));
+        f.close();
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -58,6 +58,11 @@ export class GraphPool {
   /** every block the pool owns, live or free, with its rounded size */
   readonly sizes = new Map<DevicePtr, number>();
   readonly free = new Map<number, DevicePtr[]>();
+  /**
+   * blocks allocated before the capture and freed during it: recorded kernels may read what they held, so
+   * nothing in the capture may reuse them; they wait for releasePool
+   */
+  readonly reserved: DevicePtr[] = [];
   get bytes(): number {
     let n = 0;
     for (const s of this.sizes.values()) n += s;
@@ -99,7 +104,11 @@ export class CachingAllocator {
     this.s.allocatedBytes -= block.size;
     this.s.cachedBytes += block.size;
     let pool = this.owner.get(block.ptr);
-    if (pool === undefined && this.capture !== null) this.adopt((pool = this.capture), block.ptr, block.size);
+    if (pool === undefined && this.capture !== null) {
+      this.adopt(this.capture, block.ptr, block.size);
+      this.capture.reserved.push(block.ptr);
+      return;
+    }
     const lists = pool?.free ?? this.free_;
     const list = lists.get(block.size);
     if (list === undefined) lists.set(block.size, [block.ptr]);
@@ -117,7 +126,7 @@ export class CachingAllocator {
   /** Returns the pool's blocks to the common cache; every one of them must have been freed. */
   releasePool(pool: GraphPool): void {
     if (pool === this.capture) throw new Error('allocator: cannot release the pool of the capture in progress');
-    const idle = new Set([...pool.free.values()].flat());
+    const idle = new Set([...pool.free.values()].flat().concat(pool.reserved));
     const busy = [...pool.sizes.keys()].filter((p) => !idle.has(p));
     if (busy.length > 0) throw new Error(`allocator: ${busy.length} block(s) of a graph pool are still in use; free the graph's tensors before destroying it`);
     for (const [ptr, size] of pool.sizes) {
@@ -128,6 +137,7 @@ export class CachingAllocator {
     }
     pool.sizes.clear();
     pool.free.clear();
+    pool.reserved.length = 0;
   }
   private adopt(pool: GraphPool, ptr: DevicePtr, size: number): void {
     pool.sizes.set(ptr, size);

@@ -86,7 +86,9 @@ export function staticQuantizer(s: WeightScheme, w: Float32Array, shape: readonl
  * `blockErr(block, diff)` (diff = w - QDQ(w) over the block's elements); returns the weight quantized that way
  * and the block amax values chosen.
  */
-export function searchBlockAmax(s: WeightScheme, w: Float32Array, shape: readonly [number, number], multipliers: readonly number[], blockErr: (block: number, diff: Float64Array) => number): StaticWeight {
+export function searchBlockAmax(
+  s: WeightScheme, w: Float32Array, shape: readonly [number, number], multipliers: readonly number[], blockErr: (block: number, diff: Float64Array) => number, globalAmax?: number,
+): StaticWeight {
   const [rows, cols] = shape;
   const bs = scaleBlock(s);
   const nb = (rows * cols) / bs;
@@ -99,7 +101,7 @@ export function searchBlockAmax(s: WeightScheme, w: Float32Array, shape: readonl
   const chosen = new Float32Array(nb);
   for (const m of multipliers) {
     const amax = Float32Array.from(base, (a) => a * m);
-    const quant = staticQuantizer(s, w, shape, amax);
+    const quant = staticQuantizer(s, w, shape, amax, globalAmax);
     for (let b = 0; b < nb; b++) {
       for (let k = 0; k < bs; k++) {
         const i = b * bs + k;
@@ -114,5 +116,5 @@ export function searchBlockAmax(s: WeightScheme, w: Float32Array, shape: readonl
       }
     }
   }
-  return { values: out, scales: staticScales(s, w, shape, chosen) };
+  return { values: out, scales: staticScales(s, w, shape, chosen, globalAmax) };
 }

@@ -123,6 +123,7 @@ export function gptq(q: QuantizedModel, batches: readonly (readonly number[])[],
   const schemes = new Map<string, WeightScheme>();
   for (const p of q.quantizers) if (p.role === 'weight' && p.scheme !== null) schemes.set(p.module, p.scheme as WeightScheme);
   const pending = stages(q).map((s) => s.filter((l) => schemes.has(l))).filter((s) => s.length > 0);
+  const shared = q.sharedWeightAmax(); // before any weight changes: one NVFP4 global scale per q/k/v and gate/up group
   let done = 0;
   for (const stage of pending) {
     const hs = new Map<string, { h: Float64Array; n: number }>();
@@ -143,7 +144,8 @@ export function gptq(q: QuantizedModel, batches: readonly (readonly number[])[],
       const acc = hs.get(lin)!;
       const h = acc.h.map((v) => (2 * v) / acc.n);
       const scheme = schemes.get(lin)!;
-      q.setPrequantized(lin, orig, gptqWeight(orig, shape, h, staticQuantizer(scheme, orig, shape)), staticScales(scheme, orig, shape));
+      const g = shared.get(lin);
+      q.setPrequantized(lin, orig, gptqWeight(orig, shape, h, staticQuantizer(scheme, orig, shape, undefined, g)), staticScales(scheme, orig, shape, undefined, g));
       done++;
     }
     onStage?.(done, schemes.size);
