@@ -44,8 +44,11 @@ export function saveModelDir(dir: string, model: DecoderLM, config: Record<strin
     writeJsonAtomic(join(tmp, 'config.json'), config);
     if (tokenizerDir !== null) for (const f of TOKENIZER_FILES) if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(tmp, f));
     extra?.(tmp);
-    rmSync(dir, { recursive: true, force: true });
+    // the old directory moves aside before the new one takes its name, so a crash leaves one of them whole
+    const old = `${dir}.old-${process.pid}`;
+    if (existsSync(dir)) renameSync(dir, old);
     renameSync(tmp, dir);
+    rmSync(old, { recursive: true, force: true });
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
@@ -67,6 +70,12 @@ export function saveCheckpoint(dir: string, model: DecoderLM, config: Record<str
     writeSafetensors(join(tmp, 'optimizer.safetensors'), tensors);
     writeJsonAtomic(join(tmp, 'trainer_state.json'), { ...state, optimizerStep: s.step });
   });
+}
+
+/** Removes what killed runs left under `root`: staged (.tmp-PID) and set-aside (.old-PID) directories. */
+export function sweepStale(root: string): void {
+  if (!existsSync(root)) return;
+  for (const n of readdirSync(root)) if (/\.(tmp|old)-\d+$/.test(n)) rmSync(join(root, n), { recursive: true, force: true });
 }
 
 /** The newest complete checkpoint under `root` (checkpoint-<step>), or null. */

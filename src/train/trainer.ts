@@ -11,7 +11,7 @@ import { AdamW, clipGradNorm, warmupCosineLr } from '../nn/optim.js';
 import { mul, noGrad, slice, tensor, tidy } from '../tensor/index.js';
 import { UserError } from '../util/errors.js';
 import { BatchSampler, type PackedData } from './data.js';
-import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type LossPoint, type TrainerState } from './checkpoint.js';
+import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, sweepStale, type LossPoint, type TrainerState } from './checkpoint.js';
 
 export interface TrainOptions {
   steps: number;
@@ -84,6 +84,7 @@ export function train(
   }
   const sampler = new BatchSampler(data.train.length, o.seed);
   const root = join(out, 'checkpoints');
+  sweepStale(root);
   if (resume === null && latestCheckpoint(root) !== null) {
     throw new UserError(`${root} holds checkpoints of an earlier run; pass --resume to continue it, or choose another --out`);
   }

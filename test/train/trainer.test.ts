@@ -52,6 +52,8 @@ test('a training run killed mid-way and resumed from its checkpoint reproduces t
     const last = latestCheckpoint(join(dir, 'b', 'checkpoints'))!;
     assert.ok(['config.json', 'model.safetensors', 'tokenizer.json', 'optimizer.safetensors', 'trainer_state.json'].every((f) => existsSync(join(last, f))));
     assert.ok(!existsSync(join(dir, 'b', 'checkpoints', 'checkpoint-4')));
+    // a fresh run into a directory with checkpoints would mix two runs: refused
+    assert.throws(() => train(initModel(config, 5), RAW, STORIES_HF, data, join(dir, 'b'), OPTS, null), /holds checkpoints of an earlier run; pass --resume/);
     // resuming with other batch settings is refused
     assert.throws(() => train(loadModel(last), RAW, STORIES_HF, data, join(dir, 'c'), { ...OPTS, batch: 3 }, last), /batch differ/);
   } finally {
