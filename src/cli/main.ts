@@ -22,7 +22,8 @@ export function buildProgram(): Command {
     .description(
       'mopt makes LLMs cheaper and faster to serve. It reads Hugging Face checkpoints (config.json + safetensors + ' +
         'tokenizer.json) and runs Llama, Mistral, Qwen2 and Qwen3 decoders in TypeScript, on the CPU or an NVIDIA GPU (--device cuda). ' +
-        'It quantizes them (FP8, INT8, INT4, NVFP4, MXFP8/MXFP4 with Model Optimizer\'s presets) and reports the quality cost.',
+        'It quantizes them (FP8, INT8, INT4, NVFP4, MXFP8/MXFP4 with Model Optimizer\'s presets), reports the quality cost, exports ' +
+        'Model Optimizer checkpoints, and trains models and BPE tokenizers.',
     )
     .addHelpText(
       'after',
@@ -35,6 +36,9 @@ export function buildProgram(): Command {
         '  mopt forward --model ./my-model --ids-file ids.npy --out logits.npy',
         '  mopt quantize --model ./my-model --format fp8 --calib-data calib.txt --out ./my-model-fp8',
         '  mopt export --from ./my-model-fp8 --out ./my-model-fp8-hf',
+        '  mopt tokenizer train --data corpus.txt --vocab-size 4096 --out ./tok',
+        '  mopt train --preset mopt-tiny --tokenizer ./tok --data corpus.txt --out ./run --steps 2000',
+        '  mopt report ./run',
         '',
         'Every command takes --help and --json.',
       ].join('\n'),

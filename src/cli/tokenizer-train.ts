@@ -13,7 +13,7 @@ import { emit, parseIntOption } from './common.js';
 export function registerTokenizerTrain(program: Command): void {
   program
     .command('tokenizer')
-    .description('Tokenizer tools.')
+    .description('Tokenizer tools: `tokenizer train` makes a byte-level BPE tokenizer.json from text.')
     .command('train')
     .description('Train a byte-level BPE tokenizer (GPT-2 style: any text encodes, no unknown token) and write tokenizer.json, loadable by mopt and by the Hugging Face tokenizers library.')
     .requiredOption('--data <files...>', 'training text: .txt, .jsonl ({"text": ...} per line) or .json array')
