@@ -5,7 +5,8 @@
 #   on the GPU machine: bash scripts/train-mopt-tiny.sh            (carry [".gpu", "dist"]; DEVICE=cuda)
 #   smoke test here:     DEVICE=cpu STEPS=2 BATCH=2 SEQ=64 VOCAB=600 bash scripts/train-mopt-tiny.sh
 # Output in $OUT/mopt-tiny (a Hugging Face model directory with its tokenizer) and $OUT/mopt-tiny-run (logs,
-# checkpoints). Settings through the environment; the defaults are the ones the shipped model used.
+# checkpoints). Settings through the environment; the defaults are the planned settings for the shipped model
+# (not yet trained: this script has run only as the CPU smoke test above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}

@@ -75,7 +75,7 @@ export function registerTrain(program: Command): void {
       'Train a Llama-family model: from scratch (--preset mopt-tiny|mopt-small or --config config.json, with --tokenizer) or by ' +
         'fine-tuning a Hugging Face checkpoint (--model). Text is packed into rows of --seq-len tokens; AdamW with warmup + cosine ' +
         'decay, gradient accumulation and clipping; validation loss every --eval-every steps; resumable checkpoints every --save-every ' +
-        'steps (--resume continues the newest under --out). On CUDA with --dtype bfloat16 the optimizer keeps float32 master weights.',
+        'steps (--resume continues the newest under --out). With --dtype bfloat16 or float16 the optimizer keeps float32 master weights.',
     )
     .option('--model <dir>', 'Hugging Face checkpoint to fine-tune')
     .option('--preset <name>', 'size preset to train from scratch (src/train/presets.json): mopt-tiny, mopt-small')

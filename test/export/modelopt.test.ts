@@ -69,9 +69,11 @@ function logits(m: DecoderLM, ids: number[]): Float32Array {
 
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'mopt-export-'));
 
+/** Calibration (and held-out) windows of 64 TinyStories tokens, tokenized with stories260K's tokenizer. */
+const windows = (calib: number, heldOut: number) => calibrationSplit(Tokenizer.fromModelDir(STORIES_HF), CALIB, calib, 64, heldOut);
+
 test('modelopt export -> load back equals the fake-quantized model (stories260K, every exportable preset)', { skip: DATA_SKIP }, () => {
-  const tok = Tokenizer.fromModelDir(STORIES_HF);
-  const split = calibrationSplit(tok, CALIB, 4, 64, 2);
+  const split = windows(4, 2);
   const probe = split.heldOut[0]!;
   for (const c of CASES) {
     const dir = tmp();
@@ -108,8 +110,7 @@ test('modelopt export -> load back equals the fake-quantized model (stories260K,
 });
 
 test('a modelopt export above the shard size is sharded with an index and loads back', { skip: DATA_SKIP }, () => {
-  const tok = Tokenizer.fromModelDir(STORIES_HF);
-  const split = calibrationSplit(tok, CALIB, 2, 64, 1);
+  const split = windows(2, 1);
   const dir = tmp();
   try {
     const q = quantized({ preset: 'fp8' }, split.calib);
@@ -158,8 +159,7 @@ function nvfp4Reference(w: Float32Array, rows: number, cols: number, amax: numbe
 }
 
 test('exported NVFP4 and INT4 bytes re-derived from the source weights and recorded amax (independent implementation)', { skip: DATA_SKIP }, () => {
-  const tok = Tokenizer.fromModelDir(STORIES_HF);
-  const split = calibrationSplit(tok, CALIB, 2, 64, 0);
+  const split = windows(2, 0);
   const src = SafetensorsFile.open(join(STORIES_HF, 'model.safetensors'));
   const dir = tmp();
   try {
@@ -215,8 +215,7 @@ test('exported NVFP4 and INT4 bytes re-derived from the source weights and recor
 });
 
 test('broken modelopt checkpoints are refused naming the tensor; --out is never the source or an unasked overwrite', { skip: DATA_SKIP }, () => {
-  const tok = Tokenizer.fromModelDir(STORIES_HF);
-  const split = calibrationSplit(tok, CALIB, 2, 64, 0);
+  const split = windows(2, 0);
   const dir = tmp();
   try {
     const good = join(dir, 'good');
