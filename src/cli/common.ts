@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { loadModel } from '../models/load.js';
 import type { DecoderLM } from '../models/decoder.js';
-import { isModeloptCheckpoint, loadModelopt } from '../export/modelopt-load.js';
+import { readerFor } from '../export/registry.js';
 import { Tokenizer } from '../io/tokenizer.js';
 import { readJsonFile } from '../io/json-file.js';
 import { readNpy } from '../io/npy.js';
@@ -75,30 +75,40 @@ export interface OpenedModel {
 }
 
 /**
- * A Hugging Face model directory, or a `mopt quantize` output directory (its source model with the saved
- * quantization applied; tokenizer and generation config come from the source).
+ * A Hugging Face model directory, a `mopt quantize` output directory (its source model with the saved
+ * quantization applied; tokenizer and generation config come from the source), or any checkpoint mopt
+ * exports (src/export/registry.ts), run from its packed weights.
  */
-export function openModel(dir: string, dtype: DType, device: string): OpenedModel {
-  requireModelDir(dir);
+export function openModel(path: string, dtype: DType, device: string): OpenedModel {
+  if (!existsSync(path)) throw new UserError(`model ${path} does not exist`);
+  const reader = readerFor(path);
+  if (reader !== null) {
+    const c = reader.open(path, { dtype, device });
+    const tokenizer = c.tokenizer ?? (c.metaDir === null ? null : Tokenizer.tryFromModelDir(c.metaDir));
+    return { model: c.model, tokenizer, eosTokenIds: c.eosTokenIds ?? (c.metaDir === null ? c.model.config.eosTokenIds : eosIds(c.metaDir, c.model)) };
+  }
+  requireModelDir(path);
+  let dir = path;
   let model: DecoderLM;
   if (isQuantDir(dir)) {
     model = loadQuantized(dir, { dtype, device }).model;
     dir = readState(dir).source;
-  } else if (isModeloptCheckpoint(dir)) {
-    model = loadModelopt(dir, { dtype, device }).model;
   } else {
     model = loadModel(dir, { dtype, device });
   }
-  const tokenizer = Tokenizer.tryFromModelDir(dir);
-  let eos = model.config.eosTokenIds;
+  return { model, tokenizer: Tokenizer.tryFromModelDir(dir), eosTokenIds: eosIds(dir, model) };
+}
+
+/** generation_config.json's eos_token_id, else config.json's */
+function eosIds(dir: string, model: DecoderLM): number[] {
   const genPath = join(dir, 'generation_config.json');
   if (existsSync(genPath)) {
     const g = readJsonFile(genPath, 'generation config') as Record<string, unknown>;
     const e = g.eos_token_id;
-    if (typeof e === 'number') eos = [e];
-    else if (Array.isArray(e) && e.every((x) => typeof x === 'number')) eos = e as number[];
+    if (typeof e === 'number') return [e];
+    if (Array.isArray(e) && e.every((x) => typeof x === 'number')) return e as number[];
   }
-  return { model, tokenizer, eosTokenIds: eos };
+  return model.config.eosTokenIds;
 }
 
 export function requireTokenizer(t: Tokenizer | null, dir: string, alternative: string): Tokenizer {

@@ -24,10 +24,8 @@ import { weightMse } from '../quant/algorithms/weight-mse.js';
 import { smoothQuant } from '../quant/algorithms/smoothquant.js';
 import { awqLite } from '../quant/algorithms/awq.js';
 import { awqClip } from '../quant/algorithms/awq-clip.js';
-import { prepareModelopt, writeModelopt } from '../export/modelopt-export.js';
+import { exportFormat } from '../export/registry.js';
 import { UserError } from '../util/errors.js';
-
-export const EXPORT_FORMATS = ['modelopt'];
 
 export interface QuantizeOptions {
   model: string;
@@ -85,7 +83,7 @@ export function prepareRun(o: QuantizeOptions, recipes: readonly Recipe[]): RunC
 }
 
 /** One recipe: algorithm, calibration, fake quantization, report; outputs in `out` (with a checkpoint when exportTo is set). */
-export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | null, out: string, exportTo: { overwrite?: boolean } | null): { report: QuantReport; exported: string | null } {
+export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | null, out: string, exportTo: { format: string; overwrite?: boolean } | null): { report: QuantReport; exported: string | null } {
   const { o, split, evalRows, evalTokens, base, before } = ctx;
   const load = () => loadModel(o.model, { dtype: o.dtype, device: o.device });
   const q = new QuantizedModel(load(), recipe);
@@ -112,7 +110,7 @@ export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | n
   q.calibrate(split.calib, o.calibrator as CalibratorName, () => cbar.tick(1));
   cbar.finish();
   // the checkpoint's codes come from the source weights, before apply() replaces them
-  const exported = exportTo === null ? null : prepareModelopt(q, o.model, { preset, kvCache: o.kvCache ?? null });
+  const exported = exportTo === null ? null : exportFormat(exportTo.format).prepare(q, o.model, { preset, kvCache: o.kvCache ?? null });
   const wbar: { p: Progress | null } = { p: null }; // created once apply() knows how many weights change
   q.apply((_done, total) => {
     wbar.p ??= new Progress('quantize weights', total, ' weights');
@@ -145,8 +143,8 @@ export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | n
     saveState(dir, { ...(weights ? { weights } : {}), source: o.model, preset, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues(), smooth: q.smoothValues() });
   };
   if (exported === null) writeOutputs(out);
-  else writeModelopt(exported, out, { overwrite: exportTo?.overwrite, alsoWrite: writeOutputs });
-  return { report, exported: exported?.algo.quantAlgo ?? null };
+  else exported.write(out, { overwrite: exportTo?.overwrite, alsoWrite: writeOutputs });
+  return { report, exported: exported?.quantAlgo ?? null };
 }
 
 export interface ComparisonRow {

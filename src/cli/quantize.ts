@@ -3,7 +3,7 @@
 // `forward` accept as --model; writing deployable checkpoints is issue #5.
 
 import type { Command } from 'commander';
-import { mkdirSync, readFileSync, readdirSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { writeJsonAtomic } from '../io/json-file.js';
@@ -12,8 +12,9 @@ import { ALGORITHMS, PRESET_NAMES, KV_PRESET_NAMES, applyGroupSize, parseRecipe,
 import { CALIBRATORS } from '../quant/calib/calibrators.js';
 import { formatReport } from '../quant/report.js';
 import { isQuantDir } from '../quant/state.js';
-import { quantAlgoOf } from '../export/modelopt-format.js';
-import { EXPORT_FORMATS, comparison, formatComparison, prepareRun, quantizeOnce, type QuantizeOptions } from './quantize-run.js';
+import { EXPORT_FORMAT_NAMES, exportFormat } from '../export/registry.js';
+import { checkExportOut } from '../export/staging.js';
+import { comparison, formatComparison, prepareRun, quantizeOnce, type QuantizeOptions } from './quantize-run.js';
 
 
 
@@ -53,7 +54,7 @@ export function registerQuantize(program: Command): void {
     .option('--eval-data <file>', 'held-out text for the report (default: the calibration file after the calibration windows)')
     .option('--eval-windows <n>', 'held-out windows to score', parseIntOption('--eval-windows', 0), 16)
     .requiredOption('--out <dir>', 'output directory: report.json and the quantization state (and the checkpoint with --export-format)')
-    .option('--export-format <name>', `also write --out as a deployable checkpoint: ${EXPORT_FORMATS.join(', ')} (see mopt export)`)
+    .option('--export-format <name>', `also write --out as a deployable checkpoint: ${EXPORT_FORMAT_NAMES.join(', ')} (see mopt export)`)
     .option('--overwrite', 'with --export-format: replace a non-empty --out')
     .option('--json', 'print the report as JSON')
     .action((o: QuantizeOptions) => {
@@ -80,12 +81,11 @@ export function registerQuantize(program: Command): void {
       }
       const recipe = buildRecipe(o);
       if (o.exportFormat !== undefined) {
-        if (!EXPORT_FORMATS.includes(o.exportFormat)) throw new UserError(`--export-format ${o.exportFormat} is not available; formats: ${EXPORT_FORMATS.join(', ')}`);
-        quantAlgoOf(o.format ?? null, o.kvCache ?? null, null); // an unexportable preset fails before the long work
-        if (existsSync(o.out) && readdirSync(o.out).length > 0 && !o.overwrite) throw new UserError(`--out ${o.out} exists and is not empty; pass --overwrite to replace it`);
+        exportFormat(o.exportFormat).check({ preset: o.format ?? null, kvCache: o.kvCache ?? null }); // an unexportable preset fails before the long work
+        checkExportOut(o.model, o.out, o.overwrite);
       }
-      const { report, exported } = quantizeOnce(prepareRun(o, [recipe]), recipe, o.format ?? null, o.out, o.exportFormat === undefined ? null : { overwrite: o.overwrite });
-      const also = exported === null ? '' : ` and a ${exported} Model Optimizer checkpoint`;
+      const { report, exported } = quantizeOnce(prepareRun(o, [recipe]), recipe, o.format ?? null, o.out, o.exportFormat === undefined ? null : { format: o.exportFormat, overwrite: o.overwrite });
+      const also = exported === null ? '' : ` and a ${exported} checkpoint (${o.exportFormat})`;
       emit(o.json === true, report, `${formatReport(report)}\nwrote ${join(o.out, 'report.json')}, report.html and mopt-quant.json${also}`);
     });
 }

@@ -5,17 +5,18 @@
 // tokenizer and generation config copied. The checker (modelopt-check.ts) runs on the tensors before
 // anything is written, and the directory appears only when complete (written beside it, then renamed).
 
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { copyFileSync, existsSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { SafetensorsCheckpoint, writeShardedCheckpoint } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw-tensor.js';
 import { readJsonFile, writeJsonAtomic } from '../io/json-file.js';
 import { layerPrefix } from '../models/decoder.js';
 import { linearNames, type QuantizedModel } from '../quant/ptq.js';
 import type { ActScheme } from '../quant/scheme.js';
-import { UserError } from '../util/errors.js';
+import { checkExportOut, writeStaged } from './staging.js';
 import { HF_QUANT_CONFIG, INPUT_BOUND, KV_BOUND, configQuantization, hfQuantConfig, quantAlgoOf, weightTensors, type QuantAlgo } from './modelopt-format.js';
 import { checkQuantizedTensors } from './modelopt-check.js';
+import type { ExportSummary } from './registry.js';
 
 export const MOPT_VERSION = '0.1.0';
 /** files of a Hugging Face model directory carried into the export unchanged */
@@ -41,25 +42,11 @@ export interface PreparedExport {
   quantizedLinears: number;
 }
 
-export interface ExportSummary {
-  dir: string;
-  quantAlgo: string;
-  quantizedLinears: number;
-  excluded: string[];
-  files: string[];
-}
 
 /** Exports q (planned, calibrated, not applied) built on the checkpoint in `source` to `out`. */
 export function exportModelopt(q: QuantizedModel, source: string, out: string, o: ExportOptions): ExportSummary {
-  checkOut(source, out, o.overwrite);
+  checkExportOut(source, out, o.overwrite);
   return writeModelopt(prepareModelopt(q, source, o), out, o);
-}
-
-function checkOut(source: string, out: string, overwrite?: boolean): void {
-  const outDir = resolve(out);
-  const src = resolve(source);
-  if (src === outDir || src.startsWith(outDir + sep)) throw new UserError(`--out ${out} is or contains the source model directory; the input model is never modified, choose another directory`);
-  if (existsSync(outDir) && readdirSync(outDir).length > 0 && !overwrite) throw new UserError(`--out ${out} exists and is not empty; pass --overwrite to replace it`);
 }
 
 /** The checkpoint's tensors and metadata, checked; q must not be applied yet (its source weights are needed). */
@@ -99,23 +86,14 @@ export function prepareModelopt(q: QuantizedModel, source: string, o: Pick<Expor
 
 /** Writes a prepared checkpoint to `out`: staged beside it, renamed into place when complete. */
 export function writeModelopt(p: PreparedExport, out: string, o: Pick<ExportOptions, 'overwrite' | 'maxShardBytes' | 'alsoWrite'>): ExportSummary {
-  checkOut(p.source, out, o.overwrite);
-  const outDir = resolve(out);
   const { source, algo, tensors, excluded } = p;
-  const tmp = join(dirname(outDir), `.${basename(outDir)}.tmp-${process.pid}`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  try {
+  return writeStaged(source, out, o.overwrite, (tmp) => {
     const { files } = writeShardedCheckpoint(tmp, tensors, { maxShardBytes: o.maxShardBytes, metadata: { format: 'pt' } });
     writeConfigs(source, tmp, algo, excluded);
     o.alsoWrite?.(tmp);
-    if (existsSync(outDir)) rmSync(outDir, { recursive: true });
-    renameSync(tmp, outDir);
-    return { dir: outDir, quantAlgo: algo.quantAlgo, quantizedLinears: p.quantizedLinears, excluded, files: files.map((f) => join(outDir, basename(f))) };
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+    const outDir = resolve(out);
+    return { dir: outDir, format: 'modelopt', quantAlgo: algo.quantAlgo, quantizedLinears: p.quantizedLinears, excluded, files: files.map((f) => join(outDir, basename(f))) };
+  });
 }
 
 function writeConfigs(source: string, dir: string, algo: QuantAlgo, excluded: readonly string[]): void {
