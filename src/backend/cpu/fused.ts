@@ -158,25 +158,28 @@ export function attentionCpu(q: View, k: View, v: View, opts: AttentionOptions, 
       for (let s = 0; s < S; s++) {
         const qBase = ((b * H + h) * S + s) * D;
         const qpos = o.past + s;
+        // the visible keys are one contiguous range (causal: t <= qpos; window: qpos - t < window); the
+        // others contribute exact zeros, so skipping them changes no bit
+        const tLo = o.window === null ? 0 : Math.max(0, qpos - o.window + 1);
+        const tHi = o.causal ? Math.min(T - 1, qpos) : T - 1;
         let m = -Infinity;
-        for (let t = 0; t < T; t++) {
-          if (!visible(o, qpos, t)) {
-            p[t] = -Infinity;
-            continue;
-          }
+        for (let t = tLo; t <= tHi; t++) {
           let dot = 0;
           for (let j = 0; j < D; j++) dot += qs[qBase + j] * ks[kBase + t * D + j];
           p[t] = dot * o.scale;
           if (p[t] > m) m = p[t];
         }
         let z = 0;
-        for (let t = 0; t < T; t++) z += p[t] === -Infinity ? 0 : Math.exp(p[t] - m);
-        l[(b * H + h) * S + s] = m + Math.log(z);
-        for (let t = 0; t < T; t++) p[t] = p[t] === -Infinity ? 0 : Math.exp(p[t] - m) / z;
-        const pr = q.storage.dtype === 'float64' ? p : roundTo(q.storage.dtype, p.map(f32));
-        for (let t = 0; t < T; t++) {
-          if (pr[t] === 0) continue;
-          for (let j = 0; j < D; j++) y[qBase + j] += pr[t] * vs[kBase + t * D + j];
+        for (let t = tLo; t <= tHi; t++) z += Math.exp(p[t] - m);
+        l[(b * H + h) * S + s] = tHi < tLo ? -Infinity : m + Math.log(z); // no visible key: lse -inf, output 0
+        if (tHi < tLo) continue;
+        for (let t = tLo; t <= tHi; t++) p[t] = Math.exp(p[t] - m) / z;
+        const row = p.subarray(tLo, tHi + 1);
+        const pr = q.storage.dtype === 'float64' ? row : roundTo(q.storage.dtype, row.map(f32));
+        for (let t = tLo; t <= tHi; t++) {
+          const w = pr[t - tLo];
+          if (w === 0) continue;
+          for (let j = 0; j < D; j++) y[qBase + j] += w * vs[kBase + t * D + j];
         }
       }
     }
