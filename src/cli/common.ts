@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { loadModel } from '../models/load.js';
 import type { DecoderLM } from '../models/decoder.js';
-import { readerFor } from '../export/registry.js';
+import type { LogitsModel } from '../models/logits-model.js';
+import { readerFor, type ExportRequest } from '../export/registry.js';
 import { Tokenizer } from '../io/tokenizer.js';
 import { readJsonFile } from '../io/json-file.js';
 import { readNpy } from '../io/npy.js';
@@ -33,6 +34,21 @@ export function withRuntimeOptions(c: Command): Command {
   return c
     .option('--device <name>', 'cpu or cuda', parseDevice, 'cpu')
     .option('--dtype <type>', 'compute dtype: float32, bfloat16 or float16', parseDType, 'float32');
+}
+
+export type OnnxInt4 = NonNullable<ExportRequest['onnxInt4']>;
+
+/** --onnx-int4: how an ONNX export writes INT4 weights */
+export function parseOnnxInt4(s: string): OnnxInt4 {
+  if (s !== 'qdq' && s !== 'matmulnbits') throw new UserError(`--onnx-int4 ${s}: use qdq (DequantizeLinear with block_size) or matmulnbits (com.microsoft MatMulNBits)`);
+  return s;
+}
+
+export const ONNX_INT4_HELP = 'with --export-format onnx: INT4 weights as qdq (standard DequantizeLinear with block_size, default) or matmulnbits (ONNX Runtime\'s com.microsoft MatMulNBits)';
+
+/** Throws when --onnx-int4 is given for another format than onnx. */
+export function checkOnnxInt4(onnxInt4: OnnxInt4 | undefined, exportFormat: string | undefined): void {
+  if (onnxInt4 !== undefined && exportFormat !== 'onnx') throw new UserError('--onnx-int4 goes with --export-format onnx');
 }
 
 export function parseIntOption(name: string, min = 1): (s: string) => number {
@@ -68,7 +84,8 @@ export function requireModelDir(dir: string): string {
 }
 
 export interface OpenedModel {
-  model: DecoderLM;
+  /** a DecoderLM, except for exports that run elsewhere (ONNX in ONNX Runtime): those compute logits only */
+  model: LogitsModel;
   tokenizer: Tokenizer | null;
   /** token ids that end generation (generation_config.json, else config.json) */
   eosTokenIds: number[];
@@ -100,7 +117,7 @@ export function openModel(path: string, dtype: DType, device: string): OpenedMod
 }
 
 /** generation_config.json's eos_token_id, else config.json's */
-function eosIds(dir: string, model: DecoderLM): number[] {
+function eosIds(dir: string, model: LogitsModel): number[] {
   const genPath = join(dir, 'generation_config.json');
   if (existsSync(genPath)) {
     const g = readJsonFile(genPath, 'generation config') as Record<string, unknown>;

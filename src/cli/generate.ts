@@ -1,7 +1,9 @@
 // mopt generate: text or token ids in, new tokens out (greedy or temperature/top-p sampling).
 
 import type { Command } from 'commander';
-import { generate } from '../runtime/generate.js';
+import { generate, type GenerateOptions } from '../runtime/generate.js';
+import { generateFullPrefix } from '../runtime/generate-full.js';
+import { DecoderLM } from '../models/decoder.js';
 import { UserError } from '../util/errors.js';
 import { emit, openModel, parseFloatOption, parseIdList, parseIntOption, requireTokenizer, checkIdsInVocab, withRuntimeOptions } from './common.js';
 
@@ -42,7 +44,7 @@ export function registerGenerate(program: Command): void {
       const streaming = !o.json && tokenizer !== null;
       const soFar: number[] = [];
       let printed = '';
-      const ids = generate(model, prompt, {
+      const opts: GenerateOptions = {
         maxNewTokens: o.maxNewTokens,
         greedy: o.temperature === undefined,
         temperature: o.temperature ?? 1,
@@ -59,7 +61,9 @@ export function registerGenerate(program: Command): void {
             printed = text;
           }
         },
-      });
+      };
+      // a model without a KV cache (ONNX) recomputes the whole prefix for every new token
+      const ids = model instanceof DecoderLM ? generate(model, prompt, opts) : generateFullPrefix(model, prompt, opts);
       const text = tokenizer?.decode(ids, { skipSpecialTokens: true });
       if (o.json) emit(true, text === undefined ? { ids } : { ids, text }, '');
       else if (streaming) process.stdout.write(text!.slice(printed.length) + '\n');

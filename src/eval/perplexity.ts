@@ -1,8 +1,8 @@
 // Perplexity over every next-token prediction of each row: exp(mean over rows and positions of
 // -log p(x[t+1] | x[..t])). Rows are scored independently (no state carried across rows).
 
-import type { DecoderLM } from '../models/decoder.js';
-import { tensor, tidy, noGrad, logSoftmax, gather, cast } from '../tensor/index.js';
+import type { LogitsModel } from '../models/logits-model.js';
+import { tensor, tidy, noGrad, logSoftmax, gather, cast, type Tensor } from '../tensor/index.js';
 
 export interface PerplexityResult {
   ppl: number;
@@ -13,22 +13,25 @@ export interface PerplexityResult {
 }
 
 /** Sum of -log p over one row's next-token predictions. */
-export function rowNll(model: DecoderLM, row: readonly number[]): number {
+export function rowNll(model: LogitsModel, row: readonly number[]): number {
   return noGrad(() =>
     tidy(() => {
       const ids = tensor(row, [1, row.length], { dtype: 'int32', device: model.backend });
-      const logits = model.forward(ids);
-      const logp = logSoftmax(cast(logits, 'float32'), -1); // [1, S, V]
-      const targets = tensor(row.slice(1), [1, row.length - 1, 1], { dtype: 'int32', device: model.backend });
-      const picked = gather(logp.slice(1, 0, row.length - 1), 2, targets).toFloat64Array();
-      let s = 0;
-      for (const v of picked) s -= v;
-      return s;
+      return logpNll(logSoftmax(cast(model.forward(ids), 'float32'), -1), row);
     }),
   );
 }
 
-export function perplexity(model: DecoderLM, rows: readonly (readonly number[])[], onRow?: (tokens: number) => void): PerplexityResult {
+/** Sum of -log p(row[t + 1]) from a row's log-probabilities logp [1, S, V] (float32). */
+export function logpNll(logp: Tensor, row: readonly number[]): number {
+  const targets = tensor(row.slice(1), [1, row.length - 1, 1], { dtype: 'int32', device: logp.backend });
+  const picked = gather(logp.slice(1, 0, row.length - 1), 2, targets).toFloat64Array();
+  let s = 0;
+  for (const v of picked) s -= v;
+  return s;
+}
+
+export function perplexity(model: LogitsModel, rows: readonly (readonly number[])[], onRow?: (tokens: number) => void): PerplexityResult {
   let nllSum = 0;
   let tokens = 0;
   for (const row of rows) {

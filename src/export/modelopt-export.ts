@@ -5,11 +5,10 @@
 // tokenizer and generation config copied. The checker (modelopt-check.ts) runs on the tensors before
 // anything is written, and the directory appears only when complete (written beside it, then renamed).
 
-import { copyFileSync, existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { SafetensorsCheckpoint, writeShardedCheckpoint } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw-tensor.js';
-import { readJsonFile, writeJsonAtomic } from '../io/json-file.js';
+import { writeJsonAtomic } from '../io/json-file.js';
 import { layerPrefix } from '../models/decoder.js';
 import { linearNames, type QuantizedModel } from '../quant/ptq.js';
 import type { ActScheme } from '../quant/scheme.js';
@@ -17,10 +16,9 @@ import { checkExportOut, writeStaged } from './staging.js';
 import { HF_QUANT_CONFIG, INPUT_BOUND, KV_BOUND, configQuantization, hfQuantConfig, quantAlgoOf, weightTensors, type QuantAlgo } from './modelopt-format.js';
 import { checkQuantizedTensors } from './modelopt-check.js';
 import type { ExportSummary } from './registry.js';
+import { writeHfFiles } from './hf-files.js';
 
 export const MOPT_VERSION = '0.1.0';
-/** files of a Hugging Face model directory carried into the export unchanged */
-const COPIED = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'chat_template.jinja'];
 
 export interface ExportOptions {
   /** the quantization state's preset and KV preset (what quant_algo the checkpoint declares) */
@@ -97,10 +95,8 @@ export function writeModelopt(p: PreparedExport, out: string, o: Pick<ExportOpti
 }
 
 function writeConfigs(source: string, dir: string, algo: QuantAlgo, excluded: readonly string[]): void {
-  const config = readJsonFile(join(source, 'config.json'), 'model config') as Record<string, unknown>;
-  writeJsonAtomic(join(dir, 'config.json'), { ...config, quantization_config: configQuantization(algo, excluded, MOPT_VERSION) });
+  writeHfFiles(source, dir, configQuantization(algo, excluded, MOPT_VERSION));
   writeJsonAtomic(join(dir, HF_QUANT_CONFIG), hfQuantConfig(algo, excluded, MOPT_VERSION));
-  for (const f of COPIED) if (existsSync(join(source, f))) copyFileSync(join(source, f), join(dir, f));
 }
 
 const scalar = (v: number): RawTensor => ({ dtype: 'float32', shape: [], data: Float32Array.of(v) });

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { SafetensorsCheckpoint } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw-tensor.js';
 import { readJsonFile } from '../io/json-file.js';
-import { loadModel, type LoadOptions } from '../models/load.js';
+import type { LoadOptions } from '../models/load.js';
+import { loadWithPackedPlaceholders } from './packed-model.js';
 import { layerPrefix } from '../models/decoder.js';
 import { QuantizedModel } from '../quant/ptq.js';
 import { applyGroupSize, presetRecipe } from '../quant/recipes/index.js';
@@ -31,11 +32,7 @@ export function loadModelopt(dir: string, opts: LoadOptions = {}): QuantizedMode
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
     const read = (name: string): RawTensor | undefined => (ckpt.has(name) ? ckpt.read(name) : undefined);
-    // quantized weights load as zeros first: the plan needs the model, and the plan says how to unpack them
-    const model = loadModel(dir, {
-      ...opts,
-      storedAs: (name, shape) => (ckpt.has(`${name}_scale`) ? { dtype: 'float32', shape: [...shape], data: new Float32Array(shape.reduce((a, b) => a * b, 1)) } : null),
-    });
+    const model = loadWithPackedPlaceholders(dir, ckpt, opts);
     const q = new QuantizedModel(model, recipe);
     for (const name of ckpt.names()) {
       if (name.endsWith('.pre_quant_scale')) q.smooth.set(name.slice(0, -'.pre_quant_scale'.length), read(name)!.data as Float32Array);

@@ -4,11 +4,14 @@
 // its own files; this table is the only place that lists them.
 
 import type { QuantizedModel } from '../quant/ptq.js';
-import type { DecoderLM } from '../models/decoder.js';
+import type { LogitsModel } from '../models/logits-model.js';
 import type { LoadOptions } from '../models/load.js';
 import type { Tokenizer } from '../io/tokenizer.js';
 import { UserError } from '../util/errors.js';
 import { modeloptFormat, modeloptReader } from './modelopt-entry.js';
+import { onnxFormat, onnxReader } from './onnx-entry.js';
+import { compressedTensorsFormat, compressedTensorsReader } from './compressed-tensors-entry.js';
+import { ggufFormat, ggufReader } from './gguf-entry.js';
 
 export interface ExportSummary {
   dir: string;
@@ -18,12 +21,20 @@ export interface ExportSummary {
   quantizedLinears: number;
   excluded: string[];
   files: string[];
+  /** format-specific lines for the summary (e.g. GGUF tensors that fell back to another block type) */
+  notes?: string[];
 }
 
 /** What the quantization state says about the model being exported. */
 export interface ExportRequest {
   preset: string | null;
   kvCache: string | null;
+  /** ONNX only: INT4 weights as DequantizeLinear with block_size (default) or com.microsoft MatMulNBits */
+  onnxInt4?: 'qdq' | 'matmulnbits';
+  /** GGUF only: the block type of the quantized Linears (f16, q8_0, q4_0, q4_k) */
+  ggufType?: string;
+  /** the calibration token windows, for formats that weight their rounding by activation statistics (GGUF) */
+  calibration?: readonly (readonly number[])[];
 }
 
 export interface WriteOptions {
@@ -51,7 +62,8 @@ export interface ExportFormat {
 }
 
 export interface OpenedCheckpoint {
-  model: DecoderLM;
+  /** a DecoderLM, or a model that only computes logits (an ONNX graph in ONNX Runtime) */
+  model: LogitsModel;
   /** directory with tokenizer.json / generation_config.json, when the checkpoint keeps them as files */
   metaDir: string | null;
   /** a tokenizer carried inside the checkpoint itself (e.g. GGUF metadata) */
@@ -66,8 +78,8 @@ export interface CheckpointReader {
   open(path: string, o: LoadOptions): OpenedCheckpoint;
 }
 
-const FORMATS: readonly ExportFormat[] = [modeloptFormat];
-const READERS: readonly CheckpointReader[] = [modeloptReader];
+const FORMATS: readonly ExportFormat[] = [modeloptFormat, onnxFormat, compressedTensorsFormat, ggufFormat];
+const READERS: readonly CheckpointReader[] = [modeloptReader, onnxReader, compressedTensorsReader, ggufReader];
 
 export const EXPORT_FORMAT_NAMES: readonly string[] = FORMATS.map((f) => f.name);
 

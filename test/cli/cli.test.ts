@@ -2,19 +2,14 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readNpy } from '../../src/io/npy.js';
-import { REPO_ROOT, SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
+import { SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
+import { runMopt } from '../helpers/cli.js';
 
-const CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
-
-function mopt(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const mopt = (...args: string[]) => runMopt(args);
 
 test('--help explains every command', () => {
   const top = mopt('--help');

@@ -6,40 +6,19 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadModel } from '../../src/models/load.js';
-import type { DecoderLM } from '../../src/models/decoder.js';
-import { Tokenizer } from '../../src/io/tokenizer.js';
 import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
 import type { RawTensor } from '../../src/io/raw-tensor.js';
-import { QuantizedModel } from '../../src/quant/ptq.js';
-import { applyGroupSize, presetRecipe } from '../../src/quant/recipes/index.js';
-import { calibrationSplit } from '../../src/quant/calib-data.js';
-import { smoothQuant } from '../../src/quant/algorithms/smoothquant.js';
-import { awqLite } from '../../src/quant/algorithms/awq.js';
-import { awqClip } from '../../src/quant/algorithms/awq-clip.js';
-import { weightMse } from '../../src/quant/algorithms/weight-mse.js';
-import { gptq } from '../../src/quant/algorithms/gptq.js';
-import type { Algorithm } from '../../src/quant/recipes/index.js';
 import { exportModelopt } from '../../src/export/modelopt-export.js';
 import { loadModelopt } from '../../src/export/modelopt-load.js';
 import { perplexity } from '../../src/eval/perplexity.js';
-import * as T from '../../src/tensor/index.js';
-import { e2m1ToF32, e4m3ToF32 } from '../../src/tensor/codecs.js';
-import { e4m3Code } from '../helpers/e4m3-reference.js';
-import { DATA_SKIP, SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
+import { e2m1ToF32 } from '../../src/tensor/codecs.js';
+import { logits, quantized, tmp, windows, type ExportCase } from '../helpers/export-cases.js';
+import { int4Reference, nvfp4Reference } from '../helpers/quant-references.js';
+import { DATA_SKIP, STORIES_HF } from '../helpers/paths.js';
 
-const CALIB = join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt');
-
-interface Case {
-  preset: string;
-  kv?: string;
-  group?: number;
-  algorithm?: Algorithm;
-}
-const CASES: Case[] = [
+const CASES: ExportCase[] = [
   { preset: 'fp8', kv: 'fp8' }, { preset: 'int8_sq' }, { preset: 'int4_awq', group: 32 }, { preset: 'nvfp4', kv: 'fp8' },
   { preset: 'nvfp4_awq', kv: 'nvfp4' }, { preset: 'w4a16_nvfp4' }, { preset: 'mxfp8' },
   // weights the algorithm quantizes itself: exported from the values and the static scales it recorded
@@ -47,30 +26,6 @@ const CASES: Case[] = [
   { preset: 'w4a16_nvfp4', algorithm: 'gptq' },
   { preset: 'nvfp4', algorithm: 'awq_clip' },
 ];
-
-function quantized(c: Case, calib: number[][]): QuantizedModel {
-  let recipe = presetRecipe(c.preset, c.kv);
-  if (c.group !== undefined) recipe = applyGroupSize(recipe, c.group);
-  if (c.algorithm !== undefined) recipe = { ...recipe, algorithm: c.algorithm };
-  const q = new QuantizedModel(loadModel(STORIES_HF), recipe);
-  const a = recipe.algorithm;
-  if (a === 'smoothquant') smoothQuant(q, calib, 1.0);
-  if (a === 'awq_lite' || a === 'awq_full') awqLite(q, calib);
-  if (a === 'awq_clip' || a === 'awq_full') awqClip(q, calib);
-  if (a === 'mse') weightMse(q);
-  if (a === 'gptq') gptq(q, calib);
-  q.calibrate(calib, 'max');
-  return q;
-}
-
-function logits(m: DecoderLM, ids: number[]): Float32Array {
-  return T.noGrad(() => T.tidy(() => m.forward(T.tensor(ids, [1, ids.length], { dtype: 'int32' })).toFloat32Array()));
-}
-
-const tmp = (): string => mkdtempSync(join(tmpdir(), 'mopt-export-'));
-
-/** Calibration (and held-out) windows of 64 TinyStories tokens, tokenized with stories260K's tokenizer. */
-const windows = (calib: number, heldOut: number) => calibrationSplit(Tokenizer.fromModelDir(STORIES_HF), CALIB, calib, 64, heldOut);
 
 test('modelopt export -> load back equals the fake-quantized model (stories260K, every exportable preset)', { skip: DATA_SKIP }, () => {
   const split = windows(4, 2);
@@ -129,35 +84,6 @@ test('a modelopt export above the shard size is sharded with an index and loads 
   }
 });
 
-/** formats.md NVFP4, written out again: s2 = amax/2688, block scale e4m3(clamp(bamax/(6 s2), 2^-9, 448)) (0 -> 1), e2m1 RNE codes, low nibble first. */
-function nvfp4Reference(w: Float32Array, rows: number, cols: number, amax: number): { codes: Uint8Array; scales: Uint8Array; s2: number } {
-  const f = Math.fround;
-  const s2 = f(amax / 2688);
-  const e2m1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
-  const code = (x: number): number => {
-    const a = Math.abs(x);
-    let best = 0;
-    for (let i = 1; i < 8; i++) if (Math.abs(e2m1[i]! - a) < Math.abs(e2m1[best]! - a) || (Math.abs(e2m1[i]! - a) === Math.abs(e2m1[best]! - a) && i % 2 === 0)) best = i;
-    return (x < 0 ? 8 : 0) | best;
-  };
-  const scales = new Uint8Array((rows * cols) / 16);
-  const codes = new Uint8Array((rows * cols) / 2);
-  for (let b = 0; b < scales.length; b++) {
-    let m = 0;
-    for (let i = 0; i < 16; i++) m = Math.max(m, Math.abs(w[b * 16 + i]!));
-    let sb = f(m / f(6 * s2));
-    if (sb === 0) sb = 1;
-    scales[b] = e4m3Code(Math.min(Math.max(sb, 2 ** -9), 448));
-    const div = f(e4m3ToF32(scales[b]!) * s2);
-    for (let i = 0; i < 16; i++) {
-      const k = b * 16 + i;
-      const c = code(f(w[k]! / div));
-      codes[k >> 1]! |= k % 2 === 0 ? c : c << 4;
-    }
-  }
-  return { codes, scales, s2 };
-}
-
 test('exported NVFP4 and INT4 bytes re-derived from the source weights and recorded amax (independent implementation)', { skip: DATA_SKIP }, () => {
   const split = windows(2, 0);
   const src = SafetensorsFile.open(join(STORIES_HF, 'model.safetensors'));
@@ -185,23 +111,7 @@ test('exported NVFP4 and INT4 bytes re-derived from the source weights and recor
     const o4 = SafetensorsFile.open(join(dir, 'i4', 'model.safetensors'));
     const g = w('model.layers.2.mlp.gate_proj.weight');
     const [rows, cols] = g.shape as [number, number];
-    const gw = g.data as Float32Array;
-    const scales = new Float32Array((rows * cols) / 32);
-    const q = new Int8Array(rows * cols);
-    for (let r = 0; r < rows; r++) {
-      for (let b = 0; b < cols / 32; b++) {
-        let m = 0;
-        for (let i = 0; i < 32; i++) m = Math.max(m, Math.abs(gw[r * cols + b * 32 + i]!));
-        const s = Math.fround(m / 7);
-        scales[r * (cols / 32) + b] = s;
-        for (let i = 0; i < 32; i++) {
-          const x = Math.fround(gw[r * cols + b * 32 + i]! / s);
-          const fl = Math.floor(x);
-          const rr = x - fl === 0.5 ? (fl % 2 === 0 ? fl : fl + 1) : Math.round(x);
-          q[r * cols + b * 32 + i] = Math.max(-8, Math.min(7, rr));
-        }
-      }
-    }
+    const { q, scales } = int4Reference(g.data as Float32Array, rows, cols, 32);
     const packed = new Uint8Array((rows / 2) * cols);
     for (let j = 0; j < rows / 2; j++) for (let i = 0; i < cols; i++) packed[j * cols + i] = (q[2 * j * cols + i]! & 0xf) | ((q[(2 * j + 1) * cols + i]! & 0xf) << 4);
     assert.deepEqual(o4.read('model.layers.2.mlp.gate_proj.weight').data, packed);

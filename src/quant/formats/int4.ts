@@ -50,16 +50,26 @@ export function quantize(w: Float32Array, shape: Shape2, opts: Int4Options = {})
   return { codes, scales, meta: { format: 'int4', groupSize: g, shape: [rows, cols] } };
 }
 
-export function dequantize(qt: Int4Quantized): Float32Array {
+/** The INT4 values [out, in] of the packed codes (two output rows per byte: row 2j low nibble, 2j+1 high). */
+export function int4Values(qt: Int4Quantized): Int8Array {
   const [rows, cols] = qt.meta.shape;
-  const ng = cols / qt.meta.groupSize;
-  const out = new Float32Array(rows * cols);
+  const q = new Int8Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     for (let i = 0; i < cols; i++) {
       const byte = qt.codes[(r >>> 1) * cols + i]!;
-      const v = nibbleToInt4((r & 1) === 0 ? byte & 0xf : byte >>> 4);
-      out[r * cols + i] = v * qt.scales[r * ng + Math.floor(i / qt.meta.groupSize)]!;
+      q[r * cols + i] = nibbleToInt4((r & 1) === 0 ? byte & 0xf : byte >>> 4);
     }
+  }
+  return q;
+}
+
+export function dequantize(qt: Int4Quantized): Float32Array {
+  const [rows, cols] = qt.meta.shape;
+  const ng = cols / qt.meta.groupSize;
+  const q = int4Values(qt);
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < cols; i++) out[r * cols + i] = q[r * cols + i]! * qt.scales[r * ng + Math.floor(i / qt.meta.groupSize)]!;
   }
   return out;
 }
