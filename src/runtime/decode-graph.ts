@@ -7,17 +7,26 @@
 // recording), the second records and launches, the rest only launch. On a backend without graphs every
 // step runs eagerly through the same device-position forward (which is how the CPU tests it). Greedy decoding takes the argmax on
 // the device and reads back one int32; sampling reads back the float32 logits row.
+//
+// Greedy steps also feed themselves on the device: each writes its argmax into the input token buffer, logs
+// it at its position in `produced` and advances the device position, so greedySteps() launches many steps
+// back to back and reads their tokens with one copy, instead of a host round trip (write token, launch,
+// wait, read) per token.
 
 import type { DecoderLM, DevicePosition } from '../models/decoder.js';
 import type { KVCache } from '../models/kv-cache.js';
 import { canCaptureGraphs, type RecordedGraph } from '../backend/backend.js';
-import { Tensor, argmax, keep, reshape, tensor, tidy, zeros } from '../tensor/index.js';
+import { Tensor, add, argmax, keep, reshape, scatterInto, slice, tensor, tidy, zeros } from '../tensor/index.js';
 
 export type StepOutput = { kind: 'token'; id: number } | { kind: 'logits'; row: Float32Array };
 
 export class GraphDecoder {
   private readonly pos: DevicePosition;
   private readonly ids: Tensor;
+  /** greedy: int32 [capacity], the token each step chose, at the position it was fed at */
+  private readonly produced: Tensor | null;
+  /** int32 [1] one: the position increment (made before recording: a recording cannot copy from the host) */
+  private readonly one: Tensor;
   private graph: RecordedGraph | null = null;
   private out: Tensor | null = null;
   private steps = 0;
@@ -30,28 +39,58 @@ export class GraphDecoder {
   constructor(
     private readonly model: DecoderLM,
     private readonly cache: KVCache,
-    private readonly greedy: boolean,
+    readonly greedy: boolean,
   ) {
     if (cache.batch !== 1) throw new RangeError(`GraphDecoder: batch-1 decoding only, the cache has batch ${cache.batch}`);
     this.pos = model.devicePosition(cache.capacity);
     this.ids = keep(zeros([1, 1], { dtype: 'int32', device: model.backend }));
+    this.produced = greedy ? keep(zeros([cache.capacity], { dtype: 'int32', device: model.backend })) : null;
+    this.one = keep(tensor([1], [1], { dtype: 'int32', device: model.backend }));
   }
 
   /** Feeds `token` at position cache.length; returns the next token (greedy) or the next-token logits. */
   step(token: number): StepOutput {
     if (this.cache.length >= this.cache.capacity) throw new RangeError(`KV cache full: capacity ${this.cache.capacity}`);
+    this.feed(token);
+    const out = this.runStep();
+    const result = this.read(out);
+    if (out !== this.out) out.dispose();
+    return result;
+  }
+
+  /**
+   * Greedy only: feeds `token` at position cache.length and runs n steps, each step's argmax becoming the
+   * next step's input on the device; returns the n tokens (read back once, at the end).
+   */
+  greedySteps(token: number, n: number): number[] {
+    if (this.produced === null) throw new RangeError('greedySteps: this decoder samples (it was made with greedy = false)');
+    if (this.cache.length + n > this.cache.capacity) throw new RangeError(`KV cache full: ${this.cache.length} + ${n} steps > capacity ${this.cache.capacity}`);
+    const start = this.cache.length;
+    this.feed(token);
+    for (let i = 0; i < n; i++) {
+      const out = this.runStep();
+      if (out !== this.out) out.dispose();
+    }
+    return tidy(() => Array.from(slice(this.produced!, 0, start, start + n).toArray(), Number));
+  }
+
+  /** Writes the input token and the position to their device buffers. */
+  private feed(token: number): void {
     const backend = this.model.backend;
     tidy(() => {
       backend.copy(tensor([token], [1, 1], { dtype: 'int32', device: backend }), this.ids);
       backend.copy(tensor([this.cache.length], [1], { dtype: 'int32', device: backend }), this.pos.at);
     });
+  }
+
+  /** One step from the device buffers: eager the first time (and without graphs), else the recording. */
+  private runStep(): Tensor {
+    const backend = this.model.backend;
     if (this.steps++ === 0 || !canCaptureGraphs(backend)) {
       // eager: compiles what the recording needs
       const out = tidy(() => this.forward());
-      const result = this.read(out);
-      out.dispose();
       this.cache.length += 1;
-      return result;
+      return out;
     }
     if (this.graph === null) {
       try {
@@ -67,7 +106,7 @@ export class GraphDecoder {
     }
     this.graph.launch();
     this.cache.length += 1;
-    return this.read(this.out!);
+    return this.out!;
   }
 
   dispose(): void {
@@ -78,6 +117,8 @@ export class GraphDecoder {
     } finally {
       this.graph = null;
       this.ids.dispose();
+      this.produced?.dispose();
+      this.one.dispose();
       this.pos.dispose();
     }
   }
@@ -86,7 +127,14 @@ export class GraphDecoder {
   private forward(): Tensor {
     const logits = this.model.forward(this.ids, { cache: this.cache, lastOnly: true, position: this.pos });
     const row = reshape(logits, [logits.size]);
-    return keep(this.greedy ? argmax(row, 0) : row.cast('float32'));
+    if (this.produced === null) return keep(row.cast('float32'));
+    // greedy: the argmax becomes the next input, is logged at this position, and the position advances
+    const next = argmax(row, 0, true); // int32 [1]
+    const backend = this.model.backend;
+    scatterInto(this.produced, 0, this.pos.at, next);
+    backend.copy(reshape(next, [1, 1]), this.ids);
+    backend.copy(add(this.pos.at, this.one), this.pos.at);
+    return keep(next);
   }
 
   private read(out: Tensor): StepOutput {

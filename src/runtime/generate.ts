@@ -1,5 +1,7 @@
 // Autoregressive generation with a KV cache: one prefill over the prompt, then one token per step. On a
-// backend with graphs (CUDA) the steps after the prefill replay one recorded decode step (decode-graph.ts).
+// backend with graphs (CUDA) the steps after the prefill replay one recorded decode step (decode-graph.ts);
+// greedy steps there run in chunks that feed their tokens back on the device (a chunk may compute a few
+// steps past an end-of-sequence token; those are dropped).
 
 import type { DecoderLM } from '../models/decoder.js';
 import { tensor, tidy, noGrad } from '../tensor/index.js';
@@ -17,24 +19,37 @@ export interface GenerateOptions extends Partial<SamplingOptions> {
   graphs?: boolean;
 }
 
-/** Returns the new token ids only. */
-export function generate(model: DecoderLM, prompt: readonly number[], o: GenerateOptions): number[] {
+/** Checks the prompt against the model's vocabulary; the sampling settings, random stream and stop tokens of `o`. */
+export function generationSetup(model: Pick<DecoderLM, 'config'>, prompt: readonly number[], o: GenerateOptions): { sampling: SamplingOptions; rng: Rng; eos: Set<number> } {
   if (prompt.length === 0) throw new RangeError('generate: the prompt needs at least one token (e.g. BOS)');
   const vocab = model.config.vocabSize;
   const bad = prompt.find((id) => !Number.isInteger(id) || id < 0 || id >= vocab);
   if (bad !== undefined) throw new RangeError(`generate: prompt token id ${bad} is outside the vocabulary [0, ${vocab})`);
-  const sampling: SamplingOptions = { greedy: o.greedy ?? true, temperature: o.temperature ?? 1, topP: o.topP ?? 1 };
-  const rng = new Rng(o.seed ?? 0);
-  const eos = new Set(o.eosTokenIds ?? []);
+  return { sampling: { greedy: o.greedy ?? true, temperature: o.temperature ?? 1, topP: o.topP ?? 1 }, rng: new Rng(o.seed ?? 0), eos: new Set(o.eosTokenIds ?? []) };
+}
+
+/** Returns the new token ids only. */
+export function generate(model: DecoderLM, prompt: readonly number[], o: GenerateOptions): number[] {
+  const { sampling, rng, eos } = generationSetup(model, prompt, o);
   const cache = model.newCache(1, prompt.length + o.maxNewTokens);
   const graph = (o.graphs ?? true) && o.maxNewTokens > 1 && GraphDecoder.supports(model) ? new GraphDecoder(model, cache, sampling.greedy || sampling.temperature === 0) : null;
   const out: number[] = [];
   try {
     noGrad(() => {
       let input: readonly number[] = prompt;
+      // greedy decoding on a graph backend runs chunks of steps that feed themselves on the device; the
+      // chunks grow (1, 2, 4, ... 32 steps) so the first tokens still arrive quickly
+      let pending: number[] = [];
+      let chunk = 1;
       for (let step = 0; step < o.maxNewTokens; step++) {
         let next: number;
-        if (graph !== null && step > 0) {
+        if (graph !== null && step > 0 && graph.greedy) {
+          if (pending.length === 0) {
+            pending = graph.greedySteps(input[0], Math.min(chunk, o.maxNewTokens - step));
+            chunk = Math.min(2 * chunk, 32);
+          }
+          next = pending.shift()!;
+        } else if (graph !== null && step > 0) {
           const r = graph.step(input[0]);
           next = r.kind === 'token' ? r.id : sampleRow(r.row, sampling, rng);
         } else {

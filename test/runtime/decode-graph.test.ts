@@ -7,6 +7,7 @@ import { parseDecoderConfig } from '../../src/models/config.js';
 import { initModel, loadModel } from '../../src/models/load.js';
 import type { DecoderLM } from '../../src/models/decoder.js';
 import { GraphDecoder } from '../../src/runtime/decode-graph.js';
+import { generate } from '../../src/runtime/generate.js';
 import * as T from '../../src/tensor/index.js';
 import { STORIES_HF, DATA_SKIP } from '../helpers/paths.js';
 import { forEachBackend } from '../helpers/backends.js';
@@ -89,4 +90,38 @@ forEachBackend('GraphDecoder steps give the eager decode logits (stories260K, fl
     });
     for (const p of model.parameters()) p.dispose();
   }
+});
+
+forEachBackend('greedy steps fed back on the device give the step-by-step greedy tokens; generate() uses them', ({ name }, t) => {
+  if (DATA_SKIP) return t.skip(DATA_SKIP);
+  const model = loadModel(STORIES_HF, { device: name });
+  T.noGrad(() => {
+    const prompt = [1, 403, 411];
+    // reference: one host round trip per token
+    const eager = model.newCache(1, 64);
+    const want: number[] = [];
+    let row = logits(model, prompt, { cache: eager });
+    for (let i = 0; i < 21; i++) {
+      want.push(row.indexOf(Math.max(...row)));
+      row = logits(model, [want[i]], { cache: eager });
+    }
+    eager.dispose();
+    const cache = model.newCache(1, 64);
+    const dec = new GraphDecoder(model, cache, true);
+    try {
+      logits(model, prompt, { cache });
+      // chunks of 1, 4 and 15 steps (the first is eager, the second records, the rest replay)
+      const got = [want[0], ...dec.greedySteps(want[0], 1), ...dec.greedySteps(want[1], 4)];
+      got.push(...dec.greedySteps(got[got.length - 1], 15));
+      assert.deepEqual(got, want);
+      assert.equal(cache.length, prompt.length + 20);
+      assert.throws(() => dec.greedySteps(1, 64), /KV cache full/);
+    } finally {
+      dec.dispose();
+      cache.dispose();
+    }
+    assert.deepEqual(generate(model, prompt, { maxNewTokens: 21 }), want);
+    assert.deepEqual(generate(model, prompt, { maxNewTokens: 21, eosTokenIds: [want[6]] }), want.slice(0, 7));
+  });
+  for (const p of model.parameters()) p.dispose();
 });
