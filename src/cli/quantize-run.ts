@@ -11,13 +11,13 @@ import { loadModel } from '../models/load.js';
 import type { DecoderLM } from '../models/decoder.js';
 import { perplexity, type PerplexityResult } from '../eval/perplexity.js';
 import { Progress } from './progress.js';
-import { requireTokenizer, type ComputeDType } from './common.js';
+import { requireTokenizer, type ComputeDType, type OnnxInt4 } from './common.js';
 import { Tokenizer } from '../io/tokenizer.js';
 import { recipeToData, type Recipe } from '../quant/recipes/index.js';
 import type { CalibratorName } from '../quant/calib/calibrators.js';
 import { calibrationSplit, readDocuments, tokenWindows, type CalibrationSplit } from '../quant/calib-data.js';
 import { QuantizedModel, linearNames } from '../quant/ptq.js';
-import { meanKl, quantizerRows, sizeSummary, type QuantReport } from '../quant/report.js';
+import { quantizerRows, scoreAgainst, sizeSummary, type QuantReport } from '../quant/report.js';
 import { savePrequantized, saveState } from '../quant/state.js';
 import { gptq } from '../quant/algorithms/gptq.js';
 import { weightMse } from '../quant/algorithms/weight-mse.js';
@@ -25,6 +25,8 @@ import { smoothQuant } from '../quant/algorithms/smoothquant.js';
 import { awqLite } from '../quant/algorithms/awq.js';
 import { awqClip } from '../quant/algorithms/awq-clip.js';
 import { exportFormat } from '../export/registry.js';
+import { SafetensorsCheckpoint } from '../io/safetensors.js';
+import { DTYPE_INFO } from '../tensor/dtype.js';
 import { UserError } from '../util/errors.js';
 
 export interface QuantizeOptions {
@@ -43,6 +45,8 @@ export interface QuantizeOptions {
   evalWindows: number;
   out: string;
   exportFormat?: string;
+  onnxInt4?: OnnxInt4;
+  ggufType?: string;
   overwrite?: boolean;
   device: string;
   dtype: ComputeDType;
@@ -83,7 +87,7 @@ export function prepareRun(o: QuantizeOptions, recipes: readonly Recipe[]): RunC
 }
 
 /** One recipe: algorithm, calibration, fake quantization, report; outputs in `out` (with a checkpoint when exportTo is set). */
-export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | null, out: string, exportTo: { format: string; overwrite?: boolean } | null): { report: QuantReport; exported: string | null } {
+export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | null, out: string, exportTo: { format: string; overwrite?: boolean } | null): { report: QuantReport; exported: string | null; exportNotes: string[] } {
   const { o, split, evalRows, evalTokens, base, before } = ctx;
   const load = () => loadModel(o.model, { dtype: o.dtype, device: o.device });
   const q = new QuantizedModel(load(), recipe);
@@ -110,7 +114,7 @@ export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | n
   q.calibrate(split.calib, o.calibrator as CalibratorName, () => cbar.tick(1));
   cbar.finish();
   // the checkpoint's codes come from the source weights, before apply() replaces them
-  const exported = exportTo === null ? null : exportFormat(exportTo.format).prepare(q, o.model, { preset, kvCache: o.kvCache ?? null });
+  const exported = exportTo === null ? null : exportFormat(exportTo.format).prepare(q, o.model, { preset, kvCache: o.kvCache ?? null, onnxInt4: o.onnxInt4, ggufType: o.ggufType, calibration: split.calib });
   const wbar: { p: Progress | null } = { p: null }; // created once apply() knows how many weights change
   q.apply((_done, total) => {
     wbar.p ??= new Progress('quantize weights', total, ' weights');
@@ -120,18 +124,18 @@ export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | n
   let after = null;
   let kl = null;
   if (evalRows.length > 0) {
-    const bar = new Progress('ppl (quantized)', evalTokens, ' tok');
-    after = perplexity(q.model, evalRows, (n) => bar.tick(n));
+    // perplexity and KL from one pass over the held-out windows (both models once per window)
+    const bar = new Progress('ppl + KL (quantized)', evalRows.reduce((t, r) => t + r.length, 0), ' tok');
+    const scored = scoreAgainst(base, q.model, evalRows, (n) => bar.tick(n));
     bar.finish();
-    const kbar = new Progress('KL', evalRows.length * o.seqLen, ' tok');
-    kl = meanKl(base, q.model, evalRows, (n) => kbar.tick(n));
-    kbar.finish();
+    after = scored.ppl;
+    kl = scored.kl;
   }
   const report: QuantReport = {
     recipe: { preset, algorithm: recipe.algorithm, calibrator: o.calibrator, kvCache: o.kvCache ?? null, ...(recipe.algorithm === 'smoothquant' ? { sqAlpha: o.sqAlpha } : {}) },
     calibration: { samples: split.calib.length, seqLen: o.seqLen, tokens: split.calib.length * o.seqLen },
     evaluation: { windows: evalRows.length, tokens: evalTokens, before, after, kl },
-    size: sizeSummary(q, linearNames(q.model).map((n) => `${n}.weight`)),
+    size: sizeSummary(q, linearNames(q.model).map((n) => `${n}.weight`), storedBits(o.model)),
     quantizers: quantizerRows(q),
     weights: q.weightStats,
   };
@@ -143,8 +147,8 @@ export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | n
     saveState(dir, { ...(weights ? { weights } : {}), source: o.model, preset, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues(), smooth: q.smoothValues() });
   };
   if (exported === null) writeOutputs(out);
-  else exported.write(out, { overwrite: exportTo?.overwrite, alsoWrite: writeOutputs });
-  return { report, exported: exported?.quantAlgo ?? null };
+  const summary = exported === null ? null : exported.write(out, { overwrite: exportTo?.overwrite, alsoWrite: writeOutputs });
+  return { report, exported: exported?.quantAlgo ?? null, exportNotes: summary?.notes ?? [] };
 }
 
 export interface ComparisonRow {
@@ -188,4 +192,15 @@ export function formatComparison(c: Comparison): string {
     lines.push(`${r.preset.padEnd(14)}${r.algorithm.padEnd(13)}${f(r.ppl, 4).padEnd(11)}${(r.pplChangePercent === null ? '-' : `${r.pplChangePercent >= 0 ? '+' : ''}${r.pplChangePercent.toFixed(2)}%`).padEnd(10)}${f(r.kl, 5).padEnd(10)}${r.bitsPerWeight.toFixed(2).padEnd(9)}${(r.bytes / 1e6).toFixed(2).padEnd(9)}${r.unquantized}`);
   }
   return lines.join('\n');
+}
+
+/** Bits per element of each tensor as the checkpoint in `dir` stores it (sizes are reported for the stored model). */
+function storedBits(dir: string): (name: string) => number {
+  const ckpt = SafetensorsCheckpoint.open(dir);
+  try {
+    const bits = new Map(ckpt.names().map((n) => [n, 8 * DTYPE_INFO[ckpt.info(n).dtype].bytes]));
+    return (name) => bits.get(name) ?? 32;
+  } finally {
+    ckpt.close();
+  }
 }

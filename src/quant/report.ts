@@ -2,8 +2,8 @@
 // divergence of the quantized model's next-token distribution from the original's, per-layer weight SQNR,
 // effective bits per Linear weight and the parameter size a deployed checkpoint would have.
 
-import type { DecoderLM } from '../models/decoder.js';
-import type { PerplexityResult } from '../eval/perplexity.js';
+import type { LogitsModel } from '../models/logits-model.js';
+import { logpNll, type PerplexityResult } from '../eval/perplexity.js';
 import { cast, logSoftmax, mul, noGrad, sub, sum, tensor, tidy, unary } from '../tensor/index.js';
 import { DTYPE_INFO } from '../tensor/dtype.js';
 import type { QuantizedModel, WeightStats } from './ptq.js';
@@ -15,24 +15,41 @@ export interface KlResult {
 }
 
 /** Mean KL(P_base || P_other) over every position of every row (all positions predict a next token). */
-export function meanKl(base: DecoderLM, other: DecoderLM, rows: readonly (readonly number[])[], onRow?: (tokens: number) => void): KlResult {
+export function meanKl(base: LogitsModel, other: LogitsModel, rows: readonly (readonly number[])[], onRow?: (tokens: number) => void): KlResult {
+  return scoreAgainst(base, other, rows, onRow).kl;
+}
+
+/**
+ * `other`'s perplexity and its mean KL(base || other) over the same rows in one pass: both models run once
+ * per row (perplexity() then meanKl() would run `other` twice).
+ */
+export function scoreAgainst(base: LogitsModel, other: LogitsModel, rows: readonly (readonly number[])[], onRow?: (tokens: number) => void): { ppl: PerplexityResult | null; kl: KlResult } {
   let total = 0;
   let tokens = 0;
+  let nllSum = 0;
+  let predicted = 0;
   for (const row of rows) {
-    total += noGrad(() =>
+    const [klRow, nllRow] = noGrad(() =>
       tidy(() => {
-        const ids = (m: DecoderLM) => tensor(row, [1, row.length], { dtype: 'int32', device: m.backend });
+        const ids = (m: LogitsModel) => tensor(row, [1, row.length], { dtype: 'int32', device: m.backend });
         const lb = logSoftmax(cast(base.forward(ids(base)), 'float32'), -1);
         const lo = logSoftmax(cast(other.forward(ids(other)), 'float32'), -1);
+        const nll = row.length < 2 ? 0 : logpNll(lo, row);
         // both models may live on different backends: compare on the base model's
         const loOnBase = lo.backend === lb.backend ? lo : tensor(lo.toFloat32Array(), [...lo.shape], { device: lb.backend });
-        return sum(mul(unary('exp', lb), sub(lb, loOnBase))).toFloat64Array()[0]!;
+        return [sum(mul(unary('exp', lb), sub(lb, loOnBase))).toFloat64Array()[0]!, nll] as const;
       }),
     );
+    total += klRow;
     tokens += row.length;
+    if (row.length >= 2) {
+      nllSum += nllRow;
+      predicted += row.length - 1;
+    }
     onRow?.(row.length);
   }
-  return { mean: tokens === 0 ? NaN : total / tokens, tokens };
+  const nll = nllSum / predicted;
+  return { ppl: predicted === 0 ? null : { ppl: Math.exp(nll), nll, tokens: predicted }, kl: { mean: tokens === 0 ? NaN : total / tokens, tokens } };
 }
 
 export interface SizeSummary {
@@ -40,17 +57,18 @@ export interface SizeSummary {
   sourceBytes: number;
   /** bytes with each quantized Linear weight at its format's bits (scales included) */
   quantizedBytes: number;
-  /** average bits per element over all Linear weights (unquantized ones at the model dtype) */
+  /** average bits per element over all Linear weights (unquantized ones at their stored dtype) */
   linearBitsPerWeight: number;
 }
 
-export function sizeSummary(q: QuantizedModel, linearWeights: readonly string[]): SizeSummary {
-  const bits = 8 * DTYPE_INFO[q.model.dtype].bytes;
+/** `storedBits(name)`: bits per element of a parameter in the source checkpoint (not the compute dtype). */
+export function sizeSummary(q: QuantizedModel, linearWeights: readonly string[], storedBits: (name: string) => number = () => 8 * DTYPE_INFO[q.model.dtype].bytes): SizeSummary {
   const stats = new Map<string, WeightStats>(q.weightStats.map((s) => [s.name.replace(/\.weight_quantizer$/, '.weight'), s]));
   let source = 0;
   let quant = 0;
   for (const [name, t] of q.model.params) {
     const n = t.size;
+    const bits = storedBits(name);
     source += (n * bits) / 8;
     const s = stats.get(name);
     quant += s === undefined ? (n * bits) / 8 : (n * s.bitsPerWeight) / 8;
@@ -60,7 +78,7 @@ export function sizeSummary(q: QuantizedModel, linearWeights: readonly string[])
   for (const w of linearWeights) {
     const n = q.model.params.get(w)!.size;
     const s = stats.get(w);
-    linBits += n * (s === undefined ? bits : s.bitsPerWeight);
+    linBits += n * (s === undefined ? storedBits(w) : s.bitsPerWeight);
     linN += n;
   }
   return { sourceBytes: source, quantizedBytes: quant, linearBitsPerWeight: linBits / linN };

@@ -41,7 +41,8 @@ export function saveModelDir(dir: string, model: DecoderLM, config: Record<strin
   mkdirSync(tmp, { recursive: true });
   try {
     writeSafetensors(join(tmp, 'model.safetensors'), new Map([...model.params].map(([n, t]) => [n, raw(t)])), { format: 'pt' });
-    writeJsonAtomic(join(tmp, 'config.json'), config);
+    // torch_dtype names the dtype the weights are stored in (transformers loads them as that by default)
+    writeJsonAtomic(join(tmp, 'config.json'), { ...config, torch_dtype: model.dtype });
     if (tokenizerDir !== null) for (const f of TOKENIZER_FILES) if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(tmp, f));
     extra?.(tmp);
     // the old directory moves aside before the new one takes its name, so a crash leaves one of them whole
