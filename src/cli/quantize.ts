@@ -53,7 +53,7 @@ export function registerQuantize(program: Command): void {
     .option('--algorithm <name>', `override the preset's algorithm: ${ALGORITHMS.join(', ')}`)
     .option('--calibrator <name>', `activation calibrator: ${CALIBRATORS.join(', ')} (histogram methods for fp8/int8)`, 'max')
     .option('--sq-alpha <a>', 'SmoothQuant migration strength in [0, 1] (Model Optimizer default 1.0; the paper uses 0.5)', parseFloatOption('--sq-alpha', 0, 1), 1)
-    .option('--group-size <n>', 'INT4 group size: 32, 64 or 128', parseIntOption('--group-size', 1))
+    .option('--group-size <n>', 'INT4 group size: 32, 64 or 128 (default 128; 64 for the bundled model, whose width 192 is no multiple of 128)', parseIntOption('--group-size', 1))
     .option('--calib-data <file>', 'calibration text: .txt, .jsonl ({"text": ...} per line) or .json array (required with --model)')
     .option('--calib-samples <n>', `calibration windows (default 64; ${BUNDLED_DEFAULTS.calibSamples} for the bundled model)`, parseIntOption('--calib-samples', 1))
     .option('--seq-len <n>', `tokens per window (default 512; ${BUNDLED_DEFAULTS.seqLen} for the bundled model)`, parseIntOption('--seq-len', 2))
@@ -116,6 +116,9 @@ function withDefaults(given: Partial<QuantizeOptions> & Omit<QuantizeOptions, 'm
     calibData: g.calibData ?? bundledCalibration(),
     evalData: g.evalData ?? (g.calibData === undefined ? bundledHeldOut() : undefined),
     out: g.out ?? BUNDLED_DEFAULTS.out,
+    // mopt-tiny's hidden size (192) is not a multiple of INT4's default group of 128, which would leave most
+    // of its Linears unquantized: its INT4 presets use groups of 64
+    groupSize: g.groupSize ?? (g.format === 'all' || g.format === 'int4_awq' || g.format === 'w4a8_awq' ? 64 : undefined),
     calibSamples: g.calibSamples ?? BUNDLED_DEFAULTS.calibSamples,
     seqLen: g.seqLen ?? BUNDLED_DEFAULTS.seqLen,
   };
