@@ -8,16 +8,16 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
 import type { RawTensor } from '../../src/io/raw-tensor.js';
 import type { QuantizedModel } from '../../src/quant/ptq.js';
 import { exportCompressedTensors } from '../../src/export/compressed-tensors-export.js';
 import { loadCompressedTensors } from '../../src/export/compressed-tensors-load.js';
 import { exportFormat, readerFor } from '../../src/export/registry.js';
 import { perplexity } from '../../src/eval/perplexity.js';
-import { logits, maxAbsDiff, quantized, tmp, windows, type ExportCase } from '../helpers/export-cases.js';
+import { logits, maxAbsDiff, quantized, tmp, windows, type ExportCase, brokenCopy } from '../helpers/export-cases.js';
 import { int4Reference, nvfp4Reference } from '../helpers/quant-references.js';
 import { DATA_SKIP, SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
 import { runMopt } from '../helpers/cli.js';
@@ -191,22 +191,8 @@ test('broken compressed-tensors checkpoints and inexpressible presets are refuse
   try {
     const good = join(dir, 'good');
     exportCompressedTensors(quantized({ preset: 'nvfp4' }, split.calib), STORIES_HF, good, { preset: 'nvfp4', kvCache: null });
-    const make = (name: string, edit: (t: Map<string, RawTensor>) => void, qc?: (c: Record<string, unknown>) => void): string => {
-      const d = join(dir, name);
-      mkdirSync(d);
-      const f = SafetensorsFile.open(join(good, 'model.safetensors'));
-      const tensors = new Map(f.names().map((n) => [n, f.read(n)]));
-      f.close();
-      edit(tensors);
-      writeSafetensors(join(d, 'model.safetensors'), tensors);
-      for (const file of readdirSync(good)) if (file !== 'model.safetensors') copyFileSync(join(good, file), join(d, file));
-      if (qc) {
-        const c = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8')) as { quantization_config: Record<string, unknown> };
-        qc(c.quantization_config);
-        writeFileSync(join(d, 'config.json'), JSON.stringify(c));
-      }
-      return d;
-    };
+    const make = (name: string, edit: (t: Map<string, RawTensor>) => void, qc?: (c: Record<string, unknown>) => void): string =>
+      brokenCopy<{ quantization_config: Record<string, unknown> }>(good, dir, name, edit, qc && { file: 'config.json', edit: (c) => qc(c.quantization_config) });
     const o = 'model.layers.0.self_attn.o_proj';
     const scalar = (v: number): RawTensor => ({ dtype: 'float32', shape: [1], data: Float32Array.of(v) });
     assert.throws(() => loadCompressedTensors(make('missing', (t) => t.delete(`${o}.weight_global_scale`))), new RegExp(`${o}.weight_global_scale is missing`));

@@ -6,15 +6,15 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
 import type { RawTensor } from '../../src/io/raw-tensor.js';
 import { exportModelopt } from '../../src/export/modelopt-export.js';
 import { loadModelopt } from '../../src/export/modelopt-load.js';
 import { perplexity } from '../../src/eval/perplexity.js';
 import { e2m1ToF32 } from '../../src/tensor/codecs.js';
-import { logits, quantized, tmp, windows, type ExportCase } from '../helpers/export-cases.js';
+import { logits, quantized, tmp, windows, type ExportCase, brokenCopy } from '../helpers/export-cases.js';
 import { int4Reference, nvfp4Reference } from '../helpers/quant-references.js';
 import { DATA_SKIP, STORIES_HF } from '../helpers/paths.js';
 
@@ -130,23 +130,8 @@ test('broken modelopt checkpoints are refused naming the tensor; --out is never 
   try {
     const good = join(dir, 'good');
     exportModelopt(quantized({ preset: 'nvfp4' }, split.calib), STORIES_HF, good, { preset: 'nvfp4', kvCache: null });
-    const make = (name: string, edit: (t: Map<string, RawTensor>) => void, hf?: (c: { quantization: Record<string, unknown> }) => void): string => {
-      const d = join(dir, name);
-      rmSync(d, { recursive: true, force: true });
-      mkdirSync(d);
-      const f = SafetensorsFile.open(join(good, 'model.safetensors'));
-      const tensors = new Map(f.names().map((n) => [n, f.read(n)]));
-      f.close();
-      edit(tensors);
-      writeSafetensors(join(d, 'model.safetensors'), tensors);
-      for (const file of readdirSync(good)) if (file !== 'model.safetensors') copyFileSync(join(good, file), join(d, file));
-      if (hf) {
-        const c = JSON.parse(readFileSync(join(d, 'hf_quant_config.json'), 'utf8')) as { quantization: Record<string, unknown> };
-        hf(c);
-        writeFileSync(join(d, 'hf_quant_config.json'), JSON.stringify(c));
-      }
-      return d;
-    };
+    const make = (name: string, edit: (t: Map<string, RawTensor>) => void, hf?: (c: { quantization: Record<string, unknown> }) => void): string =>
+      brokenCopy(good, dir, name, edit, hf && { file: 'hf_quant_config.json', edit: hf });
     const name = 'model.layers.0.self_attn.o_proj';
     assert.throws(() => loadModelopt(make('missing', (t) => t.delete(`${name}.weight_scale_2`))), new RegExp(`${name}.weight_scale_2 is missing`));
     assert.throws(() => loadModelopt(make('nan', (t) => t.set(`${name}.input_scale`, { dtype: 'float32', shape: [], data: Float32Array.of(NaN) }))), new RegExp(`${name}.input_scale holds NaN`));

@@ -2,12 +2,14 @@
 // calibrated on stories260K the way mopt quantize does it, TinyStories windows for calibration and held-out
 // scoring, logits of one window, and scratch directories.
 
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../../src/models/load.js';
 import type { LogitsModel } from '../../src/models/logits-model.js';
 import { Tokenizer } from '../../src/io/tokenizer.js';
+import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
+import type { RawTensor } from '../../src/io/raw-tensor.js';
 import { QuantizedModel } from '../../src/quant/ptq.js';
 import { applyGroupSize, presetRecipe, type Algorithm } from '../../src/quant/recipes/index.js';
 import { calibrationSplit } from '../../src/quant/calib-data.js';
@@ -62,3 +64,25 @@ export const tmp = (): string => mkdtempSync(join(tmpdir(), 'mopt-export-'));
 
 /** Calibration (and held-out) windows of 64 TinyStories tokens, tokenized with stories260K's tokenizer. */
 export const windows = (calib: number, heldOut: number) => calibrationSplit(Tokenizer.fromModelDir(STORIES_HF), CALIB, calib, 64, heldOut);
+
+/**
+ * A copy of the single-file checkpoint `good` in `dir/name` with its tensors edited by `edit` and, when given,
+ * one JSON file (e.g. config.json, hf_quant_config.json) edited by `json.edit`: a broken checkpoint for a test.
+ */
+export function brokenCopy<J>(good: string, dir: string, name: string, edit: (t: Map<string, RawTensor>) => void, json?: { file: string; edit: (c: J) => void }): string {
+  const d = join(dir, name);
+  rmSync(d, { recursive: true, force: true });
+  mkdirSync(d);
+  const f = SafetensorsFile.open(join(good, 'model.safetensors'));
+  const tensors = new Map(f.names().map((n) => [n, f.read(n)]));
+  f.close();
+  edit(tensors);
+  writeSafetensors(join(d, 'model.safetensors'), tensors);
+  for (const file of readdirSync(good)) if (file !== 'model.safetensors') copyFileSync(join(good, file), join(d, file));
+  if (json) {
+    const c = JSON.parse(readFileSync(join(d, json.file), 'utf8')) as J;
+    json.edit(c);
+    writeFileSync(join(d, json.file), JSON.stringify(c));
+  }
+  return d;
+}
