@@ -127,13 +127,13 @@ interface Args {
 
 const USAGE = `usage: node dist/bench/mopt_bench.js --model DIR [--device cuda|cpu] [--json OUT]
   [--calib-batch 8] [--train-batch 4] [--seq 2048] [--prompt-len 16] [--new-tokens 256] [--warmup 3]
-  [--calib-iters 10] [--train-iters 10] [--decode-runs 3] [--budget-calib 45] [--budget-train 60]
+  [--calib-iters 10] [--train-iters 10] [--decode-runs 5] [--budget-calib 45] [--budget-train 60]
   [--budget-decode 45] [--workloads calib,decode,train]`;
 
 function parseArgs(argv: readonly string[]): Args {
   const a: Args = {
     model: '', device: 'cuda', json: null, calibBatch: 8, trainBatch: 4, seq: 2048, promptLen: 16, newTokens: 256,
-    warmup: 3, calibIters: 10, trainIters: 10, decodeRuns: 3, budgetCalib: 45, budgetTrain: 60, budgetDecode: 45,
+    warmup: 3, calibIters: 10, trainIters: 10, decodeRuns: 5, budgetCalib: 45, budgetTrain: 60, budgetDecode: 45,
     workloads: ['calib', 'decode', 'train'],
   };
   const ints: Record<string, 'calibBatch' | 'trainBatch' | 'seq' | 'promptLen' | 'newTokens' | 'warmup' | 'calibIters' | 'trainIters' | 'decodeRuns'> = {

@@ -315,7 +315,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--calib-iters", type=int, default=10)
     ap.add_argument("--train-iters", type=int, default=10)
-    ap.add_argument("--decode-runs", type=int, default=3)
+    ap.add_argument("--decode-runs", type=int, default=5)
     ap.add_argument("--budget-calib", type=float, default=30.0, help="seconds of timed runs before stopping early")
     ap.add_argument("--budget-train", type=float, default=30.0)
     ap.add_argument("--budget-decode", type=float, default=60.0)
