@@ -70,6 +70,9 @@ def dequantize(algo, t, name, shape):
     if algo == "MXFP8":
         scale = torch.pow(2.0, s.float() - 127)
         return w.view(torch.float8_e4m3fn).float() * scale.repeat_interleave(32, dim=1)
+    if algo == "MXFP4":
+        scale = torch.pow(2.0, s.float() - 127)
+        return e2m1_values(unpack_low_first(w, inp)) * scale.repeat_interleave(32, dim=1)
     raise SystemExit(f"{algo}: not covered by this check")
 
 
@@ -97,6 +100,12 @@ def act_quantizer(algo, t, name):
             e = torch.ceil(torch.log2(torch.where(amax > 0, amax / 448, torch.ones_like(amax)))).clamp(-127, 127)
             sc = torch.pow(2.0, e)
             return ((xb / sc).to(torch.float8_e4m3fn).float() * sc).reshape(x.shape)
+        if algo == "MXFP4":
+            xb = x.reshape(*x.shape[:-1], -1, 32)
+            amax = xb.abs().amax(-1, keepdim=True)
+            e = torch.ceil(torch.log2(torch.where(amax > 0, amax / 6, torch.ones_like(amax)))).clamp(-127, 127)
+            sc = torch.pow(2.0, e)
+            return (e2m1_round(xb / sc) * sc).reshape(x.shape)
         return x
 
     return q

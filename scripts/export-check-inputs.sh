@@ -28,4 +28,5 @@ nvfp4 --format nvfp4
 nvfp4_awq --format nvfp4_awq
 w4a16_nvfp4 --format w4a16_nvfp4
 mxfp8 --format mxfp8
+mxfp4 --format mxfp4
 LIST

@@ -11,7 +11,7 @@ export const modeloptFormat: ExportFormat = {
     "NVIDIA Model Optimizer's unified Hugging Face checkpoint (packed weights + weight_scale / weight_scale_2 / input_scale / " +
     'pre_quant_scale / k_scale / v_scale, hf_quant_config.json, config.json quantization_config with quant_method "modelopt"), ' +
     'loadable by TensorRT-LLM and, for FP8 / NVFP4 / W4A16_NVFP4 / MXFP8, by vLLM; presets fp8, int8_sq, int4_awq, nvfp4, nvfp4_awq, ' +
-    'w4a16_nvfp4, mxfp8 with any calibration algorithm.',
+    'w4a16_nvfp4, mxfp8, mxfp4 with any calibration algorithm.',
   check: (r) => void quantAlgoOf(r.preset, r.kvCache, null),
   prepare(q, source, r) {
     const p = prepareModelopt(q, source, r);

@@ -24,6 +24,7 @@ const ALGO: Partial<Record<PresetName, string>> = {
   nvfp4_awq: 'NVFP4_AWQ',
   w4a16_nvfp4: 'W4A16_NVFP4',
   mxfp8: 'MXFP8',
+  mxfp4: 'MXFP4',
 };
 const KV_ALGO: Record<KvPresetName, string> = { fp8: 'FP8', nvfp4: 'NVFP4' };
 
@@ -46,7 +47,7 @@ export function quantAlgoOf(preset: string | null, kv: string | null, int4Group:
     const which = preset === null ? 'a custom recipe (it would export as MIXED_PRECISION)' : `the ${preset} preset`;
     throw new UserError(`export of ${which} is not implemented yet; presets that export: ${Object.keys(ALGO).join(', ')}`);
   }
-  const groupSize = algo.startsWith('W4A16_AWQ') ? int4Group ?? 128 : algo.includes('NVFP4') ? 16 : algo === 'MXFP8' ? 32 : null;
+  const groupSize = algo.startsWith('W4A16_AWQ') ? int4Group ?? 128 : algo.includes('NVFP4') ? 16 : algo.startsWith('MXFP') ? 32 : null;
   return { preset: preset as PresetName, quantAlgo: algo, groupSize, kvPreset: (kv as KvPresetName | null) ?? null };
 }
 
@@ -90,6 +91,7 @@ export function configQuantization(a: QuantAlgo, exclude: readonly string[], ver
     NVFP4_AWQ: { weights: float(4, 16), input_activations: float(4, 16) },
     W4A16_NVFP4: { weights: float(4, 16) },
     MXFP8: { weights: float(8, 32), input_activations: { ...float(8, 32), dynamic: true } },
+    MXFP4: { weights: float(4, 32), input_activations: { ...float(4, 32), dynamic: true } },
   };
   return {
     config_groups: { group_0: { ...groups[a.quantAlgo], targets: ['Linear'] } },
@@ -132,6 +134,11 @@ export function weightTensors(q: QuantizedWeight): Record<string, RawTensor> {
       const w = q as MxQuantized;
       return { weight: { dtype: 'float8_e4m3fn', shape: [out, inp], data: w.codes }, weight_scale: { dtype: 'uint8', shape: [out, inp / 32], data: w.scales } };
     }
+    case 'mxfp4': {
+      // e2m1 pairs along the input dim (element 2k in the low nibble), one E8M0 scale per 32 (Model Optimizer's MXFP4QTensor)
+      const w = q as MxQuantized;
+      return { weight: { dtype: 'uint8', shape: [out, inp / 2], data: w.codes }, weight_scale: { dtype: 'uint8', shape: [out, inp / 32], data: w.scales } };
+    }
     default:
       throw new UserError(`export of ${q.meta.format} weights is not implemented yet`);
   }
@@ -157,6 +164,8 @@ export function weightSpecs(s: WeightScheme, shape: [number, number]): Record<st
       return { weight: { dtype: 'uint8', shape: [out, inp / 2] }, weight_scale: { dtype: 'float8_e4m3fn', shape: [out, inp / 16] }, weight_scale_2: { dtype: 'float32', shape: [] } };
     case 'mxfp8':
       return { weight: { dtype: 'float8_e4m3fn', shape: [out, inp] }, weight_scale: { dtype: 'uint8', shape: [out, inp / 32] } };
+    case 'mxfp4':
+      return { weight: { dtype: 'uint8', shape: [out, inp / 2] }, weight_scale: { dtype: 'uint8', shape: [out, inp / 32] } };
     default:
       throw new UserError(`loading ${s.kind} weights from a Model Optimizer checkpoint is not implemented yet`);
   }
@@ -174,7 +183,8 @@ export function weightFromTensors(s: WeightScheme, shape: [number, number], t: R
     case 'nvfp4':
       return { codes: t.weight!.data as Uint8Array, scales: t.weight_scale!.data as Uint8Array, scale2: (t.weight_scale_2!.data as Float32Array)[0]!, meta: { format: 'nvfp4', blockSize: 16, shape } };
     case 'mxfp8':
-      return { codes: t.weight!.data as Uint8Array, scales: t.weight_scale!.data as Uint8Array, meta: { format: 'mxfp8', blockSize: 32, shape } };
+    case 'mxfp4':
+      return { codes: t.weight!.data as Uint8Array, scales: t.weight_scale!.data as Uint8Array, meta: { format: s.kind, blockSize: 32, shape } };
     default:
       throw new UserError(`loading ${s.kind} weights from a Model Optimizer checkpoint is not implemented yet`);
   }

@@ -15,12 +15,12 @@ import { loadModelopt } from '../../src/export/modelopt-load.js';
 import { perplexity } from '../../src/eval/perplexity.js';
 import { e2m1ToF32 } from '../../src/tensor/codecs.js';
 import { logits, quantized, tmp, windows, type ExportCase, brokenCopy } from '../helpers/export-cases.js';
-import { int4Reference, nvfp4Reference } from '../helpers/quant-references.js';
+import { int4Reference, mxfp4Reference, nvfp4Reference } from '../helpers/quant-references.js';
 import { DATA_SKIP, STORIES_HF } from '../helpers/paths.js';
 
 const CASES: ExportCase[] = [
   { preset: 'fp8', kv: 'fp8' }, { preset: 'int8_sq' }, { preset: 'int4_awq', group: 32 }, { preset: 'nvfp4', kv: 'fp8' },
-  { preset: 'nvfp4_awq', kv: 'nvfp4' }, { preset: 'w4a16_nvfp4' }, { preset: 'mxfp8' },
+  { preset: 'nvfp4_awq', kv: 'nvfp4' }, { preset: 'w4a16_nvfp4' }, { preset: 'mxfp8' }, { preset: 'mxfp4' },
   // weights the algorithm quantizes itself: exported from the values and the static scales it recorded
   { preset: 'int4_awq', group: 32, algorithm: 'gptq' }, { preset: 'int4_awq', group: 32, algorithm: 'awq_full' }, { preset: 'w4a16_nvfp4', algorithm: 'mse' },
   { preset: 'w4a16_nvfp4', algorithm: 'gptq' },
@@ -118,6 +118,30 @@ test('exported NVFP4 and INT4 bytes re-derived from the source weights and recor
     assert.deepEqual(o4.read('model.layers.2.mlp.gate_proj.weight_scale').data, scales);
     o4.close();
     assert.equal(e2m1ToF32(0b1111), -6); // the sign is bit 3 (the reference above relies on it)
+  } finally {
+    src.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('exported MXFP4 bytes and E8M0 scales re-derived from the source weights (independent implementation)', { skip: DATA_SKIP }, () => {
+  const split = windows(2, 0);
+  const src = SafetensorsFile.open(join(STORIES_HF, 'model.safetensors'));
+  const dir = tmp();
+  try {
+    exportModelopt(quantized({ preset: 'mxfp4', algorithm: 'none' }, split.calib), STORIES_HF, join(dir, 'mx'), { preset: 'mxfp4', kvCache: null });
+    const out = SafetensorsFile.open(join(dir, 'mx', 'model.safetensors'));
+    for (const name of ['model.layers.0.self_attn.q_proj', 'model.layers.3.mlp.gate_proj']) {
+      const w = src.read(`${name}.weight`);
+      const ref = mxfp4Reference(w.data as Float32Array, w.shape[0]!, w.shape[1]!);
+      assert.deepEqual(out.read(`${name}.weight`).data, ref.codes, name);
+      assert.deepEqual(out.read(`${name}.weight_scale`).data, ref.scales, name);
+      assert.equal(out.has(`${name}.input_scale`), false, 'MXFP4 activations are dynamic: no input_scale');
+    }
+    const cfg = JSON.parse(readFileSync(join(dir, 'mx', 'hf_quant_config.json'), 'utf8')) as { quantization: Record<string, unknown> };
+    assert.equal(cfg.quantization.quant_algo, 'MXFP4');
+    assert.equal(cfg.quantization.group_size, 32);
+    out.close();
   } finally {
     src.close();
     rmSync(dir, { recursive: true, force: true });

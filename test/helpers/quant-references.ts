@@ -5,17 +5,38 @@
 import { e4m3ToF32 } from '../../src/tensor/codecs.js';
 import { e4m3Code } from './e4m3-reference.js';
 
+const E2M1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
+
+/** The e2m1 code of x: the nearest of the eight magnitudes (ties to the even code, beyond 6 saturating), sign in bit 3. */
+function e2m1Code(x: number): number {
+  const a = Math.abs(x);
+  let best = 0;
+  for (let i = 1; i < 8; i++) if (Math.abs(E2M1[i]! - a) < Math.abs(E2M1[best]! - a) || (Math.abs(E2M1[i]! - a) === Math.abs(E2M1[best]! - a) && i % 2 === 0)) best = i;
+  return (x < 0 ? 8 : 0) | best;
+}
+
+/** formats.md MXFP4: per 32 along a row, scale 2^clamp(ceil(log2(block amax / 6)), -127, 127) stored as E8M0 (exponent + 127), e2m1 codes of w / scale, low nibble first. */
+export function mxfp4Reference(w: Float32Array, rows: number, cols: number): { codes: Uint8Array; scales: Uint8Array } {
+  const scales = new Uint8Array((rows * cols) / 32);
+  const codes = new Uint8Array((rows * cols) / 2);
+  for (let b = 0; b < scales.length; b++) {
+    let m = 0;
+    for (let i = 0; i < 32; i++) m = Math.max(m, Math.abs(w[b * 32 + i]!));
+    const e = m === 0 ? -127 : Math.min(127, Math.max(-127, Math.ceil(Math.log2(m / 6))));
+    scales[b] = e + 127;
+    for (let i = 0; i < 32; i++) {
+      const k = b * 32 + i;
+      const c = e2m1Code(w[k]! / 2 ** e);
+      codes[k >> 1]! |= k % 2 === 0 ? c : c << 4;
+    }
+  }
+  return { codes, scales };
+}
+
 /** formats.md NVFP4: s2 = amax/2688, block scale e4m3(clamp(bamax/(6 s2), 2^-9, 448)) (0 -> 1), e2m1 RNE codes, low nibble first. */
 export function nvfp4Reference(w: Float32Array, rows: number, cols: number, amax: number): { codes: Uint8Array; scales: Uint8Array; s2: number } {
   const f = Math.fround;
   const s2 = f(amax / 2688);
-  const e2m1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
-  const code = (x: number): number => {
-    const a = Math.abs(x);
-    let best = 0;
-    for (let i = 1; i < 8; i++) if (Math.abs(e2m1[i]! - a) < Math.abs(e2m1[best]! - a) || (Math.abs(e2m1[i]! - a) === Math.abs(e2m1[best]! - a) && i % 2 === 0)) best = i;
-    return (x < 0 ? 8 : 0) | best;
-  };
   const scales = new Uint8Array((rows * cols) / 16);
   const codes = new Uint8Array((rows * cols) / 2);
   for (let b = 0; b < scales.length; b++) {
@@ -27,7 +48,7 @@ export function nvfp4Reference(w: Float32Array, rows: number, cols: number, amax
     const div = f(e4m3ToF32(scales[b]!) * s2);
     for (let i = 0; i < 16; i++) {
       const k = b * 16 + i;
-      const c = code(f(w[k]! / div));
+      const c = e2m1Code(f(w[k]! / div));
       codes[k >> 1]! |= k % 2 === 0 ? c : c << 4;
     }
   }
