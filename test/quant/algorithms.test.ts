@@ -221,3 +221,16 @@ test('AWQ clip: with uncorrelated unit inputs it is the squared-error search ove
   const klClip = meanKl(base, clipped.model, heldOut).mean;
   assert.ok(klClip < klRtn, `AWQ clip KL ${klClip} should beat RTN ${klRtn}`);
 });
+
+test('AWQ clip on NVFP4 clips fused siblings together: q/k/v and gate/up keep one global amax (one weight_scale_2 on export)', opts, () => {
+  const { calib } = split(2, 0);
+  const q = quantize({ ...presetRecipe('nvfp4'), algorithm: 'awq_clip' }, calib, (m) => awqClip(m, calib));
+  const original = loadModel(STORIES_HF);
+  for (const group of [['q_proj', 'k_proj', 'v_proj'].map((m) => `model.layers.1.self_attn.${m}`), ['gate_proj', 'up_proj'].map((m) => `model.layers.3.mlp.${m}`)]) {
+    const g = group.map((l) => q.staticScalesOf(l)!.globalAmax!);
+    assert.ok(g.every((v) => v === g[0]), `${group.join(', ')}: global amax ${g.join(', ')}`);
+    // a ratio of the group's largest |w| (the search clips r x max over the group; no smoothing here)
+    const top = Math.max(...group.map((l) => Math.max(...Array.from(original.params.get(`${l}.weight`)!.toFloat32Array(), Math.abs))));
+    assert.ok(CLIP_RATIOS.some((r) => Math.abs(g[0]! - top * r) <= 1e-6 * top), `${g[0]} is no clip ratio of ${top}`);
+  }
+});

@@ -3,9 +3,11 @@
 // the least output error on calibration tokens (64 sampled per batch). A block's output error is
 // dᵀ G d, with d = w_block - QDQ(w_block) and G = Σ_t x_t,g x_t,gᵀ over the sampled inputs restricted to the
 // block's columns g. For NVFP4 only the per-tensor (global) amax is clipped, by the same search on the whole
-// weight. Weights smoothed by awq_lite are clipped as smoothed (their inputs scaled by the same factors).
+// weight; fused siblings (q/k/v, gate/up), which share one global scale on export (weight_scale_2), are
+// searched together: one ratio of the group's amax, the error summed over the group. Weights smoothed by
+// awq_lite are clipped as smoothed (their inputs scaled by the same factors).
 
-import type { QuantizedModel } from '../ptq.js';
+import { smoothingUnits, type QuantizedModel } from '../ptq.js';
 import type { WeightScheme } from '../scheme.js';
 import type { Tensor } from '../../tensor/index.js';
 import { absMax } from '../formats/common.js';
@@ -46,31 +48,44 @@ const quadratic = (G: Float64Array, d: Float64Array): number => {
 
 /** The clipped quantization of one weight w [rows, cols] given the sampled (smoothed) inputs x [n, cols]. */
 export function clipWeight(s: WeightScheme, w: Float32Array, shape: readonly [number, number], x: Float32Array): StaticWeight {
-  const [rows, cols] = shape;
+  if (s.kind === 'nvfp4') return clipNvfp4Group(s, [{ w, shape, x }])[0]!;
+  const cols = shape[1];
   const bs = scaleBlock(s);
   const grams = blockGrams(x, cols, bs);
-  const gramOf = (block: number): Float64Array => grams[block % (cols / bs)]!;
-  if (s.kind !== 'nvfp4') return searchBlockAmax(s, w, shape, CLIP_RATIOS, (b, d) => quadratic(gramOf(b), d));
-  // NVFP4: clip the global amax only; block scales follow from it
-  const top = absMax(w, 0, w.length);
+  return searchBlockAmax(s, w, shape, CLIP_RATIOS, (b, d) => quadratic(grams[b % (cols / bs)]!, d));
+}
+
+/**
+ * NVFP4: the global amax of Linears that share their input (and their weight_scale_2 on export) clipped
+ * together, to r x the group's max |w|; block scales follow from it. Returns each member's quantization at
+ * the ratio with the least summed output error.
+ */
+export function clipNvfp4Group(s: WeightScheme, members: readonly { w: Float32Array; shape: readonly [number, number]; x: Float32Array }[]): StaticWeight[] {
+  const cols = members[0]!.shape[1];
+  const bs = scaleBlock(s);
+  const grams = members.map((m) => blockGrams(m.x, cols, bs));
+  const top = Math.max(...members.map((m) => absMax(m.w, 0, m.w.length)));
   let best = Infinity;
-  let out: StaticWeight = { values: new Float32Array(0), scales: staticScales(s, w, shape) };
+  let out: StaticWeight[] = [];
+  const d = new Float64Array(bs);
   for (const r of CLIP_RATIOS) {
-    const quant = staticQuantizer(s, w, shape, undefined, top * r);
-    const q = new Float32Array(w.length);
     let err = 0;
-    const d = new Float64Array(bs);
-    for (let b = 0; b < (rows * cols) / bs; b++) {
-      for (let k = 0; k < bs; k++) {
-        const i = b * bs + k;
-        q[i] = quant(w[i]!, Math.floor(i / cols), i % cols);
-        d[k] = w[i]! - q[i]!;
+    const cand = members.map(({ w, shape }, m) => {
+      const quant = staticQuantizer(s, w, shape, undefined, top * r);
+      const q = new Float32Array(w.length);
+      for (let b = 0; b < w.length / bs; b++) {
+        for (let k = 0; k < bs; k++) {
+          const i = b * bs + k;
+          q[i] = quant(w[i]!, Math.floor(i / cols), i % cols);
+          d[k] = w[i]! - q[i]!;
+        }
+        err += quadratic(grams[m]![b % (cols / bs)]!, d);
       }
-      err += quadratic(gramOf(b), d);
-    }
+      return { values: q, scales: staticScales(s, w, shape, undefined, top * r) };
+    });
     if (err < best) {
       best = err;
-      out = { values: q, scales: staticScales(s, w, shape, undefined, top * r) };
+      out = cand;
     }
   }
   return out;
@@ -94,14 +109,18 @@ export function awqClip(q: QuantizedModel, batches: readonly (readonly number[])
     for (let t = 0; t < n && t / step < TOKENS_PER_BATCH; t += step) for (let j = 0; j < cols; j++) acc.push(v[t * cols + j]!);
     samples.set(name, acc);
   }, undefined, onBatch);
-  for (const [lin, scheme] of targets) {
-    const w = q.model.params.get(`${lin}.weight`)!;
-    const shape = w.shape as [number, number];
+  const smoothedWeight = (lin: string): { w: Float32Array; shape: [number, number] } => {
+    const t = q.model.params.get(`${lin}.weight`)!;
+    const shape = t.shape as [number, number];
     const c = q.smooth.get(lin);
-    const orig = w.toFloat32Array();
-    const smoothedW = c === undefined ? orig : Float32Array.from(orig, (v, i) => Math.fround(v / c[i % shape[1]]!));
-    const r = clipWeight(scheme, smoothedW, shape, Float32Array.from(samples.get(lin)!));
-    q.setPrequantized(lin, smoothedW, r.values, r.scales);
+    const orig = t.toFloat32Array();
+    return { w: c === undefined ? orig : Float32Array.from(orig, (v, i) => Math.fround(v / c[i % shape[1]]!)), shape };
+  };
+  for (const unit of smoothingUnits(q.model, new Set(targets.keys()))) {
+    const members = unit.map((lin) => ({ ...smoothedWeight(lin), x: Float32Array.from(samples.get(lin)!), scheme: targets.get(lin)! }));
+    const joint = members.every((m) => m.scheme.kind === 'nvfp4');
+    const results = joint ? clipNvfp4Group(members[0]!.scheme, members) : members.map((m) => clipWeight(m.scheme, m.w, m.shape, m.x));
+    unit.forEach((lin, k) => q.setPrequantized(lin, members[k]!.w, results[k]!.values, results[k]!.scales));
   }
   return targets.size;
 }
