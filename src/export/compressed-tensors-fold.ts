@@ -27,7 +27,7 @@ export interface Folding {
   rows: Map<string, Float32Array>;
 }
 
-const FIX = 'compressed-tensors has no pre_quant_scale tensor; export with --export-format modelopt (it writes pre_quant_scale), or quantize without smoothing (--algorithm max)';
+const FIX = 'compressed-tensors has no pre_quant_scale tensor; quantize with `mopt quantize ... --export-format compressed-tensors` (it smooths only where the factors fold), export with --export-format modelopt (it writes pre_quant_scale), or quantize without smoothing (--algorithm max)';
 
 function refuse(layer: string, why: string): never {
   throw new UserError(`compressed-tensors export: ${layer}: ${why}; ${FIX}`);

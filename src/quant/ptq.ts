@@ -64,7 +64,11 @@ const kvModule = (i: number): string => `${layerPrefix(i)}.self_attn`;
  * shares one set of factors (its members read the same input, and the export fuses them), any other target
  * is a unit of its own.
  */
-export function smoothingUnits(model: DecoderLM, targets: ReadonlySet<string>): string[][] {
+export function smoothingUnits(model: DecoderLM, targets: ReadonlySet<string>, opts: { foldable?: boolean } = {}): string[][] {
+  if (opts.foldable && model.config.numKvHeads < model.config.numHeads) {
+    // o_proj's factors fold into v_proj's output rows only when every query head has its own KV head
+    targets = new Set([...targets].filter((t) => !t.endsWith('.self_attn.o_proj')));
+  }
   const units: string[][] = [];
   const grouped = new Set<string>();
   for (const g of siblingGroups(model)) {
@@ -99,6 +103,12 @@ export class QuantizedModel {
    * and the quantizers see the smoothed tensors.
    */
   readonly smooth = new Map<string, Float32Array>();
+  /**
+   * Smooth only where the factors fold exactly into the preceding op (set for exports without a
+   * pre_quant_scale tensor, such as compressed-tensors): on grouped-query models o_proj is left unsmoothed,
+   * as llm-compressor does.
+   */
+  foldableSmoothing = false;
   /** Linears whose weights an algorithm (GPTQ, MSE, AWQ clip) already quantized: their original values, for the report */
   private readonly prequantized = new Map<string, Float32Array>();
   /** the static scales of those weights (what the export needs to write their codes) */

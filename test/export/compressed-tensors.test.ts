@@ -115,6 +115,39 @@ test('compressed-tensors export -> load back equals the fake-quantized model (st
   process.stdout.write(`# ${measured.join('\n# ')}\n`);
 });
 
+test('foldable smoothing (what quantize --export-format compressed-tensors asks for): o_proj stays unsmoothed on this GQA model, and the smoothed presets export and load back', { skip: DATA_SKIP }, () => {
+  const split = windows(4, 1);
+  const probe = split.heldOut[0]!;
+  const dir = tmp();
+  try {
+    const cases: ExportCase[] = [
+      { preset: 'int8_sq', foldable: true },
+      { preset: 'int8_sq', kv: 'fp8', foldable: true },
+      { preset: 'int4_awq', group: 32, foldable: true },
+      { preset: 'nvfp4', algorithm: 'awq_lite', foldable: true },
+    ];
+    for (const c of cases) {
+      const q = quantized(c, split.calib);
+      const lins = [...q.smooth.keys()];
+      assert.ok(lins.length > 0 && lins.every((l) => !l.endsWith('o_proj')), `${c.preset}: smoothed ${lins.join(', ')}`);
+      assert.ok(lins.some((l) => l.endsWith('q_proj')) && lins.some((l) => l.endsWith('gate_proj')), `${c.preset}: q/k/v and gate/up are still smoothed`);
+      const out = join(dir, `${c.preset}-${c.kv ?? ''}-${c.algorithm ?? ''}`);
+      exportCompressedTensors(q, STORIES_HF, out, { preset: c.preset, kvCache: c.kv ?? null });
+      q.apply();
+      const diff = maxAbsDiff(logits(q.model, probe), logits(loadCompressedTensors(out).model, probe));
+      assert.ok(diff <= TOL, `${c.preset}: logits differ by up to ${diff}`);
+    }
+    // the CLI sets it from --export-format
+    const corpus = join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt');
+    const cli = runMopt(['quantize', '--model', STORIES_HF, '--format', 'int4_awq', '--group-size', '32', '--calib-data', corpus, '--calib-samples', '4', '--seq-len', '64',
+      '--eval-windows', '1', '--out', join(dir, 'cli'), '--export-format', 'compressed-tensors', '--json']);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.equal(readerFor(join(dir, 'cli'))?.name, 'compressed-tensors');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('smoothing that does not fold exactly is refused naming the layer', { skip: DATA_SKIP }, () => {
   const split = windows(2, 0);
   const dir = tmp();

@@ -28,6 +28,8 @@ export interface ExportCase {
   kv?: string;
   group?: number;
   algorithm?: Algorithm;
+  /** smooth only where the factors fold into the preceding op (QuantizedModel.foldableSmoothing) */
+  foldable?: boolean;
 }
 
 /**
@@ -39,6 +41,7 @@ export function quantized(c: ExportCase, calib: number[][], beforeCalibration?: 
   if (c.group !== undefined) recipe = applyGroupSize(recipe, c.group);
   if (c.algorithm !== undefined) recipe = { ...recipe, algorithm: c.algorithm };
   const q = new QuantizedModel(loadModel(STORIES_HF), recipe);
+  q.foldableSmoothing = c.foldable ?? false;
   const a = recipe.algorithm;
   if (a === 'smoothquant') smoothQuant(q, calib, 1.0);
   if (a === 'awq_lite' || a === 'awq_full') awqLite(q, calib);
