@@ -23,7 +23,8 @@ export function buildProgram(): Command {
       'mopt makes LLMs cheaper and faster to serve. It reads Hugging Face checkpoints (config.json + safetensors + ' +
         'tokenizer.json) and runs Llama, Mistral, Qwen2 and Qwen3 decoders in TypeScript, on the CPU or an NVIDIA GPU (--device cuda). ' +
         'It quantizes them (FP8, INT8, INT4, NVFP4, MXFP8/MXFP4 with Model Optimizer\'s presets), reports the quality cost, exports ' +
-        'Model Optimizer checkpoints, and trains models and BPE tokenizers.',
+        'checkpoints for TensorRT-LLM / vLLM (Model Optimizer or compressed-tensors format), llama.cpp (GGUF) and ONNX Runtime, and ' +
+        'trains models and BPE tokenizers. Start with `mopt quantize`: it quantizes the bundled mopt-tiny model and prints the report.',
     )
     .addHelpText(
       'after',
@@ -35,7 +36,9 @@ export function buildProgram(): Command {
         '  mopt eval ppl --model ./my-model --data held-out.txt --seq-len 512 --json',
         '  mopt forward --model ./my-model --ids-file ids.npy --out logits.npy',
         '  mopt quantize --model ./my-model --format fp8 --calib-data calib.txt --out ./my-model-fp8',
+        '  mopt quantize                      # the bundled mopt-tiny to NVFP4, report in ./mopt-out',
         '  mopt export --from ./my-model-fp8 --out ./my-model-fp8-hf',
+        '  mopt export --from ./int4-state --out ./gguf --export-format gguf --gguf-type q4_k --calib-data calib.txt',
         '  mopt tokenizer train --data corpus.txt --vocab-size 4096 --out ./tok',
         '  mopt train --preset mopt-tiny --tokenizer ./tok --data corpus.txt --out ./run --steps 2000',
         '  mopt report ./run',
