@@ -91,8 +91,8 @@ export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | n
   const { o, split, evalRows, evalTokens, base, before } = ctx;
   const load = () => loadModel(o.model, { dtype: o.dtype, device: o.device });
   const q = new QuantizedModel(load(), recipe);
-  // a format without pre_quant_scale folds smoothing into the preceding ops: smooth only where that is exact
-  q.foldableSmoothing = exportTo?.format === 'compressed-tensors';
+  // the export target may rule out parts of the plan before the algorithms run (e.g. smoothing it cannot fold)
+  if (exportTo !== null) exportFormat(exportTo.format).restrictPlan?.(q);
   const passes = { smoothquant: 1, awq_lite: 2, awq_clip: 1, awq_full: 3 }[recipe.algorithm as string];
   if (passes !== undefined) {
     const abar = new Progress(recipe.algorithm, passes * split.calib.length, ' windows');

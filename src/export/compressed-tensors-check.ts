@@ -70,7 +70,7 @@ export function checkCompressedTensors(q: QuantizedModel, scheme: CtScheme, get:
     if (other !== undefined) {
       throw new UserError(
         `${where}: ${other[0]}.weight_global_scale (${other[1]}) differs from ${scales[0]![0]}.weight_global_scale (${scales[0]![1]}); vLLM fuses these projections with one global scale, ` +
-          'so fused Linears must share it (quantize them with an algorithm that shares the NVFP4 global scale: max, gptq or mse, not awq_clip)',
+          'so fused Linears must share it (every mopt algorithm shares the NVFP4 global scale across q/k/v and gate/up; this checkpoint was not written that way)',
       );
     }
   }

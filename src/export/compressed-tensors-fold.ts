@@ -27,7 +27,7 @@ export interface Folding {
   rows: Map<string, Float32Array>;
 }
 
-const FIX = 'compressed-tensors has no pre_quant_scale tensor; quantize with `mopt quantize ... --export-format compressed-tensors` (it smooths only where the factors fold), export with --export-format modelopt (it writes pre_quant_scale), or quantize without smoothing (--algorithm max)';
+const FIX = 'compressed-tensors has no pre_quant_scale tensor; quantize with `mopt quantize ... --export-format compressed-tensors` (it leaves the Linears whose factors cannot fold unsmoothed), export with --export-format modelopt (it writes pre_quant_scale), or quantize without smoothing (--algorithm max)';
 
 function refuse(layer: string, why: string): never {
   throw new UserError(`compressed-tensors export: ${layer}: ${why}; ${FIX}`);
@@ -86,10 +86,34 @@ export function planFolding(q: QuantizedModel): Folding {
 
 /** Throws unless `target`'s output rows can take a factor each: a float weight, or INT8 / INT4 per-row scales. */
 function checkRowTarget(q: QuantizedModel, smoothed: string, target: string): void {
-  const w = q.quantizers.find((x) => x.name === `${target}.weight_quantizer`)?.scheme ?? null;
-  if (w !== null && w.kind !== 'int8' && w.kind !== 'int4') {
-    refuse(smoothed, `its smoothing factors would fold into ${target}'s output rows, but ${target} is ${w.kind}-quantized, whose per-tensor (global) scale cannot take a factor per row exactly`);
+  const w = rowTargetScheme(q, target);
+  if (w !== null) {
+    refuse(smoothed, `its smoothing factors would fold into ${target}'s output rows, but ${target} is ${w}-quantized, whose per-tensor (global) scale cannot take a factor per row exactly`);
   }
+}
+
+/** The weight format of `target` when it cannot take a factor per output row, else null. */
+function rowTargetScheme(q: QuantizedModel, target: string): string | null {
+  const w = q.quantizers.find((x) => x.name === `${target}.weight_quantizer`)?.scheme ?? null;
+  return w !== null && w.kind !== 'int8' && w.kind !== 'int4' ? w.kind : null;
+}
+
+/**
+ * The Linears whose smoothing factors planFolding would refuse under q's plan, whatever their values: o_proj
+ * with grouped-query attention (per-channel factors differ across the query heads of a KV head), with a v_proj
+ * that cannot take row factors or a quantized V; down_proj with an up_proj that cannot. Quantizing for
+ * compressed-tensors leaves them unsmoothed (as llm-compressor's mappings skip them).
+ */
+export function unfoldableSmoothing(q: QuantizedModel): string[] {
+  const c = q.model.config;
+  const out: string[] = [];
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = layerPrefix(i);
+    const vQuantized = q.quantizers.some((x) => x.name === `${p}.self_attn.v_bmm_quantizer` && x.scheme !== null);
+    if (c.numKvHeads < c.numHeads || vQuantized || rowTargetScheme(q, `${p}.self_attn.v_proj`) !== null) out.push(`${p}.self_attn.o_proj`);
+    if (rowTargetScheme(q, `${p}.mlp.up_proj`) !== null) out.push(`${p}.mlp.down_proj`);
+  }
+  return out;
 }
 
 /**

@@ -54,20 +54,26 @@ export function loadGguf(path: string, opts: LoadOptions = {}): LoadedGguf {
     const dtype = opts.dtype ?? 'float32';
     const device = getBackend(opts.device ?? 'cpu');
     const params = new Map<string, Tensor>();
-    for (const spec of specs) {
-      const name = ggufTensorName(spec.name)!;
-      const info = g.tensors.get(name);
-      if (info === undefined) throw new UserError(`${file}: tensor ${name} (${spec.name}) is missing`);
-      const dims = [...spec.shape].reverse();
-      if (info.dims.length !== dims.length || info.dims.some((d, i) => d !== dims[i])) {
-        throw new UserError(`${file}: tensor ${name} has dims [${info.dims.join(', ')}], the llama.* metadata implies [${dims.join(', ')}]`);
+    try {
+      for (const spec of specs) {
+        const name = ggufTensorName(spec.name)!;
+        const info = g.tensors.get(name);
+        if (info === undefined) throw new UserError(`${file}: tensor ${name} (${spec.name}) is missing`);
+        const dims = [...spec.shape].reverse();
+        if (info.dims.length !== dims.length || info.dims.some((d, i) => d !== dims[i])) {
+          throw new UserError(`${file}: tensor ${name} has dims [${info.dims.join(', ')}], the llama.* metadata implies [${dims.join(', ')}]`);
+        }
+        let values = dequantize(info.type, g.read(name), spec.shape.reduce((a, b) => a * b, 1));
+        const bad = values.findIndex((v) => !Number.isFinite(v));
+        if (bad >= 0) throw new UserError(`${file}: tensor ${name} holds a NaN/inf value (element ${bad}); the file is corrupt`);
+        const heads = permutedHeads(spec.name, config);
+        if (heads !== null) values = fromGgufRows(values, spec.shape[0]!, spec.shape[1]!, heads);
+        params.set(spec.name, keep(tidy(() => fromStorage(values, spec.shape, 'float32', { device }).cast(dtype))));
       }
-      let values = dequantize(info.type, g.read(name), spec.shape.reduce((a, b) => a * b, 1));
-      const bad = values.findIndex((v) => !Number.isFinite(v));
-      if (bad >= 0) throw new UserError(`${file}: tensor ${name} holds a NaN/inf value (element ${bad}); the file is corrupt`);
-      const heads = permutedHeads(spec.name, config);
-      if (heads !== null) values = fromGgufRows(values, spec.shape[0]!, spec.shape[1]!, heads);
-      params.set(spec.name, keep(tidy(() => fromStorage(values, spec.shape, 'float32', { device }).cast(dtype))));
+    } catch (e) {
+      // a bad tensor after good ones: the kept ones must not stay on the device
+      for (const t of params.values()) t.dispose();
+      throw e;
     }
     return { model: new DecoderLM(config, params), tokenizer: tok?.tokenizer, eosTokenIds: eosIds };
   } finally {

@@ -57,6 +57,8 @@ export interface ExportFormat {
   help: string;
   /** throws a UserError when this preset cannot be written in this format (checked before calibration) */
   check(r: ExportRequest): void;
+  /** called on a fresh plan before the algorithms run, when quantizing for this format (e.g. q.noSmoothing) */
+  restrictPlan?(q: QuantizedModel): void;
   /** q is planned and calibrated but not applied: exporters read the source weights through it */
   prepare(q: QuantizedModel, source: string, r: ExportRequest): PreparedCheckpoint;
 }

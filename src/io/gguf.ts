@@ -148,7 +148,8 @@ class ByteWriter {
 function alignmentOf(metadata: ReadonlyMap<string, GgufValue>, where: string): number {
   const a = metadata.get('general.alignment');
   if (a === undefined) return GGUF_DEFAULT_ALIGNMENT;
-  if (a.type !== 'uint32' || a.value <= 0 || a.value % 8 !== 0) throw new UserError(`${where}: general.alignment must be a uint32 multiple of 8, got ${String(a.value)} (${a.type})`);
+  // llama.cpp (gguf.cpp) accepts only powers of two
+  if (a.type !== 'uint32' || a.value < 8 || (a.value & (a.value - 1)) !== 0) throw new UserError(`${where}: general.alignment must be a uint32 power of two >= 8, got ${String(a.value)} (${a.type})`);
   return a.value;
 }
 
@@ -172,7 +173,8 @@ export function encodeGguf(metadata: ReadonlyMap<string, GgufValue>, tensors: re
   for (const t of tensors) {
     if (names.has(t.name)) throw new Error(`GGUF writer: tensor ${t.name} twice`);
     names.add(t.name);
-    if (Buffer.byteLength(t.name, 'utf8') > 64) throw new Error(`GGUF tensor name ${t.name} is longer than 64 bytes`);
+    // llama.cpp keeps names in a 64-byte buffer with its terminating zero (GGML_MAX_NAME)
+    if (Buffer.byteLength(t.name, 'utf8') >= 64) throw new Error(`GGUF tensor name ${t.name} is 64 bytes or longer (llama.cpp allows 63)`);
     if (t.dims.length < 1 || t.dims.length > 4) throw new Error(`GGUF tensor ${t.name}: 1 to 4 dims, got ${t.dims.length}`);
     const want = ggmlBytes(t.type, t.dims, t.name);
     if (t.data.length !== want) throw new Error(`GGUF tensor ${t.name}: ${t.type} [${t.dims.join(', ')}] is ${want} bytes, got ${t.data.length}`);

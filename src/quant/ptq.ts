@@ -64,11 +64,9 @@ const kvModule = (i: number): string => `${layerPrefix(i)}.self_attn`;
  * shares one set of factors (its members read the same input, and the export fuses them), any other target
  * is a unit of its own.
  */
-export function smoothingUnits(model: DecoderLM, targets: ReadonlySet<string>, opts: { foldable?: boolean } = {}): string[][] {
-  if (opts.foldable && model.config.numKvHeads < model.config.numHeads) {
-    // o_proj's factors fold into v_proj's output rows only when every query head has its own KV head
-    targets = new Set([...targets].filter((t) => !t.endsWith('.self_attn.o_proj')));
-  }
+export function smoothingUnits(model: DecoderLM, targets: ReadonlySet<string>, opts: { exclude?: ReadonlySet<string> } = {}): string[][] {
+  const exclude = opts.exclude;
+  if (exclude !== undefined && exclude.size > 0) targets = new Set([...targets].filter((t) => !exclude.has(t)));
   const units: string[][] = [];
   const grouped = new Set<string>();
   for (const g of siblingGroups(model)) {
@@ -104,11 +102,11 @@ export class QuantizedModel {
    */
   readonly smooth = new Map<string, Float32Array>();
   /**
-   * Smooth only where the factors fold exactly into the preceding op (set for exports without a
-   * pre_quant_scale tensor, such as compressed-tensors): on grouped-query models o_proj is left unsmoothed,
-   * as llm-compressor does.
+   * Linears the smoothing algorithms (SmoothQuant, AWQ) leave unsmoothed: an export without a pre_quant_scale
+   * tensor (compressed-tensors) folds the factors into the preceding op and names the Linears where that
+   * would not be exact (ExportFormat.restrictPlan), as llm-compressor skips those mappings.
    */
-  foldableSmoothing = false;
+  readonly noSmoothing = new Set<string>();
   /** Linears whose weights an algorithm (GPTQ, MSE, AWQ clip) already quantized: their original values, for the report */
   private readonly prequantized = new Map<string, Float32Array>();
   /** the static scales of those weights (what the export needs to write their codes) */

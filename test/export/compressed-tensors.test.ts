@@ -12,7 +12,11 @@ import { readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import type { RawTensor } from '../../src/io/raw-tensor.js';
-import type { QuantizedModel } from '../../src/quant/ptq.js';
+import { QuantizedModel } from '../../src/quant/ptq.js';
+import { loadModel } from '../../src/models/load.js';
+import { presetRecipe } from '../../src/quant/recipes/index.js';
+import { awqLite } from '../../src/quant/algorithms/awq.js';
+import { widenLlama } from '../helpers/widen-llama.js';
 import { exportCompressedTensors } from '../../src/export/compressed-tensors-export.js';
 import { loadCompressedTensors } from '../../src/export/compressed-tensors-load.js';
 import { exportFormat, readerFor } from '../../src/export/registry.js';
@@ -115,7 +119,7 @@ test('compressed-tensors export -> load back equals the fake-quantized model (st
   process.stdout.write(`# ${measured.join('\n# ')}\n`);
 });
 
-test('foldable smoothing (what quantize --export-format compressed-tensors asks for): o_proj stays unsmoothed on this GQA model, and the smoothed presets export and load back', { skip: DATA_SKIP }, () => {
+test('quantizing for compressed-tensors leaves unfoldable smoothing out (GQA o_proj; down_proj before an NVFP4 up_proj), and the smoothed presets export and load back', { skip: DATA_SKIP }, () => {
   const split = windows(4, 1);
   const probe = split.heldOut[0]!;
   const dir = tmp();
@@ -137,6 +141,20 @@ test('foldable smoothing (what quantize --export-format compressed-tensors asks 
       const diff = maxAbsDiff(logits(q.model, probe), logits(loadCompressedTensors(out).model, probe));
       assert.ok(diff <= TOL, `${c.preset}: logits differ by up to ${diff}`);
     }
+    // an NVFP4 up_proj cannot take down_proj's factors per row: on stories260K widened to 256 (its down_proj,
+    // 172 wide here, then fits NVFP4's blocks) AWQ must leave down_proj unsmoothed too
+    const wide = join(dir, 'wide');
+    widenLlama(STORIES_HF, wide, 256);
+    const qw = new QuantizedModel(loadModel(wide), { ...presetRecipe('nvfp4'), algorithm: 'awq_lite' });
+    exportFormat('compressed-tensors').restrictPlan!(qw);
+    assert.ok(qw.noSmoothing.has('model.layers.0.mlp.down_proj') && qw.noSmoothing.has('model.layers.0.self_attn.o_proj'));
+    awqLite(qw, split.calib);
+    assert.ok([...qw.smooth.keys()].every((l) => !l.endsWith('down_proj') && !l.endsWith('o_proj')) && qw.smooth.size > 0);
+    qw.calibrate(split.calib, 'max');
+    exportCompressedTensors(qw, wide, join(dir, 'wide-ct'), { preset: 'nvfp4', kvCache: null });
+    qw.apply();
+    const dw = maxAbsDiff(logits(qw.model, probe), logits(loadCompressedTensors(join(dir, 'wide-ct')).model, probe));
+    assert.ok(dw <= TOL, `widened nvfp4 awq_lite: logits differ by up to ${dw}`);
     // the CLI sets it from --export-format
     const corpus = join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt');
     const cli = runMopt(['quantize', '--model', STORIES_HF, '--format', 'int4_awq', '--group-size', '32', '--calib-data', corpus, '--calib-samples', '4', '--seq-len', '64',

@@ -9,6 +9,7 @@ import { loadModel } from '../../src/models/load.js';
 import type { LogitsModel } from '../../src/models/logits-model.js';
 import { Tokenizer } from '../../src/io/tokenizer.js';
 import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
+import { unfoldableSmoothing } from '../../src/export/compressed-tensors-fold.js';
 import type { RawTensor } from '../../src/io/raw-tensor.js';
 import { QuantizedModel } from '../../src/quant/ptq.js';
 import { applyGroupSize, presetRecipe, type Algorithm } from '../../src/quant/recipes/index.js';
@@ -28,7 +29,7 @@ export interface ExportCase {
   kv?: string;
   group?: number;
   algorithm?: Algorithm;
-  /** smooth only where the factors fold into the preceding op (QuantizedModel.foldableSmoothing) */
+  /** smooth only where the factors fold into the preceding op (as quantizing for compressed-tensors does) */
   foldable?: boolean;
 }
 
@@ -41,7 +42,7 @@ export function quantized(c: ExportCase, calib: number[][], beforeCalibration?: 
   if (c.group !== undefined) recipe = applyGroupSize(recipe, c.group);
   if (c.algorithm !== undefined) recipe = { ...recipe, algorithm: c.algorithm };
   const q = new QuantizedModel(loadModel(STORIES_HF), recipe);
-  q.foldableSmoothing = c.foldable ?? false;
+  if (c.foldable) for (const l of unfoldableSmoothing(q)) q.noSmoothing.add(l);
   const a = recipe.algorithm;
   if (a === 'smoothquant') smoothQuant(q, calib, 1.0);
   if (a === 'awq_lite' || a === 'awq_full') awqLite(q, calib);

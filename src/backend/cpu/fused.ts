@@ -169,11 +169,12 @@ export function attentionCpu(q: View, k: View, v: View, opts: AttentionOptions, 
           p[t] = dot * o.scale;
           if (p[t] > m) m = p[t];
         }
+        // a -inf score (an infinite q or k) is a masked key: it adds nothing, as before
         let z = 0;
-        for (let t = tLo; t <= tHi; t++) z += Math.exp(p[t] - m);
+        for (let t = tLo; t <= tHi; t++) z += p[t] === -Infinity ? 0 : Math.exp(p[t] - m);
         l[(b * H + h) * S + s] = tHi < tLo ? -Infinity : m + Math.log(z); // no visible key: lse -inf, output 0
         if (tHi < tLo) continue;
-        for (let t = tLo; t <= tHi; t++) p[t] = Math.exp(p[t] - m) / z;
+        for (let t = tLo; t <= tHi; t++) p[t] = p[t] === -Infinity ? 0 : Math.exp(p[t] - m) / z;
         const row = p.subarray(tLo, tHi + 1);
         const pr = q.storage.dtype === 'float64' ? row : roundTo(q.storage.dtype, row.map(f32));
         for (let t = tLo; t <= tHi; t++) {

@@ -100,7 +100,7 @@ export function awqLite(q: QuantizedModel, batches: readonly (readonly number[])
   // candidates per unit
   const unitOf = new Map<string, Candidate[]>();
   const all: Candidate[][] = [];
-  for (const unit of smoothingUnits(q.model, new Set(targets.keys()), { foldable: q.foldableSmoothing })) {
+  for (const unit of smoothingUnits(q.model, new Set(targets.keys()), { exclude: q.noSmoothing })) {
     const acc = sums.get(unit[0]!)!;
     const act = Float32Array.from(acc.s, (x) => x / acc.n);
     const cols = act.length;

@@ -33,7 +33,7 @@ export function smoothQuant(q: QuantizedModel, batches: readonly (readonly numbe
   if (!(alpha >= 0 && alpha <= 1)) throw new RangeError(`smoothquant: alpha ${alpha} must be in [0, 1]`);
   const targets = new Set(q.quantizers.filter((p) => p.role === 'input' && p.scheme?.kind === 'int8').map((p) => p.module));
   const act = channelAmax(q, batches, targets, onBatch);
-  for (const unit of smoothingUnits(q.model, targets, { foldable: q.foldableSmoothing })) {
+  for (const unit of smoothingUnits(q.model, targets, { exclude: q.noSmoothing })) {
     const cols = act.get(unit[0]!)!.length;
     const a = new Float32Array(cols);
     const wmax = new Float32Array(cols);
