@@ -204,6 +204,11 @@ def main() -> None:
     for label, d in (("PyTorch", pt), ("mopt", mo)):
         for name, _, _, _ in ROWS:
             w = workload(d, name)
+            times = w.get("times_s")
+            # a run-to-run spread this large makes the median (of few runs) a poor baseline: say so in the table's notes
+            if isinstance(times, list) and len(times) >= 2 and min(times) > 0 and max(times) / min(times) > 1.5:
+                notes.append(f"**Unstable:** {label} {name} runs took {min(times):.3g} to {max(times):.3g} s "
+                             f"({max(times) / min(times):.1f}x apart over {len(times)} runs); its ratio in the table is not reliable.")
             t = w.get("truncated_by_budget")
             if isinstance(t, dict):
                 notes.append(f"\\* {label} {name}: one run did not fit its time budget; rate over "
