@@ -92,7 +92,8 @@ export function awqLite(q: QuantizedModel, batches: readonly (readonly number[])
     const cols = x.shape[x.shape.length - 1]!;
     const v = x.toFloat32Array();
     const acc = sums.get(name) ?? { s: new Float64Array(cols), n: 0 };
-    for (let i = 0; i < v.length; i++) acc.s[i % cols]! += Math.abs(v[i]!);
+    const colSums = acc.s;
+    for (let r = 0; r < v.length; r += cols) for (let j = 0; j < cols; j++) colSums[j]! += Math.abs(v[r + j]!); // row by row: the same order as one flat pass
     acc.n += v.length / cols;
     sums.set(name, acc);
   }, undefined, onBatch);
