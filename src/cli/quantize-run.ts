@@ -22,7 +22,7 @@ import { savePrequantized, saveState } from '../quant/state.js';
 import { gptq } from '../quant/algorithms/gptq.js';
 import { weightMse } from '../quant/algorithms/weight-mse.js';
 import { smoothQuant } from '../quant/algorithms/smoothquant.js';
-import { awqLite } from '../quant/algorithms/awq.js';
+import { awqLite, awqLitePasses } from '../quant/algorithms/awq.js';
 import { awqClip } from '../quant/algorithms/awq-clip.js';
 import { exportFormat } from '../export/registry.js';
 import { SafetensorsCheckpoint } from '../io/safetensors.js';
@@ -93,7 +93,8 @@ export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | n
   const q = new QuantizedModel(load(), recipe);
   // the export target may rule out parts of the plan before the algorithms run (e.g. smoothing it cannot fold)
   if (exportTo !== null) exportFormat(exportTo.format).restrictPlan?.(q);
-  const passes = { smoothquant: 1, awq_lite: 2, awq_clip: 1, awq_full: 3 }[recipe.algorithm as string];
+  const awqPasses = recipe.algorithm === 'awq_lite' || recipe.algorithm === 'awq_full' ? awqLitePasses(q) : 0;
+  const passes = { smoothquant: 1, awq_lite: awqPasses, awq_clip: 1, awq_full: awqPasses + 1 }[recipe.algorithm as string];
   if (passes !== undefined) {
     const abar = new Progress(recipe.algorithm, passes * split.calib.length, ' windows');
     const tick = (): void => abar.tick(1);

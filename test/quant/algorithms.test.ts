@@ -11,7 +11,7 @@ import { QuantizedModel } from '../../src/quant/ptq.js';
 import { presetRecipe, applyGroupSize } from '../../src/quant/recipes/index.js';
 import { calibrationSplit } from '../../src/quant/calib-data.js';
 import { channelAmax, smoothQuant } from '../../src/quant/algorithms/smoothquant.js';
-import { awqLite, awqScales, weightSalience } from '../../src/quant/algorithms/awq.js';
+import { awqLite, awqLitePasses, awqScales, weightSalience } from '../../src/quant/algorithms/awq.js';
 import { meanKl } from '../../src/quant/report.js';
 import { gptq, gptqWeight } from '../../src/quant/algorithms/gptq.js';
 import { staticQuantizer } from '../../src/quant/algorithms/block-quantizer.js';
@@ -233,4 +233,20 @@ test('AWQ clip on NVFP4 clips fused siblings together: q/k/v and gate/up keep on
     const top = Math.max(...group.map((l) => Math.max(...Array.from(original.params.get(`${l}.weight`)!.toFloat32Array(), Math.abs))));
     assert.ok(CLIP_RATIOS.some((r) => Math.abs(g[0]! - top * r) <= 1e-6 * top), `${g[0]} is no clip ratio of ${top}`);
   }
+});
+
+test('AWQ lite under a small candidate-memory budget (one unit per search pass) chooses exactly what one pass chooses', opts, () => {
+  const { calib } = split(2, 0);
+  const recipe = applyGroupSize(presetRecipe('int4_awq'), 32);
+  const one = new QuantizedModel(loadModel(STORIES_HF), recipe);
+  const chunked = new QuantizedModel(loadModel(STORIES_HF), recipe);
+  assert.equal(awqLitePasses(one), 2);
+  const passes = awqLitePasses(chunked, { candidateBytes: 1 });
+  assert.ok(passes > 10, `${passes} passes`); // one per unit: q/k/v, o, gate/up (down_proj's 172 inputs fit no group of 32)
+  let ticks = 0;
+  const a = awqLite(one, calib);
+  const b = awqLite(chunked, calib, () => ticks++, { candidateBytes: 1 });
+  assert.equal(ticks, passes * calib.length);
+  assert.deepEqual([...b], [...a]);
+  for (const [lin, c] of one.smooth) assert.deepEqual(chunked.smooth.get(lin), c, lin);
 });

@@ -11,6 +11,7 @@ import { linear } from '../../nn/functional.js';
 import { keep, mul, sub, sum, tensor, type Tensor } from '../../tensor/index.js';
 import { fakeQuantWeight, tensorAmax, type WeightScheme } from '../scheme.js';
 import { smoothingUnits, type QuantizedModel } from '../ptq.js';
+import { DTYPE_INFO } from '../../tensor/dtype.js';
 
 const ALPHAS = Array.from({ length: 11 }, (_, i) => i / 10);
 const S_MIN = 1e-4;
@@ -75,16 +76,57 @@ interface Candidate {
   loss: number;
 }
 
-/**
- * Sets q.smooth for every Linear with a block-wise 4-bit weight quantizer (fused siblings q/k/v and gate/up
- * are searched together: one s, salience over all their rows, loss summed over them); returns the chosen α
- * by Linear.
- */
-export function awqLite(q: QuantizedModel, batches: readonly (readonly number[])[], onBatch?: () => void): Map<string, number> {
+/** The Linears AWQ searches: enabled block-wise 4-bit weight quantizers (INT4 groups, W4A8, NVFP4). */
+function awqTargets(q: QuantizedModel): Map<string, WeightScheme> {
   const targets = new Map<string, WeightScheme>();
   for (const p of q.quantizers) {
     if (p.role === 'weight' && p.scheme !== null && ['int4', 'w4a8', 'nvfp4'].includes(p.scheme.kind)) targets.set(p.module, p.scheme as WeightScheme);
   }
+  return targets;
+}
+
+export interface AwqOptions {
+  /**
+   * Bytes of candidate weights held at once: every searched unit keeps one fake-quantized copy of its weights
+   * per α, so the search runs over the calibration data once per chunk of units that fits (default: 2 GiB or
+   * twice the searched weights, whichever is larger; a model that fits needs one pass).
+   */
+  candidateBytes?: number;
+}
+
+/** The searched units split into chunks whose candidate weights (one copy per α) fit the budget. */
+function unitChunks(q: QuantizedModel, targets: ReadonlyMap<string, WeightScheme>, o: AwqOptions): string[][][] {
+  const units = smoothingUnits(q.model, new Set(targets.keys()), { exclude: q.noSmoothing });
+  const bytesOf = (unit: readonly string[]): number =>
+    ALPHAS.length * unit.reduce((n, lin) => n + q.model.params.get(`${lin}.weight`)!.size * DTYPE_INFO[q.model.dtype].bytes, 0);
+  const total = units.reduce((n, u) => n + bytesOf(u) / ALPHAS.length, 0);
+  const budget = o.candidateBytes ?? Math.max(2 ** 31, 2 * total);
+  const chunks: string[][][] = [];
+  let used = Infinity;
+  for (const unit of units) {
+    const b = bytesOf(unit);
+    if (used + b > budget) {
+      chunks.push([]);
+      used = 0;
+    }
+    chunks[chunks.length - 1]!.push(unit);
+    used += b;
+  }
+  return chunks;
+}
+
+/** Passes over the calibration data awqLite will make: the statistics, then one search pass per chunk. */
+export function awqLitePasses(q: QuantizedModel, o: AwqOptions = {}): number {
+  return 1 + unitChunks(q, awqTargets(q), o).length;
+}
+
+/**
+ * Sets q.smooth for every Linear with a block-wise 4-bit weight quantizer (fused siblings q/k/v and gate/up
+ * are searched together: one s, salience over all their rows, loss summed over them); returns the chosen α
+ * by Linear. The losses, and so the result, do not depend on how the units are chunked.
+ */
+export function awqLite(q: QuantizedModel, batches: readonly (readonly number[])[], onBatch?: () => void, o: AwqOptions = {}): Map<string, number> {
+  const targets = awqTargets(q);
   // pass 1: mean |x| per input channel
   const sums = new Map<string, { s: Float64Array; n: number }>();
   q.forEachInput(batches, (name, x) => {
@@ -98,64 +140,74 @@ export function awqLite(q: QuantizedModel, batches: readonly (readonly number[])
     sums.set(name, acc);
   }, undefined, onBatch);
 
-  // candidates per unit
-  const unitOf = new Map<string, Candidate[]>();
-  const all: Candidate[][] = [];
-  for (const unit of smoothingUnits(q.model, new Set(targets.keys()), { exclude: q.noSmoothing })) {
-    const acc = sums.get(unit[0]!)!;
-    const act = Float32Array.from(acc.s, (x) => x / acc.n);
-    const cols = act.length;
-    const ws = unit.map((lin) => {
-      const w = q.model.params.get(`${lin}.weight`)!;
-      return { lin, w, shape: w.shape as [number, number], v: w.toFloat32Array(), scheme: targets.get(lin)! };
+  const best = new Map<string, Candidate>();
+  for (const chunk of unitChunks(q, targets, o)) {
+    const unitOf = new Map<string, Candidate[]>();
+    const all = chunk.map((unit) => {
+      const cands = candidates(q, unit, sums.get(unit[0]!)!, targets);
+      for (const lin of unit) unitOf.set(lin, cands);
+      return cands;
     });
-    // salience: mean over every row of the unit
-    const wsal = new Float32Array(cols);
-    let rows = 0;
-    for (const m of ws) {
-      const part = weightSalience(m.v, m.shape, blockCols(m.scheme, cols));
-      for (let j = 0; j < cols; j++) wsal[j] += part[j]! * m.shape[0];
-      rows += m.shape[0];
+    try {
+      // pass 2 (per chunk): output error of every candidate against the unquantized Linears
+      q.forEachInput(batches, (name, x) => {
+        const cs = unitOf.get(name);
+        if (cs === undefined) return;
+        const ref = linear(x, q.model.params.get(`${name}.weight`)!);
+        for (const c of cs) {
+          const d = sub(linear(mul(x, c.inv), c.wq.get(name)!), ref);
+          c.loss += sum(mul(d, d)).toFloat64Array()[0]!;
+        }
+      }, undefined, onBatch);
+      for (const cs of all) {
+        let b = cs[0]!;
+        for (const c of cs) if (c.loss < b.loss) b = c;
+        for (const lin of b.wq.keys()) best.set(lin, b);
+      }
+    } finally {
+      for (const cs of all) {
+        for (const c of cs) {
+          c.inv.dispose();
+          for (const t of c.wq.values()) t.dispose();
+        }
+      }
     }
-    for (let j = 0; j < cols; j++) wsal[j] /= rows;
-    const cands = ALPHAS.map((alpha): Candidate => {
-      // the input factor c = 1/s in float32, and W / c exactly as QuantizedModel.apply() will divide it
-      const c = Float32Array.from(awqScales(act, wsal, alpha), (x) => 1 / x);
-      const scaled = ws.map((m) => Float32Array.from(m.v, (v, i) => Math.fround(v / c[i % cols]!)));
-      // fused siblings share their per-tensor amax on export (and in apply())
-      const amaxes = ws.map((m, k) => tensorAmax(m.scheme, scaled[k]!, m.shape));
-      const shared = unit.length > 1 && amaxes.every((a) => a !== null) ? Math.max(...(amaxes as number[])) : undefined;
-      const wq = new Map(ws.map((m, k) => [m.lin, keep(tensor(fakeQuantWeight(m.scheme, scaled[k]!, m.shape, shared), m.shape, { device: m.w.backend }).cast(m.w.dtype))]));
-      const inv = keep(tensor(c, [cols], { device: ws[0]!.w.backend }).cast(ws[0]!.w.dtype));
-      return { alpha, c, inv, wq, loss: 0 };
-    });
-    for (const lin of unit) unitOf.set(lin, cands);
-    all.push(cands);
   }
-
-  // pass 2: output error of every candidate against the unquantized Linears
-  q.forEachInput(batches, (name, x) => {
-    const cs = unitOf.get(name);
-    if (cs === undefined) return;
-    const ref = linear(x, q.model.params.get(`${name}.weight`)!);
-    for (const c of cs) {
-      const d = sub(linear(mul(x, c.inv), c.wq.get(name)!), ref);
-      c.loss += sum(mul(d, d)).toFloat64Array()[0]!;
-    }
-  }, undefined, onBatch);
-
+  // the factors are set only now: the search passes see the model exactly as the first one did
   const chosen = new Map<string, number>();
-  for (const cs of all) {
-    let best = cs[0]!;
-    for (const c of cs) if (c.loss < best.loss) best = c;
-    for (const lin of best.wq.keys()) {
-      q.smooth.set(lin, best.c);
-      chosen.set(lin, best.alpha);
-    }
-    for (const c of cs) {
-      c.inv.dispose();
-      for (const t of c.wq.values()) t.dispose();
-    }
+  for (const [lin, c] of best) {
+    q.smooth.set(lin, c.c);
+    chosen.set(lin, c.alpha);
   }
   return chosen;
+}
+
+/** The α candidates of one unit: its input factor and each Linear's fake-quantized W / c. */
+function candidates(q: QuantizedModel, unit: readonly string[], acc: { s: Float64Array; n: number }, targets: ReadonlyMap<string, WeightScheme>): Candidate[] {
+  const act = Float32Array.from(acc.s, (x) => x / acc.n);
+  const cols = act.length;
+  const ws = unit.map((lin) => {
+    const w = q.model.params.get(`${lin}.weight`)!;
+    return { lin, w, shape: w.shape as [number, number], v: w.toFloat32Array(), scheme: targets.get(lin)! };
+  });
+  // salience: mean over every row of the unit
+  const wsal = new Float32Array(cols);
+  let rows = 0;
+  for (const m of ws) {
+    const part = weightSalience(m.v, m.shape, blockCols(m.scheme, cols));
+    for (let j = 0; j < cols; j++) wsal[j] += part[j]! * m.shape[0];
+    rows += m.shape[0];
+  }
+  for (let j = 0; j < cols; j++) wsal[j] /= rows;
+  return ALPHAS.map((alpha): Candidate => {
+    // the input factor c = 1/s in float32, and W / c exactly as QuantizedModel.apply() will divide it
+    const c = Float32Array.from(awqScales(act, wsal, alpha), (x) => 1 / x);
+    const scaled = ws.map((m) => Float32Array.from(m.v, (v, i) => Math.fround(v / c[i % cols]!)));
+    // fused siblings share their per-tensor amax on export (and in apply())
+    const amaxes = ws.map((m, k) => tensorAmax(m.scheme, scaled[k]!, m.shape));
+    const shared = unit.length > 1 && amaxes.every((a) => a !== null) ? Math.max(...(amaxes as number[])) : undefined;
+    const wq = new Map(ws.map((m, k) => [m.lin, keep(tensor(fakeQuantWeight(m.scheme, scaled[k]!, m.shape, shared), m.shape, { device: m.w.backend }).cast(m.w.dtype))]));
+    const inv = keep(tensor(c, [cols], { device: ws[0]!.w.backend }).cast(ws[0]!.w.dtype));
+    return { alpha, c, inv, wq, loss: 0 };
+  });
 }
