@@ -11,11 +11,10 @@ import { SafetensorsCheckpoint } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw-tensor.js';
 import { readJsonFile } from '../io/json-file.js';
 import type { LoadOptions } from '../models/load.js';
-import { loadWithPackedPlaceholders } from './packed-model.js';
+import { applyPacked, loadWithPackedPlaceholders } from './packed-model.js';
 import { layerPrefix } from '../models/decoder.js';
 import { QuantizedModel, linearNames } from '../quant/ptq.js';
 import { applyGroupSize, presetRecipe } from '../quant/recipes/index.js';
-import type { ActScheme, WeightScheme } from '../quant/scheme.js';
 import { UserError } from '../util/errors.js';
 import { QUANT_METHOD, parseQuantizationConfig } from './compressed-tensors-scheme.js';
 import { KV_BOUND, inputAmax, inputSpec, weightSpecs, weightValues } from './compressed-tensors-tensors.js';
@@ -56,25 +55,14 @@ export function loadCompressedTensors(dir: string, opts: LoadOptions = {}): Quan
       );
     }
     checkCompressedTensors(q, scheme, read, dir, ckpt.names());
-    const amax: Record<string, number> = {};
-    for (const x of q.quantizers) {
-      if (x.scheme === null) continue;
-      if (x.role === 'weight') {
-        const shape = model.params.get(`${x.module}.weight`)!.shape as [number, number];
-        const tensors = Object.fromEntries(Object.keys(weightSpecs(x.scheme as WeightScheme, shape)).map((s) => [s, read(`${x.module}.${s}`)!]));
-        const values = weightValues(x.scheme as WeightScheme, shape, tensors);
-        q.setPrequantized(x.module, values, values);
-      } else if (x.role === 'input') {
-        const s = inputSpec(x.scheme as ActScheme);
-        if (s !== null) amax[x.name] = inputAmax(x.scheme as ActScheme, read(`${x.module}.${s[0]}`)!);
-      } else {
-        const which = x.name.endsWith('k_bmm_quantizer') ? 'k' : 'v';
-        amax[x.name] = Number(read(`${layerPrefix(Number(x.module))}.self_attn.${which}_scale`)!.data[0]) * KV_BOUND;
-      }
-    }
-    q.setAmax(amax);
-    q.apply();
-    return q;
+    return applyPacked(q, {
+      weight: (m, scheme, shape) => weightValues(scheme, shape, Object.fromEntries(Object.keys(weightSpecs(scheme, shape)).map((s) => [s, read(`${m}.${s}`)!]))),
+      inputAmax: (m, scheme) => {
+        const s = inputSpec(scheme);
+        return s === null ? null : inputAmax(scheme, read(`${m}.${s[0]}`)!);
+      },
+      kvAmax: (layer, which) => Number(read(`${layerPrefix(layer)}.self_attn.${which}_scale`)!.data[0]) * KV_BOUND,
+    });
   } finally {
     ckpt.close();
   }

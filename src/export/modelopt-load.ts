@@ -11,11 +11,11 @@ import { SafetensorsCheckpoint } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw-tensor.js';
 import { readJsonFile } from '../io/json-file.js';
 import type { LoadOptions } from '../models/load.js';
-import { loadWithPackedPlaceholders } from './packed-model.js';
+import { applyPacked, loadWithPackedPlaceholders } from './packed-model.js';
 import { layerPrefix } from '../models/decoder.js';
 import { QuantizedModel } from '../quant/ptq.js';
 import { applyGroupSize, presetRecipe } from '../quant/recipes/index.js';
-import { dequantizeWeight, type ActScheme, type WeightScheme } from '../quant/scheme.js';
+import { dequantizeWeight } from '../quant/scheme.js';
 import { HF_QUANT_CONFIG, INPUT_BOUND, KV_BOUND, parseQuantAlgo, weightFromTensors, weightSpecs } from './modelopt-format.js';
 import { checkQuantizedTensors } from './modelopt-check.js';
 
@@ -38,25 +38,18 @@ export function loadModelopt(dir: string, opts: LoadOptions = {}): QuantizedMode
       if (name.endsWith('.pre_quant_scale')) q.smooth.set(name.slice(0, -'.pre_quant_scale'.length), read(name)!.data as Float32Array);
     }
     checkQuantizedTensors(q, algo, read, dir, ckpt.names());
-    const amax: Record<string, number> = {};
-    for (const x of q.quantizers) {
-      if (x.scheme === null) continue;
-      if (x.role === 'weight') {
-        const shape = model.params.get(`${x.module}.weight`)!.shape as [number, number];
-        const tensors = Object.fromEntries(Object.keys(weightSpecs(x.scheme as WeightScheme, shape)).map((s) => [s, read(`${x.module}.${s}`)!]));
-        const values = dequantizeWeight(weightFromTensors(x.scheme as WeightScheme, shape, tensors));
-        q.setPrequantized(x.module, values, values);
-      } else if (x.role === 'input') {
-        const bound = INPUT_BOUND[(x.scheme as ActScheme).kind as keyof typeof INPUT_BOUND];
-        if (bound !== undefined) amax[x.name] = scalarOf(read(`${x.module}.input_scale`)!) * bound;
-      } else {
-        const which = x.name.endsWith('k_bmm_quantizer') ? 'k' : 'v';
-        amax[x.name] = scalarOf(read(`${layerPrefix(Number(x.module))}.self_attn.${which}_proj.${which}_scale`)!) * KV_BOUND;
-      }
-    }
-    q.setAmax(amax);
-    q.apply();
-    return q;
+    const scalar = (name: string): number => scalarOf(read(name)!);
+    return applyPacked(q, {
+      weight: (m, scheme, shape) => {
+        const tensors = Object.fromEntries(Object.keys(weightSpecs(scheme, shape)).map((s) => [s, read(`${m}.${s}`)!]));
+        return dequantizeWeight(weightFromTensors(scheme, shape, tensors));
+      },
+      inputAmax: (m, scheme) => {
+        const bound = INPUT_BOUND[scheme.kind as keyof typeof INPUT_BOUND];
+        return bound === undefined ? null : scalar(`${m}.input_scale`) * bound;
+      },
+      kvAmax: (layer, which) => scalar(`${layerPrefix(layer)}.self_attn.${which}_proj.${which}_scale`) * KV_BOUND,
+    });
   } finally {
     ckpt.close();
   }
