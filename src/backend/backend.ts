@@ -96,7 +96,8 @@ export interface LinearSegment {
  * caller then runs the plain ops (src/nn/functional.ts).
  */
 export interface GroupedLinear {
-  linearGroup(x: View, segments: readonly LinearSegment[], epilogue: 'none' | 'residual' | 'swiglu'): boolean;
+  /** `norm`: x is first RMS-normalised with this weight [K] and eps, equal to rmsNorm then the Linears. */
+  linearGroup(x: View, segments: readonly LinearSegment[], epilogue: 'none' | 'residual' | 'swiglu', norm?: { weight: View; eps: number }): boolean;
 }
 
 export function hasGroupedLinear(b: Backend): b is Backend & GroupedLinear {

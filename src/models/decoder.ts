@@ -6,7 +6,7 @@
 import type { DecoderConfig } from './config.js';
 import { ropeFrequencies, ropeTables, type RopeFrequencies } from './rope.js';
 import { KVCache } from './kv-cache.js';
-import { linear as linearFn, linearResidual, linears, linearSwiglu, rmsNorm } from '../nn/functional.js';
+import { linear as linearFn, linearResidual, normLinears, normLinearSwiglu, rmsNorm } from '../nn/functional.js';
 import { Tensor, add, arange, embedding, keep, reshape, transpose, slice, zeros, type DType } from '../tensor/index.js';
 import { attention, rope, swiglu } from '../tensor/ops/fused.js';
 import type { Backend } from '../backend/backend.js';
@@ -98,11 +98,17 @@ export class DecoderLM {
 
   constructor(
     readonly config: DecoderConfig,
-    /** Hugging Face name -> tensor; every entry of parameterSpecs(config) */
+    /** Hugging Face name -> tensor; every entry of parameterSpecs(config) (a streamed model: those resident now) */
     readonly params: Map<string, Tensor>,
+    /**
+     * A streamed model (layer-by-layer calibration, src/quant/layerwise.ts): the caller brings each layer's
+     * parameters into `params` and removes them again, so the map may be partial; dtype and device are given here.
+     */
+    readonly streamed?: { dtype: DType; backend: Backend },
   ) {
     for (const s of parameterSpecs(config)) {
       const t = params.get(s.name);
+      if (t === undefined && streamed !== undefined) continue;
       if (t === undefined) throw new Error(`DecoderLM: parameter ${s.name} missing`);
       if (t.shape.length !== s.shape.length || t.shape.some((d, i) => d !== s.shape[i])) {
         throw new Error(`DecoderLM: parameter ${s.name} has shape ${shapeStr(t.shape)}, expected ${shapeStr(s.shape)}`);
@@ -112,10 +118,10 @@ export class DecoderLM {
   }
 
   get dtype(): DType {
-    return this.param('model.embed_tokens.weight').dtype;
+    return this.streamed?.dtype ?? this.param('model.embed_tokens.weight').dtype;
   }
   get backend(): Backend {
-    return this.param('model.embed_tokens.weight').backend;
+    return this.streamed?.backend ?? this.param('model.embed_tokens.weight').backend;
   }
 
   param(name: string): Tensor {
@@ -177,34 +183,70 @@ export class DecoderLM {
     const positions = pos ? (seq === 1 ? pos.at : add(pos.at, arange(0, seq, 1, { dtype: 'int32', device: this.backend }))) : null;
     const { cos, sin } = pos && positions ? { cos: embedding(pos.cos, positions), sin: embedding(pos.sin, positions) } : ropeTables(this.rope, past, seq, this.dtype, this.backend);
     const at: Placement = positions && pos ? { past: 0, pastAt: pos.at, positions } : { past, pastAt: null, positions: null };
-    let h = embedding(this.param('model.embed_tokens.weight'), ids);
-    for (let i = 0; i < c.numLayers; i++) {
-      const p = layerPrefix(i);
-      const a = this.attention(i, rmsNorm(h, this.param(`${p}.input_layernorm.weight`), c.rmsNormEps), cos, sin, at, opts.cache);
-      h = this.residualLinear(`${p}.self_attn.o_proj`, a, h);
-      const m = this.mlpActivation(p, rmsNorm(h, this.param(`${p}.post_attention_layernorm.weight`), c.rmsNormEps));
-      h = this.residualLinear(`${p}.mlp.down_proj`, m, h);
-    }
+    let h = this.embed(ids);
+    for (let i = 0; i < c.numLayers; i++) h = this.block(i, h, cos, sin, at, opts.cache);
     if (!pos) opts.cache?.advance(seq);
     if (opts.lastOnly) h = slice(h, 1, seq - 1, seq);
-    h = rmsNorm(h, this.param('model.norm.weight'), c.rmsNormEps);
-    const head = c.tieWordEmbeddings ? 'model.embed_tokens' : 'lm_head';
-    return this.linear(head, h);
+    return this.headForward(h);
   }
 
-  /** silu(gate_proj(x)) * up_proj(x): the input of down_proj */
-  private mlpActivation(p: string, x: Tensor): Tensor {
+  /** Hidden states [batch, seq, hidden] for ids [batch, seq]: the input of layer 0. */
+  embed(ids: Tensor): Tensor {
+    return embedding(this.param('model.embed_tokens.weight'), ids);
+  }
+
+  /**
+   * Decoder layer i alone on hidden states [batch, seq, hidden] of whole sequences from position 0 (no cache),
+   * exactly as forward() runs it: layer-by-layer calibration feeds each layer the previous one's outputs.
+   */
+  layerForward(i: number, h: Tensor): Tensor {
+    const { cos, sin } = ropeTables(this.rope, 0, h.shape[1]!, this.dtype, this.backend);
+    return this.block(i, h, cos, sin, { past: 0, pastAt: null, positions: null });
+  }
+
+  /** Logits of final hidden states: the final norm, then the LM head. */
+  headForward(h: Tensor): Tensor {
+    return this.normLinears('model.norm', h, [this.config.tieWordEmbeddings ? 'model.embed_tokens' : 'lm_head'])[0];
+  }
+
+  /**
+   * The Linears `names` of rmsNorm(h) (the norm `${norm}.weight`): one launch with the norm folded in where
+   * the backend takes it (few rows, no hook), else the norm and then each Linear (through the hook).
+   */
+  private normLinears(norm: string, h: Tensor, names: readonly string[]): Tensor[] {
+    const nw = this.param(`${norm}.weight`);
+    const eps = this.config.rmsNormEps;
+    const w = this.fusable(names);
+    if (w) return normLinears(h, nw, eps, w);
+    const x = rmsNorm(h, nw, eps);
+    return names.map((n) => this.linear(n, x));
+  }
+
+  /** One decoder layer: attention and MLP, each with its residual. */
+  private block(i: number, h: Tensor, cos: Tensor, sin: Tensor, at: Placement, cache?: KVCache): Tensor {
+    const p = layerPrefix(i);
+    const a = this.attention(i, h, cos, sin, at, cache);
+    h = this.residualLinear(`${p}.self_attn.o_proj`, a, h);
+    const m = this.mlpActivation(p, h);
+    return this.residualLinear(`${p}.mlp.down_proj`, m, h);
+  }
+
+  /** silu(gate_proj(x)) * up_proj(x) of x = post_attention_layernorm(h): the input of down_proj */
+  private mlpActivation(p: string, h: Tensor): Tensor {
+    const norm = this.param(`${p}.post_attention_layernorm.weight`);
+    const eps = this.config.rmsNormEps;
     const w = this.fusable([`${p}.mlp.gate_proj`, `${p}.mlp.up_proj`]);
-    return w ? linearSwiglu(x, w[0], w[1]) : swiglu(this.linear(`${p}.mlp.gate_proj`, x), this.linear(`${p}.mlp.up_proj`, x));
+    if (w) return normLinearSwiglu(h, norm, eps, w[0], w[1]);
+    const x = rmsNorm(h, norm, eps);
+    return swiglu(this.linear(`${p}.mlp.gate_proj`, x), this.linear(`${p}.mlp.up_proj`, x));
   }
 
-  private attention(i: number, x: Tensor, cos: Tensor, sin: Tensor, at: Placement, cache?: KVCache): Tensor {
+  /** Self-attention of layer i on input_layernorm(h), before o_proj. */
+  private attention(i: number, h: Tensor, cos: Tensor, sin: Tensor, at: Placement, cache?: KVCache): Tensor {
     const c = this.config;
     const p = `${layerPrefix(i)}.self_attn`;
-    const [batch, seq] = x.shape;
-    const names = ['q_proj', 'k_proj', 'v_proj'].map((n) => `${p}.${n}`);
-    const w = this.fusable(names);
-    const projected = w ? linears(x, w) : names.map((n) => this.linear(n, x));
+    const [batch, seq] = h.shape;
+    const projected = this.normLinears(`${layerPrefix(i)}.input_layernorm`, h, ['q_proj', 'k_proj', 'v_proj'].map((n) => `${p}.${n}`));
     const heads = (proj: number, n: number, norm: string | null): Tensor => {
       let t = reshape(projected[proj], [batch, seq, n, c.headDim]);
       if (norm !== null) t = rmsNorm(t, this.param(`${p}.${norm}.weight`), c.rmsNormEps);

@@ -17,18 +17,25 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   return bias ? add(y, bias) : y;
 }
 
+/** The RMSNorm a grouped launch applies to its input first (the *Norm* functions below). */
+interface InputNorm {
+  weight: Tensor;
+  eps: number;
+}
+
 /**
  * Runs Linears of x (no biases) as one grouped launch where the backend takes it (few rows, inference):
  * outputs [..., N_i], or null when the caller should use the plain ops. Equal results either way.
  */
-function grouped(x: Tensor, ws: readonly Tensor[], epilogue: 'none' | 'residual' | 'swiglu', residual?: Tensor): Tensor[] | null {
+function grouped(x: Tensor, ws: readonly Tensor[], epilogue: 'none' | 'residual' | 'swiglu', residual?: Tensor, norm?: InputNorm): Tensor[] | null {
   const b = x.backend;
-  if (!hasGroupedLinear(b) || needsGrad([x, ...ws, ...(residual ? [residual] : [])])) return null;
+  if (!hasGroupedLinear(b) || needsGrad([x, ...ws, ...(residual ? [residual] : []), ...(norm ? [norm.weight] : [])])) return null;
   for (const w of ws) if (w.ndim !== 2 || w.shape[1] !== x.shape[x.ndim - 1] || w.backend !== b) return null;
+  if (norm !== undefined && (norm.weight.backend !== b || norm.weight.dtype !== x.dtype)) return null;
   const lead = x.shape.slice(0, -1);
   const outs = (epilogue === 'swiglu' ? ws.slice(0, 1) : ws).map((w) => empty([...lead, w.shape[0]], x.dtype, b));
   const segments = ws.map((w, i) => ({ w, out: outs[Math.min(i, outs.length - 1)], residual }));
-  if (b.linearGroup(x, segments, epilogue)) return outs;
+  if (b.linearGroup(x, segments, epilogue, norm)) return outs;
   for (const o of outs) o.dispose();
   return null;
 }
@@ -36,6 +43,11 @@ function grouped(x: Tensor, ws: readonly Tensor[], epilogue: 'none' | 'residual'
 /** x @ W_i^T for weights that share their input (attention's q/k/v projections): one launch where possible. */
 export function linears(x: Tensor, weights: readonly Tensor[]): Tensor[] {
   return grouped(x, weights, 'none') ?? weights.map((w) => linear(x, w));
+}
+
+/** linears(rmsNorm(x, normWeight, eps), weights), with the norm folded into the launch where possible. */
+export function normLinears(x: Tensor, normWeight: Tensor, eps: number, weights: readonly Tensor[]): Tensor[] {
+  return grouped(x, weights, 'none', undefined, { weight: normWeight, eps }) ?? linears(rmsNorm(x, normWeight, eps), weights);
 }
 
 /** residual + x @ W^T (a residual branch's output projection), fused where possible. */
@@ -46,6 +58,11 @@ export function linearResidual(x: Tensor, weight: Tensor, residual: Tensor): Ten
 /** silu(x @ gate^T) * (x @ up^T) (the MLP's first half), fused where possible. */
 export function linearSwiglu(x: Tensor, gate: Tensor, up: Tensor): Tensor {
   return grouped(x, [gate, up], 'swiglu')?.[0] ?? swiglu(linear(x, gate), linear(x, up));
+}
+
+/** linearSwiglu(rmsNorm(x, normWeight, eps), gate, up), with the norm folded into the launch where possible. */
+export function normLinearSwiglu(x: Tensor, normWeight: Tensor, eps: number, gate: Tensor, up: Tensor): Tensor {
+  return grouped(x, [gate, up], 'swiglu', undefined, { weight: normWeight, eps })?.[0] ?? linearSwiglu(rmsNorm(x, normWeight, eps), gate, up);
 }
 
 /** weight * (x / sqrt(mean(x^2) + eps)) over the last dim (LlamaRMSNorm). */

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { linear, linears, linearResidual, linearSwiglu } from '../../src/nn/functional.js';
+import { linear, linears, linearResidual, linearSwiglu, normLinears, normLinearSwiglu, rmsNorm } from '../../src/nn/functional.js';
 import { swiglu } from '../../src/tensor/ops/fused.js';
 import { forEachBackend } from '../helpers/backends.js';
 
@@ -17,7 +17,7 @@ function maxRel(a: T.Tensor, b: T.Tensor): number {
   return m;
 }
 
-forEachBackend('linears / linearResidual / linearSwiglu equal the plain ops (1, 3 and 8 rows; 12 rows fall back)', ({ backend }) => {
+forEachBackend('linears / linearResidual / linearSwiglu / normLinears / normLinearSwiglu equal the plain ops (1, 3 and 8 rows; 12 rows fall back)', ({ backend }) => {
   for (const dtype of ['bfloat16', 'float16', 'float32'] as const) {
     T.noGrad(() =>
       T.tidy(() => {
@@ -42,7 +42,23 @@ forEachBackend('linears / linearResidual / linearSwiglu equal the plain ops (1, 
           const act = linearSwiglu(x, gate, up);
           same(act, swiglu(linear(x, gate), linear(x, up)), 'linearSwiglu');
           same(linearResidual(act, down, x), T.add(x, linear(act, down)), 'linearResidual');
+          // the RMSNorm folded into the launch: the same bits as the norm kernel and then the Linears
+          const nw = T.add(r([K], 20 + rows, 0.2), 1).cast(dtype);
+          const normed = rmsNorm(x, nw, 1e-5);
+          normLinears(x, nw, 1e-5, [wq, wk, wv]).forEach((y, i) => same(y, linear(normed, [wq, wk, wv][i]), `normLinears[${i}]`));
+          same(normLinearSwiglu(x, nw, 1e-5, gate, up), swiglu(linear(normed, gate), linear(normed, up)), 'normLinearSwiglu');
         }
+        // a hidden size where the norm kernel runs 256 threads (the prologue emulates 64 for K = 264 above)
+        const Kw = 2048;
+        const xw = r([1, 2, Kw], 30, 1);
+        const nww = T.add(r([Kw], 31, 0.2), 1).cast(dtype);
+        const ws = [r([40, Kw], 32), r([8, Kw], 33)];
+        const normedW = rmsNorm(xw, nww, 1e-6);
+        normLinears(xw, nww, 1e-6, ws).forEach((y, i) => {
+          const want = linear(normedW, ws[i]);
+          if (dtype !== 'float32') assert.deepEqual(y.toStorageArray(), want.toStorageArray(), `${dtype} K ${Kw} normLinears[${i}]: bits`);
+          else assert.ok(maxRel(y, want) < 1e-5, `${dtype} K ${Kw} normLinears[${i}]`);
+        });
       }),
     );
   }

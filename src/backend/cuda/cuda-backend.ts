@@ -268,8 +268,8 @@ export class CudaBackend implements Backend, FusedKernels, GroupedLinear {
   }
 
   /** Grouped few-row Linears with an epilogue (gemv.ts); false when the views do not fit its kernels. */
-  linearGroup(x: View, segments: readonly LinearSegment[], epilogue: 'none' | 'residual' | 'swiglu'): boolean {
-    return this.fused.gemv.tryGroup(x, segments, epilogue);
+  linearGroup(x: View, segments: readonly LinearSegment[], epilogue: 'none' | 'residual' | 'swiglu', norm?: { weight: View; eps: number }): boolean {
+    return this.fused.gemv.tryGroup(x, segments, epilogue, norm);
   }
 
   /** The injected GEMM (cuBLASLt); false when there is none or it declines the case. */

@@ -17,6 +17,19 @@ const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 const CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
 const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 
+/**
+ * CUlaunchConfig for cuLaunchKernelEx (cuda.h): grid, block, dynamic shared bytes, stream, attributes.
+ * koffi lays it out with C alignment (the stream at offset 32, 56 bytes in all).
+ */
+koffi.struct('mopt_CUlaunchConfig', {
+  gridDimX: 'uint32', gridDimY: 'uint32', gridDimZ: 'uint32',
+  blockDimX: 'uint32', blockDimY: 'uint32', blockDimZ: 'uint32',
+  sharedMemBytes: 'uint32', hStream: 'void *', attrs: 'void *', numAttrs: 'uint32',
+});
+/** CUlaunchAttribute: id (uint32), 4 bytes of padding, a 64-byte value union: 72 bytes. */
+const LAUNCH_ATTRIBUTE_BYTES = 72;
+const CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+
 export class CudaError extends Error {
   constructor(readonly call: string, readonly code: number, detail: string) {
     super(`${call} failed: ${detail} (CUresult ${code})`);
@@ -149,6 +162,14 @@ export class CudaDriver {
   readonly stream: Handle;
   private readonly f: Record<string, Fn> = {};
   private profiling = process.env.MOPT_CUDA_PROFILE === '1';
+  /**
+   * Whether launches marked dependent are recorded as programmatic dependents (sm_90+, MOPT_CUDA_PDL=1):
+   * they may start while the previous kernel runs and wait for it in the kernel (pdl_wait in common.cuh).
+   * Only inside graph captures, where the attribute costs nothing per replay.
+   */
+  readonly pdl: boolean;
+  /** one CUlaunchAttribute: programmatic stream serialization allowed */
+  private readonly pdlAttr: unknown;
   private readonly pending: ProfileEntry[] = [];
   private readonly eventPool: Handle[] = [];
   private readonly totals = new Map<string, { ms: number; calls: number }>();
@@ -183,6 +204,12 @@ export class CudaDriver {
     const s: unknown[] = [null];
     this.check('cuStreamCreate', this.f.cuStreamCreate(s, 1 /* CU_STREAM_NON_BLOCKING */));
     this.stream = s[0];
+    this.pdl = process.env.MOPT_CUDA_PDL === '1' && this.info.computeCapability[0] >= 9 && this.f.cuLaunchKernelEx !== undefined;
+    this.pdlAttr = koffi.alloc('uint8_t', LAUNCH_ATTRIBUTE_BYTES);
+    const la = new DataView(koffi.view(this.pdlAttr, LAUNCH_ATTRIBUTE_BYTES));
+    for (let i = 0; i < LAUNCH_ATTRIBUTE_BYTES; i++) la.setUint8(i, 0);
+    la.setUint32(0, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, true);
+    la.setInt32(8, 1, true); // programmaticStreamSerializationAllowed
   }
 
   static open(ordinal = 0): CudaDriver {
@@ -231,6 +258,12 @@ export class CudaDriver {
       cuGraphDestroy: 'int cuGraphDestroy(void *graph)',
     };
     for (const [name, decl] of Object.entries(decls)) this.f[name] = this.lib.func(decl) as Fn;
+    // CUDA 12.0+: launches with attributes (programmatic dependent launch); older drivers lack it
+    try {
+      this.f.cuLaunchKernelEx = this.lib.func('int cuLaunchKernelEx(const mopt_CUlaunchConfig *config, void *f, void *params, void *extra)') as Fn;
+    } catch {
+      // no programmatic dependent launch: dependent launches fall back to cuLaunchKernel
+    }
     // CUDA 12.8 added cuEventElapsedTime_v2; older drivers only have the original
     for (const name of ['cuEventElapsedTime_v2', 'cuEventElapsedTime']) {
       try {
@@ -371,12 +404,24 @@ export class CudaDriver {
     this.profiling = on;
   }
 
-  launch(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name = 'kernel'): void {
-    this.profiled(name, () => this.launchNow(fn, grid, block, sharedBytes, args, name));
+  /**
+   * `dependent`: the kernel waits for its predecessor itself (pdl_wait before touching its data), so inside
+   * a capture it is recorded as a programmatic dependent when PDL is on (see `pdl`).
+   */
+  launch(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name = 'kernel', dependent = false): void {
+    this.profiled(name, () => this.launchNow(fn, grid, block, sharedBytes, args, name, dependent && this.pdl && this.capturing));
   }
 
-  private launchNow(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name: string): void {
-    const code = this.f.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, null, args.extra);
+  private launchNow(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name: string, programmatic: boolean): void {
+    const code = programmatic
+      ? this.f.cuLaunchKernelEx(
+          {
+            gridDimX: grid[0], gridDimY: grid[1], gridDimZ: grid[2], blockDimX: block[0], blockDimY: block[1], blockDimZ: block[2],
+            sharedMemBytes: sharedBytes, hStream: this.stream, attrs: this.pdlAttr, numAttrs: 1,
+          },
+          fn, null, args.extra,
+        )
+      : this.f.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, null, args.extra);
     if (code === 701 /* CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES */) {
       const r = this.functionResources(fn);
       const err = (() => {

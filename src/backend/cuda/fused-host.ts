@@ -73,7 +73,8 @@ export class FusedLauncher {
     return Math.max(1, Math.min(Math.ceil(n / per), this.smCount * wavesPerSm));
   }
 
-  launch(k: KernelRef, grid: readonly [number, number, number], block: readonly [number, number, number], shared: number, args: KernelArgs): void {
+  /** `dependent`: see CudaDriver.launch (the kernel calls pdl_wait before touching its predecessor's data). */
+  launch(k: KernelRef, grid: readonly [number, number, number], block: readonly [number, number, number], shared: number, args: KernelArgs, dependent = false): void {
     const fn = this.host.kernels.fn(k);
     if (shared > DEFAULT_SHARED && (this.sharedAllowed.get(k.name) ?? DEFAULT_SHARED) < shared) {
       const max = this.host.driver.info.maxSharedPerBlockOptin;
@@ -81,7 +82,7 @@ export class FusedLauncher {
       this.host.driver.setMaxDynamicShared(fn, shared);
       this.sharedAllowed.set(k.name, shared);
     }
-    this.host.driver.launch(fn, grid, block, shared, args, k.name);
+    this.host.driver.launch(fn, grid, block, shared, args, k.name, dependent);
   }
 
   /** Runs fn with a scope of temporaries that are freed when it returns or throws. */
@@ -132,3 +133,10 @@ export class Temps {
     for (const b of this.blocks.splice(0)) this.host.allocator.free(b);
   }
 }
+
+/**
+ * Threads per block of the row kernels (RMSNorm forward/backward: one block per row): about 8 elements per
+ * thread, whole warps, at most the kernels' 256. gemv.ts's RMSNorm
+ * prologue reproduces the forward's reduction for this block size, so it must stay the one place.
+ */
+export const rowThreads = (len: number): number => Math.min(256, Math.max(32, Math.ceil(len / 256) * 32));

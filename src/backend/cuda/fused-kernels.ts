@@ -1,5 +1,5 @@
 // Names of the fused-routine kernels (kernels/rmsnorm.cu, pointwise.cu, cross_entropy.cu, attention.cu,
-// attention_tc.cu, attention_bwd.cu, attention_tc_bwd.cu, gemv.cu), built here and nowhere else; the tables mirror the macro lists at the
+// attention_tc.cu, attention_bwd.cu, attention_tc_bwd.cu, gemv.cu, gemv_norm.cu), built here and nowhere else; the tables mirror the macro lists at the
 // end of those files, and fusedKernelRefs() feeds kernels.ts allKernelRefs() so test/backend/cuda-sources.test.ts
 // checks every name against the sources.
 //
@@ -44,6 +44,8 @@ export function isTcDim(n: number): n is TcDim {
 }
 
 const ref = (file: KernelFile, name: string): KernelRef => ({ file, name });
+/** kernels/gemv_norm.cu: the RMSNorm-prologue GEMVs exist for 1 and 2 rows (decoding); with more rows the norm runs first */
+export const GEMV_NORM_MAX_ROWS = 2;
 
 export const FK = {
   rmsNorm: (d: FusedDType): KernelRef => ref('rmsnorm', `rms_norm_${SFX[d]}`),
@@ -71,9 +73,9 @@ export const FK = {
   attnBwdDqGeneric: (d: FusedDType): KernelRef => ref('attention_bwd', `attn_bwd_dq_generic_${SFX[d]}`),
   attnBwdDkvGeneric: (d: FusedDType): KernelRef => ref('attention_bwd', `attn_bwd_dkv_generic_${SFX[d]}`),
   /** gemv.cu: `rows` (1..8) activation rows against a transposed weight */
-  gemv: (d: TcDType, rows: number): KernelRef => ref('gemv', `gemv_${SFX[d]}_m${rows}`),
-  /** gemv.cu: silu(x @ gate^T) * (x @ up^T) */
-  gemvSwiglu: (d: TcDType, rows: number): KernelRef => ref('gemv', `gemv_swiglu_${SFX[d]}_m${rows}`),
+  gemv: (d: TcDType, rows: number, norm = false): KernelRef => (norm ? ref('gemv_norm', `gemv_norm_${SFX[d]}_m${rows}`) : ref('gemv', `gemv_${SFX[d]}_m${rows}`)),
+  /** gemv.cu: silu(x @ gate^T) * (x @ up^T); `norm` (gemv_norm.cu, 1 or 2 rows): the RMSNorm prologue, x is the raw input */
+  gemvSwiglu: (d: TcDType, rows: number, norm = false): KernelRef => (norm ? ref('gemv_norm', `gemv_swiglu_norm_${SFX[d]}_m${rows}`) : ref('gemv', `gemv_swiglu_${SFX[d]}_m${rows}`)),
 };
 
 /** Every fused kernel the backend can launch (for the source cross-check test). */
@@ -89,6 +91,9 @@ export function fusedKernelRefs(): KernelRef[] {
     for (const dp of FLASH_DIMS) out.push(FK.attnFwd(d, dp), FK.attnDecode(d, dp), FK.attnBwdDq(d, dp), FK.attnBwdDkv(d, dp));
   }
   for (const d of TC_DTYPES) for (const dim of TC_DIMS) out.push(FK.attnFwdTc(d, dim), FK.attnBwdDqTc(d, dim), FK.attnBwdDkvTc(d, dim));
-  for (const d of TC_DTYPES) for (let m = 1; m <= 8; m++) out.push(FK.gemv(d, m), FK.gemvSwiglu(d, m));
+  for (const d of TC_DTYPES) {
+    for (let m = 1; m <= 8; m++) out.push(FK.gemv(d, m), FK.gemvSwiglu(d, m));
+    for (let m = 1; m <= GEMV_NORM_MAX_ROWS; m++) out.push(FK.gemv(d, m, true), FK.gemvSwiglu(d, m, true));
+  }
   return out;
 }

@@ -16,7 +16,7 @@ import { KernelArgs, type DevicePtr } from './driver.js';
 import type { IndexDType, KernelRef } from './kernels.js';
 import { STRIDED, stridedLaunches, type Operand } from './layout.js';
 import { FK, isFusedDType, type FusedDType } from './fused-kernels.js';
-import { FusedLauncher, POINTWISE_BLOCK, type FusedHost, type Temps } from './fused-host.js';
+import { FusedLauncher, POINTWISE_BLOCK, rowThreads, type FusedHost, type Temps } from './fused-host.js';
 import { CudaAttention } from './fused-attention.js';
 import { CudaGemv } from './gemv.js';
 
@@ -32,9 +32,6 @@ const STRIDED_ARG: readonly [number, number] = [STRIDED.SIZE, 8];
 
 /** float32 accumulation (and side outputs) for the 16/32-bit floats, float64 for float64 */
 const accOf = (d: FusedDType): 'float32' | 'float64' => (d === 'float64' ? 'float64' : 'float32');
-
-/** Threads of a row kernel: about 8 elements per thread, whole warps, at most the kernels' 256. */
-const rowThreads = (len: number): number => Math.min(256, Math.max(32, Math.ceil(len / 256) * 32));
 
 function fusedDType(op: string, v: View): FusedDType {
   const d = v.storage.dtype;

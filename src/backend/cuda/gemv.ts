@@ -1,7 +1,9 @@
 // Matmuls with a few activation rows against Linear weights (x @ W^T with x [..., M <= 8, K]): the batch-1
 // decode step and small verification batches. They read the weight once and do little else, so
 // kernels/gemv.cu streams it at the HBM rate instead of going through cuBLASLt's GEMM kernels; one launch
-// can serve up to three weights sharing the input, and fold the residual add or SwiGLU that follows.
+// can serve up to three weights sharing the input, fold the residual add or SwiGLU that follows, and fold
+// the RMSNorm before it (the input is then the raw residual stream; the kernel normalises it exactly as
+// the RMSNorm kernel would, reproducing that kernel's block size and reduction order).
 // Taken only for 16-bit floats with everything 16-byte aligned; otherwise the methods return false and
 // the caller runs the general ops.
 
@@ -9,10 +11,11 @@ import type { View } from '../backend.js';
 import type { DType } from '../../tensor/dtype.js';
 import { numel } from '../../tensor/shape.js';
 import { KernelArgs, type DevicePtr } from './driver.js';
-import { FK } from './fused-kernels.js';
-import { asRows, type FusedLauncher, type Rows } from './fused-host.js';
+import { FK, GEMV_NORM_MAX_ROWS } from './fused-kernels.js';
+import { asRows, rowThreads, type FusedLauncher, type Rows } from './fused-host.js';
 
 export const GEMV_MAX_ROWS = 8;
+
 /** kernels/gemv.cu MOPT_GEMV_WARPS: output columns per CTA (one warp each) */
 const COLUMNS_PER_CTA = 8;
 /** kernels/gemv.cu MOPT_GEMV_SEGS */
@@ -21,7 +24,7 @@ export const GEMV_MAX_SEGMENTS = 3;
 const CHUNK = 8;
 
 /** gemv.cu GemvLayout then GEMV_MAX_SEGMENTS x GemvSeg: every field an int64 (test/backend/cuda-fused-sources.test.ts checks the order) */
-export const GEMV_FIELDS = ['a', 'lda', 'K', 'M', 'mode', 'nseg'] as const;
+export const GEMV_FIELDS = ['a', 'lda', 'K', 'M', 'mode', 'nseg', 'norm_w', 'norm_eps', 'norm_threads'] as const;
 export const GEMV_SEG_FIELDS = ['w', 'ldw', 'out', 'ldo', 'res', 'ldr', 'end'] as const;
 const LAYOUT_BYTES = (GEMV_FIELDS.length + GEMV_MAX_SEGMENTS * GEMV_SEG_FIELDS.length) * 8;
 
@@ -32,6 +35,15 @@ export interface GemvSegment {
   residual?: View;
 }
 export type GemvEpilogue = 'none' | 'residual' | 'swiglu';
+/** The RMSNorm folded in before the matmul: the input is normalised (weight [K], eps) in the kernel. */
+export interface GemvNorm {
+  weight: View;
+  eps: number;
+}
+/** Shared memory per SM the GEMV CTAs may share (H100/H200: 228 KB, 1 KB of it reserved per CTA). */
+const SMEM_PER_SM = 228 * 1024;
+/** Dynamic shared memory a CTA may take without the opt-in attribute. */
+const SMEM_DEFAULT_MAX = 48 * 1024;
 
 const aligned = (addr: DevicePtr): boolean => addr % 16 === 0;
 
@@ -55,7 +67,7 @@ export class CudaGemv {
    * out_s = a @ w_s^T for each segment (plus residual_s with 'residual'); 'swiglu' takes the gate and up
    * weights as two segments and writes silu(a @ gate^T) * (a @ up^T) to the first segment's out.
    */
-  tryGroup(a: View, segs: readonly GemvSegment[], epilogue: GemvEpilogue): boolean {
+  tryGroup(a: View, segs: readonly GemvSegment[], epilogue: GemvEpilogue, norm?: GemvNorm): boolean {
     const d = a.storage.dtype;
     if ((d !== 'bfloat16' && d !== 'float16') || segs.length === 0 || segs.length > GEMV_MAX_SEGMENTS) return false;
     if (epilogue === 'swiglu' && (segs.length !== 2 || segs[0].w.shape[0] !== segs[1].w.shape[0])) return false;
@@ -64,7 +76,16 @@ export class CudaGemv {
     const K = rows.len;
     const lda = rows.rows === 1 ? K : rows.rowStride;
     if (K % CHUNK !== 0 || lda % CHUNK !== 0 || !aligned(this.l.addr(a))) return false;
+    // the normalised rows live in shared memory; the norm weight is read 16 bytes at a time
+    const smem = norm === undefined ? 0 : rows.rows * K * 2;
+    if (norm !== undefined) {
+      const nw = norm.weight;
+      if (rows.rows > GEMV_NORM_MAX_ROWS || smem > SMEM_DEFAULT_MAX || nw.storage.dtype !== d || nw.shape.length !== 1 || nw.shape[0] !== K || nw.strides[0] !== 1 || !aligned(this.l.addr(nw))) return false;
+    }
+    const eps = new DataView(new ArrayBuffer(8));
+    eps.setFloat64(0, norm?.eps ?? 0, true);
     const fields: number[] = [this.l.addr(a), lda, K, rows.rows, epilogue === 'residual' ? 1 : 0, segs.length];
+    const normFields = norm === undefined ? [0n, 0n, 0n] : [BigInt(this.l.addr(norm.weight)), eps.getBigInt64(0, true), BigInt(rowThreads(K))];
     let end = 0;
     for (const s of segs) {
       const seg = this.segment(s, d, rows.rows, K, epilogue === 'residual');
@@ -73,26 +94,30 @@ export class CudaGemv {
       fields.push(seg.w, seg.ldw, seg.out, seg.ldo, seg.res, seg.ldr, end);
     }
     if (end === 0) return true;
-    while (fields.length < LAYOUT_BYTES / 8) fields.push(0);
+    const words = [...fields.slice(0, 6).map(BigInt), ...normFields, ...fields.slice(6).map(BigInt)];
+    while (words.length < LAYOUT_BYTES / 8) words.push(0n);
     const bytes = new Uint8Array(LAYOUT_BYTES);
     const view = new DataView(bytes.buffer);
-    fields.forEach((v, i) => view.setBigInt64(8 * i, BigInt(v), true));
-    const kernel = epilogue === 'swiglu' ? FK.gemvSwiglu(d, rows.rows) : FK.gemv(d, rows.rows);
-    const grid = Math.min(Math.ceil(end / COLUMNS_PER_CTA), this.residentCtas(kernel.name, kernel));
-    this.l.launch(kernel, [grid, 1, 1], [32 * COLUMNS_PER_CTA, 1, 1], 0, this.args.bytes(0, bytes));
+    words.forEach((v, i) => view.setBigInt64(8 * i, v, true));
+    const withNorm = norm !== undefined;
+    const kernel = epilogue === 'swiglu' ? FK.gemvSwiglu(d, rows.rows, withNorm) : FK.gemv(d, rows.rows, withNorm);
+    const grid = Math.min(Math.ceil(end / COLUMNS_PER_CTA), this.residentCtas(kernel, smem));
+    this.l.launch(kernel, [grid, 1, 1], [32 * COLUMNS_PER_CTA, 1, 1], smem, this.args.bytes(0, bytes), true);
     return true;
   }
 
-  /** How many CTAs of a kernel the GPU holds at once, from its register use (the limit that binds here). */
-  private residentCtas(name: string, k: Parameters<FusedLauncher['launch']>[0]): number {
-    let n = this.resident.get(name);
+  /** How many CTAs of a kernel the GPU holds at once, from its register and shared-memory use. */
+  private residentCtas(k: Parameters<FusedLauncher['launch']>[0], smem: number): number {
+    const key = `${k.name}:${smem}`;
+    let n = this.resident.get(key);
     if (n === undefined) {
       const host = this.l.host;
       const regs = Math.ceil(host.driver.functionResources(host.kernels.fn(k)).registers / 8) * 8; // allocated in steps of 8 per thread
       const threads = 32 * COLUMNS_PER_CTA;
-      const perSm = Math.max(1, Math.min(Math.floor(2048 / threads), Math.floor(65536 / (Math.max(1, regs) * threads))));
+      const bySmem = smem === 0 ? Infinity : Math.floor(SMEM_PER_SM / (smem + 1024));
+      const perSm = Math.max(1, Math.min(Math.floor(2048 / threads), Math.floor(65536 / (Math.max(1, regs) * threads)), bySmem));
       n = perSm * this.l.smCount;
-      this.resident.set(name, n);
+      this.resident.set(key, n);
     }
     return n;
   }

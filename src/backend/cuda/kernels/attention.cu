@@ -270,6 +270,7 @@ MOPT_DEV void attn_decode_body(const AttnLayout& L, float scale, float* part, co
 /** Merges the decode splits of every row: out = sum o_z e^(m_z - M) / sum l_z e^(m_z - M), lse = M + log(l). */
 template <class T>
 MOPT_DEV void attn_combine_body(const AttnLayout& L, typename T::S* out, float* lse, const float* part, i64_t splits) {
+  pdl_trigger();  // the decode step's o_proj GEMV may start prefetching its weights
   const float NEG_INF = -m_inf(0.f);
   const u64_t d = (u64_t)L.D, n = (u64_t)(L.B * L.H * L.S) * d, w = d + 2;
   for (u64_t e = global_thread(); e < n; e += global_threads()) {

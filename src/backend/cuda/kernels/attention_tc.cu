@@ -101,15 +101,15 @@ MOPT_DEV void attn_fwd_tc_body(const AttnLayout& L, float scale, u16_t* out, flo
     float sum[2] = {0.f, 0.f};
 #pragma unroll
     for (int j = 0; j < NS; j++) {
-      u16_t w[4];
+      float w[4];
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const int hr = e >> 1;
         const float p = s[j][e] == NEG_INF ? 0.f : exp2f(s[j][e] - m[hr]);
         sum[hr] += p;
-        w[e] = (u16_t)T::store(p);
+        w[e] = p;
       }
-      tc_pack_c_to_a<NS / 2>(pa, j, w);
+      tc_pack_c_to_a<T, NS / 2>(pa, j, w);
     }
 #pragma unroll
     for (int hr = 0; hr < 2; hr++) l[hr] = l[hr] * alpha[hr] + sum[hr];  // per-lane partial; alpha is per row

@@ -42,6 +42,24 @@ template <> struct TcMma<dt::f16> {
 
 MOPT_DEV u32_t tc_pack(u16_t lo, u16_t hi) { return (u32_t)lo | ((u32_t)hi << 16); }
 
+/**
+ * Two float32 values rounded to T and packed (lo in the low half): one cvt.rn instruction instead of the
+ * generic integer rounding of T::store (~10 ALU operations per value, which made the integer pipe the
+ * busiest one in these kernels). Round to nearest even, so every finite value gives T::store's bits; only
+ * NaN payloads may differ (never an input of these roundings: probabilities and gradients of finite scores).
+ */
+template <class T> MOPT_DEV u32_t tc_store2(float lo, float hi);
+template <> __device__ __forceinline__ u32_t tc_store2<dt::bf16>(float lo, float hi) {
+  u32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+template <> __device__ __forceinline__ u32_t tc_store2<dt::f16>(float lo, float hi) {
+  u32_t r;
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
 /** Shared-memory pitch (in 16-bit elements) of the K and V tiles [BK][P]: rows 16-byte aligned, and the 8
  * rows one fragment load or ldmatrix phase touches start in distinct bank quads. */
 template <int D> struct TcTile {
@@ -144,12 +162,12 @@ MOPT_DEV void tc_mma_ab(float (&acc)[NO][4], const u32_t (&a)[NK][4], const u16_
     }
 }
 
-/** Packs accumulator block j (4 values already rounded to 16 bits) into the A fragments of k16 block j / 2. */
-template <int NK>
-MOPT_DEV void tc_pack_c_to_a(u32_t (&a)[NK][4], int j, const u16_t (&w)[4]) {
+/** Rounds accumulator block j (4 float32 values) to T and packs it into the A fragments of k16 block j / 2. */
+template <class T, int NK>
+MOPT_DEV void tc_pack_c_to_a(u32_t (&a)[NK][4], int j, const float (&w)[4]) {
   // block j covers columns 8j..8j+7: the low (j even) or high (j odd) 8 columns of k16 block j/2
-  a[j / 2][(j & 1) * 2 + 0] = tc_pack(w[0], w[1]);  // row g
-  a[j / 2][(j & 1) * 2 + 1] = tc_pack(w[2], w[3]);  // row g + 8
+  a[j / 2][(j & 1) * 2 + 0] = tc_store2<T>(w[0], w[1]);  // row g
+  a[j / 2][(j & 1) * 2 + 1] = tc_store2<T>(w[2], w[3]);  // row g + 8
 }
 
 /**

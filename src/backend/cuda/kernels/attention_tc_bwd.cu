@@ -87,16 +87,16 @@ MOPT_DEV void attn_bwd_dq_tc_body(const AttnLayout& L, float scale, u16_t* gq, c
     u32_t da[NS / 2][4];
 #pragma unroll
     for (int j = 0; j < NS; j++) {
-      u16_t w[4];
+      float w[4];
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const int hr = e >> 1;
         const i64_t t = t0 + 8 * j + 2 * c + (e & 1);
         const bool ok = full || (t < L.T && visible(L, p0 + 8 * hr, t));
         const float p = ok ? exp2f(fmaf(s[j][e], scale2, -lr[hr])) : 0.f;
-        w[e] = (u16_t)T::store(p * (dp[j][e] - dr[hr]) * scale);
+        w[e] = p * (dp[j][e] - dr[hr]) * scale;
       }
-      tc_pack_c_to_a<NS / 2>(da, j, w);
+      tc_pack_c_to_a<T, NS / 2>(da, j, w);
     }
     tc_mma_ab<T, P, NS / 2, NO>(acc, da, Ks);  // dQ += dS K
   }
@@ -209,18 +209,18 @@ MOPT_DEV void attn_bwd_dkv_tc_body(const AttnLayout& L, float scale, u16_t* gk, 
     u32_t pa[NQ / 2][4], da[NQ / 2][4];
 #pragma unroll
     for (int j = 0; j < NQ; j++) {
-      u16_t wp[4], wd[4];
+      float wp[4], wd[4];
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const int qc = 8 * j + 2 * c + (e & 1);
         const i64_t t = tr + 8 * (e >> 1), s = s0 + qc;
         const bool ok = full || (s < L.S && t < L.T && visible(L, L.past + s, t));
         const float p = ok ? exp2f(fmaf(st[j][e], scale2, -ls[qc])) : 0.f;
-        wp[e] = (u16_t)T::store(p);
-        wd[e] = (u16_t)T::store(p * (dpt[j][e] - dl[qc]) * scale);
+        wp[e] = p;
+        wd[e] = p * (dpt[j][e] - dl[qc]) * scale;
       }
-      tc_pack_c_to_a<NQ / 2>(pa, j, wp);
-      tc_pack_c_to_a<NQ / 2>(da, j, wd);
+      tc_pack_c_to_a<T, NQ / 2>(pa, j, wp);
+      tc_pack_c_to_a<T, NQ / 2>(da, j, wd);
     }
     tc_mma_ab<T, P, NQ / 2, NO>(dv, pa, Gs);  // dV += P^T dO
     tc_mma_ab<T, P, NQ / 2, NO>(dk, da, Qs);  // dK += dS^T Q

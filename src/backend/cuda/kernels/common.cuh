@@ -23,6 +23,19 @@
 // can have (float64 math otherwise may: CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES on sm_90).
 #define MOPT_KERNEL extern "C" __global__ void __launch_bounds__(256)
 
+// Programmatic dependent launch (sm_90+; no-ops elsewhere and for kernels launched without the attribute):
+// pdl_wait() blocks until the grid this kernel programmatically depends on has finished and its writes are
+// visible (it must come before reading anything that grid wrote, or writing anything it reads);
+// pdl_trigger() lets the next grid, if launched as a programmatic dependent, start its CTAs (and its
+// independent prologue, e.g. weight prefetch) while this one still runs.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define pdl_wait() asm volatile("griddepcontrol.wait;" ::: "memory")
+#define pdl_trigger() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define pdl_wait() ((void)0)
+#define pdl_trigger() ((void)0)
+#endif
+
 typedef long long i64_t;
 typedef unsigned long long u64_t;
 typedef unsigned int u32_t;

@@ -103,5 +103,43 @@ MOPT_DEV typename Acc<T>::type swiglu_one(typename T::S gs, typename T::S us) {
   return silu * (C)T::load(us);
 }
 
+/**
+ * RMSNorm's per-row pieces (rmsnorm.cu, and the GEMV prologue of gemv.cu that must give the same bits):
+ * the sum of squares of a unit-stride, 16-byte aligned row as a block of `threads` threads forms it (thread
+ * t takes vectors t, t + threads, ... in order; threads >= `threads` contribute 0, which leaves block_sum's
+ * result unchanged), rstd from that sum, and one output element.
+ */
+template <class T>
+MOPT_DEV typename Acc<T>::type rms_sumsq_vec(const typename T::S* xr, i64_t d, int threads) {
+  typedef typename Acc<T>::type A;
+  constexpr int N = VecN<typename T::S>::N;
+  A ss = A(0);
+  if ((int)threadIdx.x < threads)
+    for (i64_t v = threadIdx.x; v < d / N; v += threads) {
+      const Vec<typename T::S, N> xv = vec_load<N>(xr, v);
+#pragma unroll
+      for (int e = 0; e < N; e++) {
+        const A a = T::load(xv.v[e]);
+        ss += a * a;
+      }
+    }
+  return ss;
+}
+/** 1/sqrt(mean + eps): the mean, mean + eps and 1/sqrt each rounded to A from float64 (as the CPU does). */
+template <class A>
+MOPT_DEV A rms_rstd(A sumsq, i64_t d, double eps) {
+  const A mean = sumsq / (A)d;
+  return (A)(1.0 / sqrt((double)(A)((double)mean + eps)));
+}
+/**
+ * weight * round_T(x * rstd): the normalised value is rounded to T (transformers casts back before the
+ * weight multiply); the product of two 16-bit values is exact in float32, so it rounds once.
+ */
+template <class T>
+MOPT_DEV typename T::S rms_elem(typename T::S x, typename T::S w, typename Acc<T>::type rs) {
+  typedef typename Acc<T>::type A;
+  return T::store((A)T::load(w) * round_to<T>((A)T::load(x) * rs));
+}
+
 /** The dynamic shared memory of a fused kernel, 16-byte aligned (16-byte loads); one symbol per module. */
 alignas(16) extern __shared__ unsigned char fused_smem[];

@@ -28,39 +28,25 @@ MOPT_DEV void rms_norm_body(typename T::S* out, float* rstd, const typename T::S
     S* o = out + r * d;
     A ss = A(0);
     if (vec) {
-      for (i64_t v = threadIdx.x; v < d / N; v += blockDim.x) {
-        const Vec<S, N> xv = vec_load<N>(xr, v);
-#pragma unroll
-        for (int e = 0; e < N; e++) {
-          const A a = T::load(xv.v[e]);
-          ss += a * a;
-        }
-      }
+      ss = rms_sumsq_vec<T>(xr, d, blockDim.x);
     } else {
       for (i64_t j = threadIdx.x; j < d; j += blockDim.x) {
         const A v = T::load(xr[j * x_col]);
         ss += v * v;
       }
     }
-    ss = block_sum(ss, part);
-    const A mean = ss / (A)d;
-    const A rs = (A)(1.0 / sqrt((double)(A)((double)mean + eps)));
+    const A rs = rms_rstd<A>(block_sum(ss, part), d, eps);
     if (threadIdx.x == 0) rstd[r] = (float)rs;
-    // the normalised value is rounded to T; the product of two values of a 16-bit format is exact in
-    // float32, so the weight multiply rounds once
     if (vec) {
       for (i64_t v = threadIdx.x; v < d / N; v += blockDim.x) {
         const Vec<S, N> xv = vec_load<N>(xr, v), wv = vec_load<N>(w, v);
         Vec<S, N> ov;
 #pragma unroll
-        for (int e = 0; e < N; e++) ov.v[e] = T::store((A)T::load(wv.v[e]) * round_to<T>((A)T::load(xv.v[e]) * rs));
+        for (int e = 0; e < N; e++) ov.v[e] = rms_elem<T>(xv.v[e], wv.v[e], rs);
         vec_store<N>(o, v, ov);
       }
     } else {
-      for (i64_t j = threadIdx.x; j < d; j += blockDim.x) {
-        const A normed = round_to<T>((A)T::load(xr[j * x_col]) * rs);
-        o[j] = T::store((A)T::load(w[j * w_col]) * normed);
-      }
+      for (i64_t j = threadIdx.x; j < d; j += blockDim.x) o[j] = rms_elem<T>(xr[j * x_col], w[j * w_col], rs);
     }
   }
 }
