@@ -4,7 +4,11 @@ safetensors + transformers, dequantizes every quantized Linear per ../shared/doc
 from the doc, not from mopt's code), simulates the activation quantizers with forward pre-hooks
 (pre_quant_scale, then FP8 / INT8 static, NVFP4 dynamic blocks with the calibrated global scale, MXFP8
 dynamic blocks), runs the model in float32 on the token ids of IDS and compares its logits with mopt's
-(`mopt forward --model CKPT --ids-file IDS --out LOGITS`, computed beforehand).
+(`mopt forward --model CKPT --ids-file IDS --out LOGITS`, computed beforehand). MIXED_PRECISION checkpoints
+take each Linear's quant_algo from quantized_layers. W4A8_AWQ weights are the INT4 groups (as W4A16_AWQ) then
+an FP8 per-tensor round trip with weight_scale_2 (docs/export.md). A Linear with an input_scale but no
+weight_scale (mopt's W4A8 down_proj whose in dim the INT4 groups do not fit) keeps a float weight and gets the
+checkpoint's activation quantizer.
 
     python3 scripts/check_modelopt_export.py CKPT IDS.npy|IDS.json MOPT_LOGITS.npy [--json OUT.json]
 
@@ -47,6 +51,26 @@ def unpack_low_first(packed, cols):
     return torch.stack([lo, hi], dim=-1).reshape(packed.shape[0], cols)
 
 
+# the activation quantizer of each quant_algo (weight-only ones have none)
+ACT_KIND = {"FP8": "FP8", "W8A8_SQ_PER_CHANNEL": "INT8", "W4A8_AWQ": "FP8", "NVFP4": "NVFP4", "NVFP4_AWQ": "NVFP4", "MXFP8": "MXFP8", "MXFP4": "MXFP4"}
+
+
+def fp8_qdq(x, scale):
+    """FP8 E4M3 per tensor: x / scale clamped to +-448, cast with round to nearest even, times scale."""
+    return (x / scale).clamp(-448, 448).to(torch.float8_e4m3fn).float() * scale
+
+
+def int4_groups(w, s, out, inp):
+    """INT4 packed along the output dim (row 2j low nibble, 2j+1 high, two's complement) times its group scales."""
+    lo = (w & 0xF).to(torch.int16)
+    hi = (w >> 4).to(torch.int16)
+    lo = torch.where(lo > 7, lo - 16, lo)
+    hi = torch.where(hi > 7, hi - 16, hi)
+    q = torch.stack([lo, hi], dim=1).reshape(out, inp).float()
+    g = inp // s.shape[1]
+    return q * s.float().repeat_interleave(g, dim=1)
+
+
 def dequantize(algo, t, name, shape):
     w = t[name + ".weight"]
     s = t[name + ".weight_scale"]
@@ -56,13 +80,10 @@ def dequantize(algo, t, name, shape):
     if algo == "W8A8_SQ_PER_CHANNEL":
         return w.float() * s.float()[:, None]
     if algo == "W4A16_AWQ":
-        lo = (w & 0xF).to(torch.int16)
-        hi = (w >> 4).to(torch.int16)
-        lo = torch.where(lo > 7, lo - 16, lo)
-        hi = torch.where(hi > 7, hi - 16, hi)
-        q = torch.stack([lo, hi], dim=1).reshape(out, inp).float()  # row 2j low nibble, 2j+1 high
-        g = inp // s.shape[1]
-        return q * s.float().repeat_interleave(g, dim=1)
+        return int4_groups(w, s, out, inp)
+    if algo == "W4A8_AWQ":
+        # weight_scale is the INT4 stage's own (not divided by weight_scale_2); the FP8 stage runs on its output
+        return fp8_qdq(int4_groups(w, s, out, inp), t[name + ".weight_scale_2"].float())
     if algo in ("NVFP4", "NVFP4_AWQ", "W4A16_NVFP4"):
         vals = e2m1_values(unpack_low_first(w, inp))
         block = s.view(torch.float8_e4m3fn).float() * t[name + ".weight_scale_2"].float()
@@ -76,31 +97,32 @@ def dequantize(algo, t, name, shape):
     raise SystemExit(f"{algo}: not covered by this check")
 
 
-def act_quantizer(algo, t, name):
+def act_quantizer(kind, t, name):
+    """pre_quant_scale, then the activation quantizer `kind` (None: smoothing only)."""
     pqs = t.get(name + ".pre_quant_scale")
     scale = t.get(name + ".input_scale")
 
     def q(x):
         if pqs is not None:
             x = x * pqs.float()
-        if algo == "FP8":
-            return (x / scale).clamp(-448, 448).to(torch.float8_e4m3fn).float() * scale
-        if algo == "W8A8_SQ_PER_CHANNEL":
+        if kind == "FP8":
+            return fp8_qdq(x, scale)
+        if kind == "INT8":
             return torch.round(x / scale).clamp(-128, 127) * scale
-        if algo in ("NVFP4", "NVFP4_AWQ"):
+        if kind == "NVFP4":
             s2 = scale.float()
             xb = x.reshape(*x.shape[:-1], -1, 16)
             bs = (xb.abs().amax(-1, keepdim=True) / (6 * s2)).clamp(max=448).to(torch.float8_e4m3fn).float()
             div = bs * s2
             y = torch.where(div > 0, e2m1_round(xb / torch.where(div > 0, div, torch.ones_like(div))) * div, torch.zeros_like(xb))
             return y.reshape(x.shape)
-        if algo == "MXFP8":
+        if kind == "MXFP8":
             xb = x.reshape(*x.shape[:-1], -1, 32)
             amax = xb.abs().amax(-1, keepdim=True)
             e = torch.ceil(torch.log2(torch.where(amax > 0, amax / 448, torch.ones_like(amax)))).clamp(-127, 127)
             sc = torch.pow(2.0, e)
             return ((xb / sc).to(torch.float8_e4m3fn).float() * sc).reshape(x.shape)
-        if algo == "MXFP4":
+        if kind == "MXFP4":
             xb = x.reshape(*x.shape[:-1], -1, 32)
             amax = xb.abs().amax(-1, keepdim=True)
             e = torch.ceil(torch.log2(torch.where(amax > 0, amax / 6, torch.ones_like(amax)))).clamp(-127, 127)
@@ -120,6 +142,9 @@ def main():
     a = ap.parse_args()
     hq = json.load(open(os.path.join(a.ckpt, "hf_quant_config.json")))["quantization"]
     algo = hq["quant_algo"]
+    layers = hq.get("quantized_layers", {}) if algo == "MIXED_PRECISION" else None
+    if algo == "MIXED_PRECISION" and not layers:
+        raise SystemExit("MIXED_PRECISION without quantized_layers")
     if hq.get("kv_cache_quant_algo"):
         raise SystemExit("KV-cache quantization is not simulated here: export without --kv-cache for this check")
     files = [f for f in os.listdir(a.ckpt) if f.endswith(".safetensors")]
@@ -132,17 +157,32 @@ def main():
         delattr(cfg, "quantization_config")
     model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32).eval()
     sd = {}
-    quantized = [k[: -len(".weight_scale")] for k in t if k.endswith(".weight_scale")]
+    scales = (".weight_scale", ".weight_scale_2", ".input_scale", ".pre_quant_scale")
+    quantized = sorted({k[: -len(".weight_scale")] for k in t if k.endswith(".weight_scale")})
+    hooked = sorted({k.rsplit(".", 1)[0] for k in t if k.endswith((".input_scale", ".pre_quant_scale"))})
+    if layers is not None and sorted(layers) != quantized:
+        raise SystemExit(f"quantized_layers {sorted(set(layers) ^ set(quantized))[:5]} disagree with the weight_scale tensors")
+    layer_algo = lambda name: layers[name]["quant_algo"] if layers is not None else algo
     for k, v in t.items():
-        if any(k.startswith(q + ".") for q in quantized):
+        if k.endswith(scales) or any(k == q + ".weight" for q in quantized):
             continue
         sd[k] = v.float()
     modules = dict(model.named_modules())
     for q in quantized:
-        shape = tuple(modules[q].weight.shape)
-        sd[q + ".weight"] = dequantize(algo, t, q, shape)
-        fq = act_quantizer(algo, t, q)
+        sd[q + ".weight"] = dequantize(layer_algo(q), t, q, tuple(modules[q].weight.shape))
+    activation_quantized = False
+    for q in hooked:
+        if q + ".input_scale" in t and q not in quantized and layers is not None:
+            raise SystemExit(f"{q}: input_scale without weight_scale in a MIXED_PRECISION checkpoint")
+        kind = ACT_KIND.get(layer_algo(q)) if q + ".input_scale" in t or layer_algo(q) in ("MXFP8", "MXFP4") else None
+        activation_quantized |= kind is not None
+        fq = act_quantizer(kind, t, q)
         modules[q].register_forward_pre_hook(lambda m, args, fq=fq: (fq(args[0]),))
+    for q in quantized:
+        if q not in hooked and layer_algo(q) in ("MXFP8", "MXFP4"):  # dynamic: no input_scale, still quantized
+            activation_quantized = True
+            fq = act_quantizer(layer_algo(q), t, q)
+            modules[q].register_forward_pre_hook(lambda m, args, fq=fq: (fq(args[0]),))
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [m for m in missing if not (cfg.tie_word_embeddings and m == "lm_head.weight")]
     if missing or unexpected:
@@ -156,8 +196,7 @@ def main():
         ref = model(ids).logits.float()
     got = torch.from_numpy(np.load(a.mopt_logits)).float()
     err = float((ref - got).norm() / ref.norm())
-    weight_only = algo in ("W4A16_AWQ", "W4A16_NVFP4")
-    tol = 1e-4 if weight_only else 2e-2
+    tol = 2e-2 if activation_quantized else 1e-4
     res = {"checkpoint": a.ckpt, "quant_algo": algo, "quantized_linears": len(quantized), "relative_logits_error": err, "tolerance": tol, "ok": err <= tol}
     print(json.dumps(res))
     if a.json:

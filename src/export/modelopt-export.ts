@@ -9,11 +9,12 @@ import { basename, join, resolve } from 'node:path';
 import { SafetensorsCheckpoint, writeShardedCheckpoint } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw-tensor.js';
 import { writeJsonAtomic } from '../io/json-file.js';
-import { layerPrefix } from '../models/decoder.js';
 import { linearNames, type QuantizedModel } from '../quant/ptq.js';
 import type { ActScheme } from '../quant/scheme.js';
 import { checkExportOut, writeStaged } from './staging.js';
-import { HF_QUANT_CONFIG, INPUT_BOUND, KV_BOUND, configQuantization, hfQuantConfig, quantAlgoOf, weightTensors, type QuantAlgo } from './modelopt-format.js';
+import { HF_QUANT_CONFIG, configQuantization, hfQuantConfig, type QuantAlgo } from './modelopt-format.js';
+import { INPUT_BOUND, KV_BOUND, weightTensors } from './modelopt-tensors.js';
+import { checkpointAlgo, kvScaleName } from './modelopt-plan.js';
 import { checkQuantizedTensors } from './modelopt-check.js';
 import type { ExportSummary } from './registry.js';
 import { writeHfFiles } from './hf-files.js';
@@ -21,7 +22,7 @@ import { writeHfFiles } from './hf-files.js';
 export const MOPT_VERSION = '0.1.0';
 
 export interface ExportOptions {
-  /** the quantization state's preset and KV preset (what quant_algo the checkpoint declares) */
+  /** the quantization state's preset (null: a custom recipe, exported per layer) and KV preset */
   preset: string | null;
   kvCache: string | null;
   /** replace a non-empty output directory */
@@ -49,35 +50,33 @@ export function exportModelopt(q: QuantizedModel, source: string, out: string, o
 
 /** The checkpoint's tensors and metadata, checked; q must not be applied yet (its source weights are needed). */
 export function prepareModelopt(q: QuantizedModel, source: string, o: Pick<ExportOptions, 'preset' | 'kvCache'>): PreparedExport {
-  const algo = quantAlgoOf(o.preset, o.kvCache, int4Group(q));
   const codes = q.weightCodes();
+  const excluded = linearNames(q.model).filter((l) => !codes.has(l)).map((l) => (l === 'model.embed_tokens' ? 'lm_head' : l));
+  // static input scales of every quantized input, also of a Linear whose weight stays unquantized (W4A8's FP8
+  // input on a weight its INT4 groups do not fit): the loader plans that input from the tensor's presence
+  const inputScales = new Map<string, RawTensor>();
+  for (const x of q.quantizers) {
+    const bound = x.role === 'input' && x.scheme !== null ? INPUT_BOUND[(x.scheme as ActScheme).kind as keyof typeof INPUT_BOUND] : undefined;
+    if (bound !== undefined) inputScales.set(`${x.module}.input_scale`, scalar(x.amax! / bound));
+  }
+  const algo = checkpointAlgo(q, { preset: o.preset, kvCache: o.kvCache, exclude: excluded, hasInputScale: (l) => inputScales.has(`${l}.input_scale`) });
   const tensors = new Map<string, RawTensor>();
   const ckpt = SafetensorsCheckpoint.open(source);
   try {
     for (const name of ckpt.names()) {
       const lin = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : null;
       const c = lin === null ? undefined : codes.get(lin);
-      if (lin === null || c === undefined) {
-        tensors.set(name, ckpt.read(name));
-        continue;
-      }
-      for (const [suffix, t] of Object.entries(weightTensors(c.codes))) tensors.set(`${lin}.${suffix}`, t);
-      const input = q.quantizers.find((x) => x.name === `${lin}.input_quantizer` && x.scheme !== null);
-      const bound = input ? INPUT_BOUND[(input.scheme as ActScheme).kind as keyof typeof INPUT_BOUND] : undefined;
-      if (input && bound !== undefined) tensors.set(`${lin}.input_scale`, scalar(input.amax! / bound));
-      const smooth = q.smooth.get(lin);
-      if (smooth !== undefined) tensors.set(`${lin}.pre_quant_scale`, { dtype: 'float32', shape: [smooth.length], data: smooth });
+      if (lin === null || c === undefined) tensors.set(name, ckpt.read(name));
+      else for (const [suffix, t] of Object.entries(weightTensors(c.codes))) tensors.set(`${lin}.${suffix}`, t);
     }
   } finally {
     ckpt.close();
   }
-  for (let i = 0; i < q.model.config.numLayers; i++) {
-    for (const [which, proj] of [['k', 'k_proj'], ['v', 'v_proj']] as const) {
-      const kv = q.quantizers.find((x) => x.name === `${layerPrefix(i)}.self_attn.${which}_bmm_quantizer` && x.scheme !== null);
-      if (kv) tensors.set(`${layerPrefix(i)}.self_attn.${proj}.${which}_scale`, scalar(kv.amax! / KV_BOUND));
-    }
+  for (const [name, t] of inputScales) tensors.set(name, t);
+  for (const [lin, c] of q.smooth) tensors.set(`${lin}.pre_quant_scale`, { dtype: 'float32', shape: [c.length], data: c });
+  for (const kv of q.quantizers) {
+    if (kv.role === 'kv' && kv.scheme !== null) tensors.set(kvScaleName(Number(kv.module), kv.name.endsWith('k_bmm_quantizer') ? 'k' : 'v'), scalar(kv.amax! / KV_BOUND));
   }
-  const excluded = linearNames(q.model).filter((l) => !codes.has(l)).map((l) => (l === 'model.embed_tokens' ? 'lm_head' : l));
   checkQuantizedTensors(q, algo, (name) => tensors.get(name), `export of ${source}`);
   return { source, algo, tensors, excluded, quantizedLinears: codes.size };
 }
@@ -100,9 +99,3 @@ function writeConfigs(source: string, dir: string, algo: QuantAlgo, excluded: re
 }
 
 const scalar = (v: number): RawTensor => ({ dtype: 'float32', shape: [], data: Float32Array.of(v) });
-
-/** The INT4 group size the plan uses (for group_size in the config), or null. */
-function int4Group(q: QuantizedModel): number | null {
-  for (const x of q.quantizers) if (x.scheme !== null && 'groupSize' in x.scheme) return x.scheme.groupSize;
-  return null;
-}

@@ -130,17 +130,15 @@ export function actMisfit(a: ActScheme | KvScheme, hidden: number): string | nul
 /**
  * The per-tensor amax that fused siblings (q/k/v, gate/up) share on export: NVFP4's global scale and W4A8's
  * FP8 stage take the max over the group, and the block scales follow from it (formats.md, Model Optimizer
- * `_fuse_shared_input_modules`). Null for every other scheme, FP8 per tensor included: the export keeps each
- * sibling's own FP8 weight_scale.
+ * `_fuse_shared_input_modules`). W4A8's is max |W| of the unquantized weight, as Model Optimizer calibrates
+ * its second stage (formats/w4a8.ts). Null for every other scheme, FP8 per tensor included: the export keeps
+ * each sibling's own FP8 weight_scale.
  */
 export function tensorAmax(w: WeightScheme, x: Float32Array, shape: Shape2): number | null {
   switch (w.kind) {
     case 'nvfp4':
+    case 'w4a8':
       return absMax(x, 0, x.length);
-    case 'w4a8': {
-      const q = int4.fakeQuantize(x, shape, { groupSize: w.groupSize });
-      return absMax(q, 0, q.length);
-    }
     default:
       return null;
   }
@@ -165,7 +163,7 @@ export function quantizeWeight(w: WeightScheme, x: Float32Array, shape: Shape2, 
     case 'int4':
       return int4.quantize(x, shape, { groupSize: w.groupSize, ...(blockAmax ? { blockAmax } : {}) });
     case 'w4a8':
-      return w4a8.quantize(x, shape, { groupSize: w.groupSize });
+      return w4a8.quantize(x, shape, { groupSize: w.groupSize }, shared);
     case 'nvfp4':
       return nvfp4.quantize(x, shape, shared, blockAmax);
     case 'mxfp8':
@@ -197,12 +195,10 @@ export function dequantizeWeight(q: QuantizedWeight): Float32Array {
 
 /**
  * Quantize -> dequantize of a weight [out, in] (float32 values), bit-exact with the export path; `shared` is
- * the per-tensor amax of a fused sibling group (tensorAmax), else the weight's own is used. W4A8 is Model
- * Optimizer's two-stage fake quantization (INT4 groups, then FP8 per tensor), which its export does not
- * reproduce one for one.
+ * the per-tensor amax of a fused sibling group (tensorAmax), else the weight's own is used. W4A8's dequantize
+ * runs both stages (INT4 groups, then FP8 per tensor), so its export reproduces it too.
  */
 export function fakeQuantWeight(w: WeightScheme, x: Float32Array, shape: Shape2, shared?: number): Float32Array {
-  if (w.kind === 'w4a8') return w4a8.fakeQuantize(x, shape, { groupSize: w.groupSize }, shared);
   return dequantizeWeight(quantizeWeight(w, x, shape, shared));
 }
 

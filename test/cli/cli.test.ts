@@ -169,9 +169,13 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
     assert.equal(g.code, 0, g.stderr);
     const gx = mopt('export', '--from', gs, '--out', join(out, 'gptq-hf'), '--json');
     assert.equal(gx.code, 0, gx.stderr);
-    const wq = mopt('quantize', '--model', STORIES_HF, '--format', 'w4a8_awq', '--calib-data', text, '--out', join(out, 'two'), '--export-format', 'modelopt');
-    assert.equal(wq.code, 1);
-    assert.match(wq.stderr, /export of the w4a8_awq preset is not implemented yet/);
+    // W4A8 exports (INT4 + FP8 two-stage scales) and loads back in eval
+    const wq = mopt('quantize', '--model', STORIES_HF, '--format', 'w4a8_awq', '--group-size', '32', '--calib-data', text, '--calib-samples', '2',
+      '--seq-len', '64', '--eval-windows', '0', '--out', join(out, 'two'), '--export-format', 'modelopt');
+    assert.equal(wq.code, 0, wq.stderr);
+    assert.equal((JSON.parse(readFileSync(join(out, 'two', 'hf_quant_config.json'), 'utf8')) as { quantization: { quant_algo: string } }).quantization.quant_algo, 'W4A8_AWQ');
+    const we = mopt('eval', 'ppl', '--model', join(out, 'two'), '--data', held, '--seq-len', '64', '--max-tokens', '64', '--json');
+    assert.equal(we.code, 0, we.stderr);
     const self = mopt('eval', 'ppl', '--model', STORIES_HF, '--kl-base', STORIES_HF, '--data', held, '--seq-len', '128', '--max-tokens', '128', '--json');
     assert.equal((JSON.parse(self.stdout) as { kl: number }).kl, 0);
     // mistakes: one line, exit 1

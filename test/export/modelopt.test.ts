@@ -15,11 +15,11 @@ import { loadModelopt } from '../../src/export/modelopt-load.js';
 import { perplexity } from '../../src/eval/perplexity.js';
 import { e2m1ToF32 } from '../../src/tensor/codecs.js';
 import { logits, quantized, tmp, windows, type ExportCase, brokenCopy } from '../helpers/export-cases.js';
-import { int4Reference, mxfp4Reference, nvfp4Reference } from '../helpers/quant-references.js';
+import { int4Reference, mxfp4Reference, nvfp4Reference, packInt4Rows, w4a8Reference } from '../helpers/quant-references.js';
 import { DATA_SKIP, STORIES_HF } from '../helpers/paths.js';
 
 const CASES: ExportCase[] = [
-  { preset: 'fp8', kv: 'fp8' }, { preset: 'int8_sq' }, { preset: 'int4_awq', group: 32 }, { preset: 'nvfp4', kv: 'fp8' },
+  { preset: 'fp8', kv: 'fp8' }, { preset: 'int8_sq' }, { preset: 'int4_awq', group: 32 }, { preset: 'w4a8_awq', group: 32, kv: 'fp8' }, { preset: 'nvfp4', kv: 'fp8' },
   { preset: 'nvfp4_awq', kv: 'nvfp4' }, { preset: 'w4a16_nvfp4' }, { preset: 'mxfp8' }, { preset: 'mxfp4' },
   // weights the algorithm quantizes itself: exported from the values and the static scales it recorded
   { preset: 'int4_awq', group: 32, algorithm: 'gptq' }, { preset: 'int4_awq', group: 32, algorithm: 'awq_full' }, { preset: 'w4a16_nvfp4', algorithm: 'mse' },
@@ -50,8 +50,8 @@ test('modelopt export -> load back equals the fake-quantized model (stories260K,
       assert.equal(cfg.quantization_config.quant_method, 'modelopt');
       assert.equal(cfg.quantization_config.quant_algo, s.quantAlgo);
       assert.ok(readdirSync(out).includes('tokenizer.json'));
-      if (c.preset.includes('nvfp4') && c.algorithm !== 'awq_clip') {
-        // fused siblings share one global scale, as engines that fuse q/k/v and gate/up require
+      if ((c.preset.includes('nvfp4') || c.preset === 'w4a8_awq') && c.algorithm !== 'awq_clip') {
+        // fused siblings share one global scale (NVFP4) / FP8-stage scale (W4A8), as engines that fuse q/k/v and gate/up require
         const f = SafetensorsFile.open(join(out, 'model.safetensors'));
         const s2 = (m: string): number => (f.read(`model.layers.1.${m}.weight_scale_2`).data as Float32Array)[0]!;
         assert.ok(s2('self_attn.q_proj') === s2('self_attn.k_proj') && s2('self_attn.k_proj') === s2('self_attn.v_proj'), `${c.preset} ${c.algorithm}: q/k/v weight_scale_2 differ`);
@@ -84,7 +84,7 @@ test('a modelopt export above the shard size is sharded with an index and loads 
   }
 });
 
-test('exported NVFP4 and INT4 bytes re-derived from the source weights and recorded amax (independent implementation)', { skip: DATA_SKIP }, () => {
+test('exported NVFP4, INT4 and W4A8 bytes re-derived from the source weights and recorded amax (independent implementation)', { skip: DATA_SKIP }, () => {
   const split = windows(2, 0);
   const src = SafetensorsFile.open(join(STORIES_HF, 'model.safetensors'));
   const dir = tmp();
@@ -112,11 +112,25 @@ test('exported NVFP4 and INT4 bytes re-derived from the source weights and recor
     const g = w('model.layers.2.mlp.gate_proj.weight');
     const [rows, cols] = g.shape as [number, number];
     const { q, scales } = int4Reference(g.data as Float32Array, rows, cols, 32);
-    const packed = new Uint8Array((rows / 2) * cols);
-    for (let j = 0; j < rows / 2; j++) for (let i = 0; i < cols; i++) packed[j * cols + i] = (q[2 * j * cols + i]! & 0xf) | ((q[(2 * j + 1) * cols + i]! & 0xf) << 4);
-    assert.deepEqual(o4.read('model.layers.2.mlp.gate_proj.weight').data, packed);
+    assert.deepEqual(o4.read('model.layers.2.mlp.gate_proj.weight').data, packInt4Rows(q, rows, cols));
     assert.deepEqual(o4.read('model.layers.2.mlp.gate_proj.weight_scale').data, scales);
     o4.close();
+    // W4A8 (RTN, g32): W4A16's codes and group scales, weight_scale_2 = max |W| over gate/up / 448, input_scale = amax/448
+    const w8 = quantized({ preset: 'w4a8_awq', group: 32, algorithm: 'max' }, split.calib);
+    exportModelopt(w8, STORIES_HF, join(dir, 'w8'), { preset: 'w4a8_awq', kvCache: null });
+    const o8 = SafetensorsFile.open(join(dir, 'w8', 'model.safetensors'));
+    const m = 'model.layers.2.mlp';
+    const amax2 = Math.max(...['gate_proj', 'up_proj'].map((x) => Math.max(...Array.from(w(`${m}.${x}.weight`).data as Float32Array, Math.abs))));
+    const ref8 = w4a8Reference(g.data as Float32Array, rows, cols, 32, amax2);
+    assert.deepEqual(o8.read(`${m}.gate_proj.weight`).data, ref8.codes);
+    assert.deepEqual(o8.read(`${m}.gate_proj.weight_scale`).data, ref8.scales);
+    assert.equal((o8.read(`${m}.gate_proj.weight_scale_2`).data as Float32Array)[0], ref8.s2);
+    assert.equal((o8.read(`${m}.up_proj.weight_scale_2`).data as Float32Array)[0], ref8.s2);
+    assert.equal((o8.read(`${m}.gate_proj.input_scale`).data as Float32Array)[0], Math.fround(w8.amaxValues()[`${m}.gate_proj.input_quantizer`]! / 448));
+    assert.equal(o8.has(`${m}.down_proj.weight_scale`), false, 'down_proj (in 172) does not fit groups of 32');
+    const hq = JSON.parse(readFileSync(join(dir, 'w8', 'hf_quant_config.json'), 'utf8')) as { quantization: Record<string, unknown> };
+    assert.deepEqual(hq.quantization, { quant_algo: 'W4A8_AWQ', kv_cache_quant_algo: null, group_size: 32, has_zero_point: false, pre_quant_scale: true, exclude_modules: hq.quantization.exclude_modules });
+    o8.close();
     assert.equal(e2m1ToF32(0b1111), -6); // the sign is bit 3 (the reference above relies on it)
   } finally {
     src.close();
@@ -167,7 +181,6 @@ test('broken modelopt checkpoints are refused naming the tensor; --out is never 
     const q = quantized({ preset: 'nvfp4' }, split.calib);
     assert.throws(() => exportModelopt(q, STORIES_HF, STORIES_HF, { preset: 'nvfp4', kvCache: null }), /never modified/);
     assert.throws(() => exportModelopt(q, STORIES_HF, good, { preset: 'nvfp4', kvCache: null }), /pass --overwrite/);
-    assert.throws(() => exportModelopt(q, STORIES_HF, join(dir, 'x'), { preset: null, kvCache: null }), /custom recipe .* not implemented yet/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

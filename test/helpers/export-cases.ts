@@ -12,7 +12,7 @@ import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
 import { unfoldableSmoothing } from '../../src/export/compressed-tensors-fold.js';
 import type { RawTensor } from '../../src/io/raw-tensor.js';
 import { QuantizedModel } from '../../src/quant/ptq.js';
-import { applyGroupSize, presetRecipe, type Algorithm } from '../../src/quant/recipes/index.js';
+import { applyGroupSize, presetRecipe, type Algorithm, type Recipe } from '../../src/quant/recipes/index.js';
 import { calibrationSplit } from '../../src/quant/calib-data.js';
 import { smoothQuant } from '../../src/quant/algorithms/smoothquant.js';
 import { awqLite } from '../../src/quant/algorithms/awq.js';
@@ -25,7 +25,10 @@ import { SHARED_DATA, STORIES_HF } from './paths.js';
 const CALIB = join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt');
 
 export interface ExportCase {
+  /** a preset name, or a label when `recipe` is given */
   preset: string;
+  /** a custom recipe instead of the preset's (the preset name is then only a label) */
+  recipe?: Recipe;
   kv?: string;
   group?: number;
   algorithm?: Algorithm;
@@ -38,7 +41,7 @@ export interface ExportCase {
  * between the two (a test that edits the smoothing factors the calibration must then see).
  */
 export function quantized(c: ExportCase, calib: number[][], beforeCalibration?: (q: QuantizedModel) => void): QuantizedModel {
-  let recipe = presetRecipe(c.preset, c.kv);
+  let recipe = c.recipe ?? presetRecipe(c.preset, c.kv);
   if (c.group !== undefined) recipe = applyGroupSize(recipe, c.group);
   if (c.algorithm !== undefined) recipe = { ...recipe, algorithm: c.algorithm };
   const q = new QuantizedModel(loadModel(STORIES_HF), recipe);

@@ -75,3 +75,19 @@ export function int4Reference(w: Float32Array, rows: number, cols: number, g: nu
   }
   return { q, scales };
 }
+
+/** formats.md INT4 export packing: uint8 [rows/2, cols], byte[j, i] = q[2j, i] low nibble | q[2j+1, i] high nibble. */
+export function packInt4Rows(q: Int8Array, rows: number, cols: number): Uint8Array {
+  const packed = new Uint8Array((rows / 2) * cols);
+  for (let j = 0; j < rows / 2; j++) for (let i = 0; i < cols; i++) packed[j * cols + i] = (q[2 * j * cols + i]! & 0xf) | ((q[(2 * j + 1) * cols + i]! & 0xf) << 4);
+  return packed;
+}
+
+/**
+ * W4A8_AWQ (docs/export.md): the INT4 stage as int4Reference, packed like W4A16; weight_scale_2 = amax2/448
+ * in fp32, amax2 the max |W| of the unquantized weight (of its fused group).
+ */
+export function w4a8Reference(w: Float32Array, rows: number, cols: number, g: number, amax2: number): { codes: Uint8Array; scales: Float32Array; s2: number } {
+  const { q, scales } = int4Reference(w, rows, cols, g);
+  return { codes: packInt4Rows(q, rows, cols), scales, s2: Math.fround(amax2 / 448) };
+}

@@ -112,7 +112,7 @@ test('fp8-block: non-dividing shape → RangeError suggesting exclusion; NaN/inf
 
 // ---- w4a8 --------------------------------------------------------------------------------------------
 
-test('w4a8: weight_scale = group amax/7, weight_scale_2 = amax(int4 QDQ)/448, packing along out dim', () => {
+test('w4a8: weight_scale = group amax/7, weight_scale_2 = max |W|/448 (unquantized), packing along out dim, both stages', () => {
   const rows = 4, cols = 256, g = 128;
   const w = mat(rows * cols, 11);
   w[3] = 0.5 * f(w.slice(0, 128).reduce((m, v) => Math.max(m, Math.abs(v)), 0) / 7); // w/scale = 0.5: a half-way case for RNE
@@ -140,12 +140,18 @@ test('w4a8: weight_scale = group amax/7, weight_scale_2 = amax(int4 QDQ)/448, pa
       assert.equal(q.codes[j * cols + i], (codes[2 * j * cols + i]! & 0xf) | ((codes[(2 * j + 1) * cols + i]! & 0xf) << 4));
     }
   }
-  assert.deepEqual(Array.from(w4a8.dequantize(q)), Array.from(deq));
-  const amax2 = deq.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  assert.deepEqual(Array.from(w4a8.int4Stage(q)), Array.from(deq));
+  // Model Optimizer calibrates the FP8 stage with quantization off: its amax is max |W|, not max |INT4(W)|
+  const amax2 = w.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const s2 = f(amax2 / 448);
   assert.equal(q.scale2, s2);
+  const two = (x: number): number => f(e4m3Val(f(Math.min(Math.max(f(x / s2), -448), 448))) * s2);
   const y = w4a8.fakeQuantize(w, [rows, cols]);
-  for (let i = 0; i < y.length; i++) assert.ok(Object.is(y[i], f(e4m3Val(f(deq[i]! / s2)) * s2)), `fq ${i}`);
+  for (let i = 0; i < y.length; i++) assert.ok(Object.is(y[i], two(deq[i]!)), `fq ${i}`);
+  assert.deepEqual(Array.from(w4a8.dequantize(q)), Array.from(y), 'dequantize runs both stages from codes and scales');
+  // a fused group's shared amax sets weight_scale_2 (and values beyond it clamp to ±448 · s2)
+  const shared = w4a8.quantize(w, [rows, cols], {}, amax2 / 2);
+  assert.equal(shared.scale2, f(amax2 / 2 / 448));
 });
 
 test('w4a8: errors (odd out dim, non-dividing in dim, NaN position)', () => {

@@ -53,13 +53,23 @@ export function quantize(w: Float32Array, shape: Shape2, opts: Fp8Options = {}):
     scales[s] = arith === 'float32' ? amaxScale('fp8.quantize', amax, E4M3_MAX) : amax === 0 ? 1 : R(amax / E4M3_MAX);
   }
   const codes = new Uint8Array(w.length);
-  for (let i = 0; i < w.length; i++) {
-    const scale = scales[granularity === 'tensor' ? 0 : Math.floor(i / cols)]!;
-    // quotient rounded to the working precision like torch, then clamped to ±448 and cast with RNE
-    const q = R(w[i]! / scale);
-    codes[i] = f32ToE4M3(Math.min(Math.max(q, -E4M3_MAX), E4M3_MAX), true);
-  }
+  for (let i = 0; i < w.length; i++) codes[i] = e4m3Code(w[i]!, scales[granularity === 'tensor' ? 0 : Math.floor(i / cols)]!, R);
   return { codes, scales, meta: { format: 'fp8', granularity, arith, shape: [rows, cols] } };
+}
+
+/** The e4m3 code of v / scale: the quotient rounded to the working precision like torch, clamped to ±448, cast with RNE. */
+function e4m3Code(v: number, scale: number, R: (x: number) => number): number {
+  return f32ToE4M3(Math.min(Math.max(R(v / scale), -E4M3_MAX), E4M3_MAX), true);
+}
+
+/**
+ * Per-tensor FP8 quantize -> dequantize with a given fp32 scale (not an amax): W4A8's second stage, which a
+ * loader rebuilds from the stored weight_scale_2 alone. Same arithmetic as quantize + dequantize in float32.
+ */
+export function fakeQuantizeWithScale(w: Float32Array, scale: number): Float32Array {
+  const out = new Float32Array(w.length);
+  for (let i = 0; i < w.length; i++) out[i] = Math.fround(e4m3ToF32(e4m3Code(w[i]!, scale, Math.fround)) * scale);
+  return out;
 }
 
 export function dequantize(q: Fp8Quantized): Float32Array {
