@@ -3,7 +3,7 @@
 // (prepareRun), then per recipe the algorithm, calibration, fake quantization, the report and the outputs
 // (quantizeOnce), and the comparison table of --format all.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { atomicWriteFile, writeJsonAtomic } from '../io/json-file.js';
 import { renderHtml } from '../quant/report-html.js';
@@ -19,11 +19,9 @@ import { calibrationSplit, readDocuments, tokenWindows, type CalibrationSplit } 
 import { QuantizedModel, linearNames } from '../quant/ptq.js';
 import { quantizerRows, scoreAgainst, sizeSummary, type QuantReport } from '../quant/report.js';
 import { savePrequantized, saveState } from '../quant/state.js';
-import { gptq } from '../quant/algorithms/gptq.js';
-import { weightMse } from '../quant/algorithms/weight-mse.js';
-import { smoothQuant } from '../quant/algorithms/smoothquant.js';
-import { awqLite, awqLitePasses } from '../quant/algorithms/awq.js';
-import { awqClip } from '../quant/algorithms/awq-clip.js';
+import { algorithmPasses, runAlgorithm } from '../quant/algorithms/run.js';
+import { calibrateLayerwise, installLayerwise, planOnly } from '../quant/layerwise.js';
+import { onlyProgress, progressDir } from '../quant/layerwise-progress.js';
 import { exportFormat } from '../export/registry.js';
 import { SafetensorsCheckpoint } from '../io/safetensors.js';
 import { DTYPE_INFO } from '../tensor/dtype.js';
@@ -51,6 +49,8 @@ export interface QuantizeOptions {
   device: string;
   dtype: ComputeDType;
   json?: boolean;
+  /** calibrate one decoder layer at a time (src/quant/layerwise.ts), resumable from OUT/layerwise-progress */
+  layerwise?: boolean;
 }
 
 export interface RunContext {
@@ -58,8 +58,14 @@ export interface RunContext {
   split: CalibrationSplit;
   evalRows: number[][];
   evalTokens: number;
-  base: DecoderLM;
+  /** the original model, kept for scoring; null with --layerwise (loaded only while scoring) */
+  base: DecoderLM | null;
   before: PerplexityResult | null;
+}
+
+/** Frees a model's parameters (device memory is never left to the garbage collector). */
+function disposeModel(m: DecoderLM): void {
+  for (const t of m.params.values()) t.dispose();
 }
 
 /** Calibration and evaluation windows, the original model and its perplexity; `recipes` are checked first. */
@@ -68,10 +74,12 @@ export function prepareRun(o: QuantizeOptions, recipes: readonly Recipe[]): RunC
   const split = calibrationSplit(tok, o.calibData, o.calibSamples, o.seqLen, o.evalData === undefined ? o.evalWindows : 0);
   const evalRows = o.evalData === undefined ? split.heldOut : tokenWindows(tok, readDocuments(o.evalData), o.seqLen, o.evalWindows);
 
-  const base = loadModel(o.model, { dtype: o.dtype, device: o.device });
+  // with --layerwise the whole model is on the device only while the held-out text is scored
+  const load = () => loadModel(o.model, { dtype: o.dtype, device: o.device });
+  const base = o.layerwise === true ? null : load();
   for (const recipe of recipes) {
     // the plan alone (it does not change the model) says whether the recipe can run, before any long work
-    const needAmax = new QuantizedModel(base, recipe).calibrated();
+    const needAmax = (base === null ? planOnly(o.model, recipe, { dtype: o.dtype, device: o.device }) : new QuantizedModel(base, recipe)).calibrated();
     if (recipe.algorithm === 'none' && needAmax.length > 0) {
       throw new UserError(`algorithm none calibrates nothing, but ${needAmax[0]!.name} (${needAmax[0]!.scheme!.kind}) needs a calibrated amax; use --algorithm max (Model Optimizer uses none only for dynamic formats such as MX)`);
     }
@@ -80,7 +88,9 @@ export function prepareRun(o: QuantizeOptions, recipes: readonly Recipe[]): RunC
   let before = null;
   if (evalRows.length > 0) {
     const bar = new Progress('ppl (original)', evalTokens, ' tok');
-    before = perplexity(base, evalRows, (n) => bar.tick(n));
+    const m = base ?? load();
+    before = perplexity(m, evalRows, (n) => bar.tick(n));
+    if (base === null) disposeModel(m);
     bar.finish();
   }
   return { o, split, evalRows, evalTokens, base, before };
@@ -90,32 +100,30 @@ export function prepareRun(o: QuantizeOptions, recipes: readonly Recipe[]): RunC
 export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | null, out: string, exportTo: { format: string; overwrite?: boolean } | null): { report: QuantReport; exported: string | null; exportNotes: string[] } {
   const { o, split, evalRows, evalTokens, base, before } = ctx;
   const load = () => loadModel(o.model, { dtype: o.dtype, device: o.device });
-  const q = new QuantizedModel(load(), recipe);
-  // the export target may rule out parts of the plan before the algorithms run (e.g. smoothing it cannot fold)
-  if (exportTo !== null) exportFormat(exportTo.format).restrictPlan?.(q);
-  const awqPasses = recipe.algorithm === 'awq_lite' || recipe.algorithm === 'awq_full' ? awqLitePasses(q) : 0;
-  const passes = { smoothquant: 1, awq_lite: awqPasses, awq_clip: 1, awq_full: awqPasses + 1 }[recipe.algorithm as string];
-  if (passes !== undefined) {
-    const abar = new Progress(recipe.algorithm, passes * split.calib.length, ' windows');
-    const tick = (): void => abar.tick(1);
-    if (recipe.algorithm === 'smoothquant') smoothQuant(q, split.calib, o.sqAlpha, tick);
-    if (recipe.algorithm === 'awq_lite' || recipe.algorithm === 'awq_full') awqLite(q, split.calib, tick);
-    if (recipe.algorithm === 'awq_clip' || recipe.algorithm === 'awq_full') awqClip(q, split.calib, tick);
-    abar.finish();
-  }
-  if (recipe.algorithm === 'mse') weightMse(q);
-  if (recipe.algorithm === 'gptq') {
-    const gbar = new Progress('gptq', q.quantizers.filter((p) => p.role === 'weight' && p.scheme !== null).length, ' Linears');
-    let last = 0;
-    gptq(q, split.calib, (done) => {
-      gbar.tick(done - last);
-      last = done;
+  const restrict = (p: QuantizedModel): void => {
+    // the export target may rule out parts of the plan before the algorithms run (e.g. smoothing it cannot fold)
+    if (exportTo !== null) exportFormat(exportTo.format).restrictPlan?.(p);
+  };
+  const layerwiseDir = o.layerwise === true ? progressDir(out) : null;
+  let q: QuantizedModel;
+  if (layerwiseDir !== null) {
+    // calibration one layer at a time; the whole model is loaded only afterwards, to apply and score
+    const plan = planOnly(o.model, recipe, { dtype: o.dtype, device: o.device });
+    restrict(plan);
+    const result = calibrateLayerwise({
+      model: o.model, dtype: o.dtype, device: o.device, recipe, calibrator: o.calibrator as CalibratorName, sqAlpha: o.sqAlpha,
+      batches: split.calib, noSmoothing: plan.noSmoothing, progressDir: layerwiseDir,
+      progress: (label, total) => new Progress(`calibrate ${label}`, total, ' windows'),
+      onResume: (done, total) => process.stderr.write(`resuming layer-by-layer calibration from ${layerwiseDir}: ${done} of ${total} stages already done\n`),
     });
-    gbar.finish();
+    q = new QuantizedModel(load(), recipe);
+    restrict(q);
+    installLayerwise(q, result);
+  } else {
+    q = new QuantizedModel(load(), recipe);
+    restrict(q);
+    wholeModelCalibration(q, recipe, split.calib, o);
   }
-  const cbar = new Progress('calibrate', split.calib.length, ' windows');
-  q.calibrate(split.calib, o.calibrator as CalibratorName, () => cbar.tick(1));
-  cbar.finish();
   // the checkpoint's codes come from the source weights, before apply() replaces them
   const exported = exportTo === null ? null : exportFormat(exportTo.format).prepare(q, o.model, { preset, kvCache: o.kvCache ?? null, onnxInt4: o.onnxInt4, ggufType: o.ggufType, calibration: split.calib });
   const wbar: { p: Progress | null } = { p: null }; // created once apply() knows how many weights change
@@ -129,7 +137,9 @@ export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | n
   if (evalRows.length > 0) {
     // perplexity and KL from one pass over the held-out windows (both models once per window)
     const bar = new Progress('ppl + KL (quantized)', evalRows.reduce((t, r) => t + r.length, 0), ' tok');
-    const scored = scoreAgainst(base, q.model, evalRows, (n) => bar.tick(n));
+    const reference = base ?? load();
+    const scored = scoreAgainst(reference, q.model, evalRows, (n) => bar.tick(n));
+    if (base === null) disposeModel(reference);
     bar.finish();
     after = scored.ppl;
     kl = scored.kl;
@@ -150,8 +160,35 @@ export function quantizeOnce(ctx: RunContext, recipe: Recipe, preset: string | n
     saveState(dir, { ...(weights ? { weights } : {}), source: o.model, preset, kvCache: o.kvCache ?? null, calibrator: o.calibrator, recipe: recipeToData(recipe), amax: q.amaxValues(), smooth: q.smoothValues() });
   };
   if (exported === null) writeOutputs(out);
-  const summary = exported === null ? null : exported.write(out, { overwrite: exportTo?.overwrite, alsoWrite: writeOutputs });
+  // an export replaces --out as a whole: a directory holding only this run's layerwise progress is no user data
+  const overwrite = exportTo?.overwrite === true || (layerwiseDir !== null && onlyProgress(out));
+  const summary = exported === null ? null : exported.write(out, { overwrite, alsoWrite: writeOutputs });
+  // the outputs are complete: the progress of a layerwise run is no longer needed
+  if (layerwiseDir !== null) rmSync(layerwiseDir, { recursive: true, force: true });
   return { report, exported: exported?.quantAlgo ?? null, exportNotes: summary?.notes ?? [] };
+}
+
+/** The whole-model path: the recipe's algorithm over the whole model, then activation calibration. */
+function wholeModelCalibration(q: QuantizedModel, recipe: Recipe, calib: readonly (readonly number[])[], o: QuantizeOptions): void {
+  const passes = algorithmPasses(q, recipe.algorithm);
+  if (recipe.algorithm === 'gptq') {
+    const gbar = new Progress('gptq', q.quantizers.filter((p) => p.role === 'weight' && p.scheme !== null).length, ' Linears');
+    let last = 0;
+    runAlgorithm(q, recipe.algorithm, calib, { sqAlpha: o.sqAlpha, onLinears: (done) => {
+      gbar.tick(done - last);
+      last = done;
+    } });
+    gbar.finish();
+  } else if (passes > 0) {
+    const abar = new Progress(recipe.algorithm, passes * calib.length, ' windows');
+    runAlgorithm(q, recipe.algorithm, calib, { sqAlpha: o.sqAlpha, onBatch: () => abar.tick(1) });
+    abar.finish();
+  } else {
+    runAlgorithm(q, recipe.algorithm, calib, { sqAlpha: o.sqAlpha });
+  }
+  const cbar = new Progress('calibrate', calib.length, ' windows');
+  q.calibrate(calib, o.calibrator as CalibratorName, () => cbar.tick(1));
+  cbar.finish();
 }
 
 export interface ComparisonRow {

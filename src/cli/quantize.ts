@@ -16,6 +16,7 @@ import { EXPORT_FORMAT_NAMES, exportFormat } from '../export/registry.js';
 import { checkExportOut } from '../export/staging.js';
 import { GGUF_TYPES, parseGgufType } from '../export/gguf-export.js';
 import { comparison, formatComparison, prepareRun, quantizeOnce, type QuantizeOptions } from './quantize-run.js';
+import { onlyProgress } from '../quant/layerwise-progress.js';
 import { BUNDLED_MODEL_NAME, bundledCalibration, bundledHeldOut, bundledModelDir } from '../models/bundled.js';
 
 /** The main job's defaults without --model: the bundled model, its bundled text, NVFP4, small windows (minutes on a laptop CPU). */
@@ -64,6 +65,14 @@ export function registerQuantize(program: Command): void {
     .option('--onnx-int4 <form>', ONNX_INT4_HELP, parseOnnxInt4)
     .option('--gguf-type <type>', `with --export-format gguf: block type of the quantized Linears, ${GGUF_TYPES.join(', ')} (default q4_k)`, parseGgufType)
     .option('--overwrite', 'with --export-format: replace a non-empty --out')
+    .option(
+      '--layerwise',
+      'calibrate one decoder layer at a time (Model Optimizer\'s layerwise calibration): only that layer\'s weights are on the device, ' +
+        'with the hidden states of every calibration window, so calibration and the algorithm (SmoothQuant, AWQ, GPTQ, MSE) need one layer ' +
+        'plus activations instead of the whole model; same result as without it. Progress is saved after every layer in OUT/layerwise-progress: ' +
+        're-running the same command after an interruption resumes there (another model, recipe or calibration set is refused). Applying the ' +
+        'quantization, the held-out scoring and the export still load the whole model (skip scoring with --eval-windows 0)',
+    )
     .option('--json', 'print the report as JSON')
     .action((given: Partial<QuantizeOptions> & Omit<QuantizeOptions, 'model' | 'calibData' | 'out' | 'calibSamples' | 'seqLen'>) => {
       const o = withDefaults(given);
@@ -93,7 +102,8 @@ export function registerQuantize(program: Command): void {
       const recipe = buildRecipe(o);
       if (o.exportFormat !== undefined) {
         exportFormat(o.exportFormat).check({ preset: o.format ?? null, kvCache: o.kvCache ?? null, onnxInt4: o.onnxInt4, ggufType: o.ggufType }); // an unexportable preset fails before the long work
-        checkExportOut(o.model, o.out, o.overwrite);
+        // a directory holding only an interrupted --layerwise run's progress is resumed, not refused
+        checkExportOut(o.model, o.out, o.overwrite === true || (o.layerwise === true && onlyProgress(o.out)));
       }
       const { report, exported, exportNotes } = quantizeOnce(prepareRun(o, [recipe]), recipe, o.format ?? null, o.out, o.exportFormat === undefined ? null : { format: o.exportFormat, overwrite: o.overwrite });
       const also = exported === null ? '' : ` and a ${exported} checkpoint (${o.exportFormat})${exportNotes.map((n) => `\n  ${n}`).join('')}`;

@@ -10,6 +10,7 @@ import { SafetensorsCheckpoint } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw-tensor.js';
 import { fromStorage, randn, full, mul, max, unary, keep, tidy, noGrad, type DType, type Tensor } from '../tensor/index.js';
 import { getBackend } from '../backend/registry.js';
+import type { Backend } from '../backend/backend.js';
 import { UserError } from '../util/errors.js';
 import { shapeStr } from '../tensor/shape.js';
 
@@ -41,44 +42,73 @@ function countNonFinite(t: Tensor): number {
 }
 
 export function loadModel(dir: string, opts: LoadOptions = {}): DecoderLM {
-  const config = readModelConfig(dir);
-  const dtype = opts.dtype ?? 'float32';
-  const backend = getBackend(opts.device ?? 'cpu');
-  const ckpt = SafetensorsCheckpoint.open(dir);
+  const src = ParamSource.open(dir, opts);
   try {
     const params = new Map<string, Tensor>();
-    for (const spec of parameterSpecs(config)) {
-      const substitute = opts.storedAs?.(spec.name, spec.shape) ?? null;
-      if (substitute !== null) {
-        params.set(spec.name, keep(tidy(() => fromStorage(substitute.data, substitute.shape, substitute.dtype, { device: backend }).cast(dtype))));
-        continue;
-      }
-      if (!ckpt.has(spec.name)) {
-        throw new UserError(
-          `${dir}: the checkpoint has no tensor "${spec.name}", which config.json (${config.modelType}, ${config.numLayers} layers) requires; the weights and config.json do not belong together`,
-        );
-      }
-      const info = ckpt.info(spec.name);
-      if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i])) {
-        throw new UserError(
-          `${dir}: tensor "${spec.name}" has shape ${shapeStr(info.shape)} but config.json implies ${shapeStr(spec.shape)}; the weights and config.json do not belong together`,
-        );
-      }
-      if (!(info.dtype === 'float32' || info.dtype === 'float16' || info.dtype === 'bfloat16' || info.dtype === 'float64')) {
-        throw new UserError(`${dir}: tensor "${spec.name}" is stored as ${info.dtype}; mopt loads float32/float16/bfloat16 weights (quantized checkpoints load through their own reader)`);
-      }
-      const raw = ckpt.read(spec.name);
-      const t = tidy(() => {
-        const stored = fromStorage(raw.data, raw.shape, raw.dtype, { device: backend });
-        const bad = countNonFinite(stored);
-        if (bad > 0) throw new UserError(`${dir}: tensor "${spec.name}" holds ${bad} NaN/inf values; the checkpoint is corrupt`);
-        return stored.dtype === dtype ? stored : stored.cast(dtype);
-      });
-      params.set(spec.name, keep(t));
-    }
-    return new DecoderLM(config, params);
+    for (const spec of parameterSpecs(src.config)) params.set(spec.name, src.read(spec.name));
+    return new DecoderLM(src.config, params);
   } finally {
-    ckpt.close();
+    src.close();
+  }
+}
+
+/**
+ * A checkpoint's parameters read one at a time onto the device, each checked against config.json: loadModel
+ * reads them all; layer-by-layer calibration (src/quant/layerwise.ts) reads one layer's worth at a time.
+ */
+export class ParamSource {
+  private readonly specs: Map<string, readonly number[]>;
+
+  private constructor(readonly dir: string, readonly config: DecoderConfig, private readonly ckpt: SafetensorsCheckpoint, private readonly opts: LoadOptions) {
+    this.specs = new Map(parameterSpecs(config).map((s) => [s.name, s.shape]));
+  }
+
+  static open(dir: string, opts: LoadOptions = {}): ParamSource {
+    const config = readModelConfig(dir);
+    return new ParamSource(dir, config, SafetensorsCheckpoint.open(dir), opts);
+  }
+
+  get dtype(): DType {
+    return this.opts.dtype ?? 'float32';
+  }
+  get backend(): Backend {
+    return getBackend(this.opts.device ?? 'cpu');
+  }
+
+  /** Parameter `name` in the compute dtype on the device, kept (the caller disposes it). */
+  read(name: string): Tensor {
+    const { dir, config, ckpt, opts } = this;
+    const dtype = this.dtype;
+    const backend = this.backend;
+    const shape = this.specs.get(name);
+    if (shape === undefined) throw new Error(`${name} is no parameter of a ${config.modelType} model`);
+    const substitute = opts.storedAs?.(name, shape) ?? null;
+    if (substitute !== null) return keep(tidy(() => fromStorage(substitute.data, substitute.shape, substitute.dtype, { device: backend }).cast(dtype)));
+    if (!ckpt.has(name)) {
+      throw new UserError(
+        `${dir}: the checkpoint has no tensor "${name}", which config.json (${config.modelType}, ${config.numLayers} layers) requires; the weights and config.json do not belong together`,
+      );
+    }
+    const info = ckpt.info(name);
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      throw new UserError(
+        `${dir}: tensor "${name}" has shape ${shapeStr(info.shape)} but config.json implies ${shapeStr(shape)}; the weights and config.json do not belong together`,
+      );
+    }
+    if (!(info.dtype === 'float32' || info.dtype === 'float16' || info.dtype === 'bfloat16' || info.dtype === 'float64')) {
+      throw new UserError(`${dir}: tensor "${name}" is stored as ${info.dtype}; mopt loads float32/float16/bfloat16 weights (quantized checkpoints load through their own reader)`);
+    }
+    const raw = ckpt.read(name);
+    return keep(tidy(() => {
+      const stored = fromStorage(raw.data, raw.shape, raw.dtype, { device: backend });
+      const bad = countNonFinite(stored);
+      if (bad > 0) throw new UserError(`${dir}: tensor "${name}" holds ${bad} NaN/inf values; the checkpoint is corrupt`);
+      return stored.dtype === dtype ? stored : stored.cast(dtype);
+    }));
+  }
+
+  close(): void {
+    this.ckpt.close();
   }
 }
 

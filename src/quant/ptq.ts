@@ -12,7 +12,7 @@
 // tile (a last dim that is not a multiple of the block) go through the host-side format code (src/quant/formats).
 
 import type { DecoderLM } from '../models/decoder.js';
-import { layerPrefix } from '../models/decoder.js';
+import { layerPrefix, parameterSpecs } from '../models/decoder.js';
 import { linear as linearFn } from '../nn/functional.js';
 import { amax as absMax, keep, maximum, mul, noGrad, tensor, tidy, type Tensor } from '../tensor/index.js';
 import { UserError } from '../util/errors.js';
@@ -27,6 +27,9 @@ import { HistogramCalibrator, MaxCalibrator, type Calibrator, type CalibratorNam
 import type { StaticScales } from './algorithms/block-quantizer.js';
 
 export type QuantizerRole = 'weight' | 'input' | 'kv';
+
+/** One calibration pass over the batches with the model's hooks installed; onBatch once per batch row. */
+export type PassRunner = (batches: readonly (readonly number[])[], onBatch?: () => void) => void;
 
 /** One quantizer of the plan: enabled (with its scheme) or left out (with the reason). */
 export interface PlannedQuantizer {
@@ -89,6 +92,18 @@ export function siblingGroups(model: DecoderLM): string[][] {
   return groups;
 }
 
+/** The rows each calibration forward runs together: up to batchSize consecutive rows of one length. */
+export function forwardGroups<T extends readonly number[]>(batches: readonly T[], batchSize: number): T[][] {
+  const groups: T[][] = [];
+  for (let i = 0; i < batches.length; ) {
+    let n = 1;
+    while (n < batchSize && i + n < batches.length && batches[i + n]!.length === batches[i]!.length) n++;
+    groups.push(batches.slice(i, i + n));
+    i += n;
+  }
+  return groups;
+}
+
 const asMatrix = (shape: readonly number[]): [number, number] => [shape.slice(0, -1).reduce((a, b) => a * b, 1), shape[shape.length - 1]!];
 
 export class QuantizedModel {
@@ -116,12 +131,24 @@ export class QuantizedModel {
   private applied = false;
   /** calibration rows run together in one forward (same-length rows only) */
   batchSize = 1;
+  /**
+   * Runs one calibration pass (forEachInput, hooks installed): null runs the whole model over the token ids;
+   * layer-by-layer calibration (layerwise.ts) runs one decoder layer over stored hidden states instead.
+   */
+  passRunner: PassRunner | null = null;
 
-  constructor(readonly model: DecoderLM, readonly recipe: Recipe) {
+  /**
+   * `opts.include` plans only the quantizers it accepts (by role and module: a Linear's name, or the layer
+   * index of K/V): layer-by-layer calibration plans one layer at a time on a streamed model. The plan reads
+   * the shapes config.json implies, so it needs no parameters resident.
+   */
+  constructor(readonly model: DecoderLM, readonly recipe: Recipe, opts: { include?: (role: QuantizerRole, module: string) => boolean } = {}) {
     const c = model.config;
+    const include = opts.include ?? (() => true);
+    const shapes = new Map(parameterSpecs(c).map((s) => [s.name, s.shape]));
     for (const lin of linearNames(model)) {
-      const w = model.params.get(`${lin}.weight`)!;
-      const [out, inp] = w.shape as [number, number];
+      if (!include('weight', lin)) continue;
+      const [out, inp] = shapes.get(`${lin}.weight`) as [number, number];
       const tied = c.tieWordEmbeddings && lin === 'model.embed_tokens';
       this.plan(`${lin}.weight_quantizer`, 'weight', lin, (name, s) => {
         const sc = weightScheme(name, s);
@@ -133,6 +160,7 @@ export class QuantizedModel {
       });
     }
     for (let i = 0; i < c.numLayers; i++) {
+      if (!include('kv', String(i))) continue;
       for (const which of ['k', 'v'] as const) {
         this.plan(`${kvModule(i)}.${which}_bmm_quantizer`, 'kv', String(i), (name, s) => {
           const sc = kvScheme(name, s);
@@ -214,15 +242,14 @@ export class QuantizedModel {
       return [k, v];
     };
     try {
-      for (let i = 0; i < batches.length; ) {
-        // up to batchSize rows of one length per forward
-        let n = 1;
-        while (n < this.batchSize && i + n < batches.length && batches[i + n]!.length === batches[i]!.length) n++;
-        const rows = batches.slice(i, i + n);
+      if (this.passRunner !== null) {
+        this.passRunner(batches, onBatch);
+        return;
+      }
+      for (const rows of forwardGroups(batches, this.batchSize)) {
         const ids = rows.flatMap((r) => [...r]);
-        noGrad(() => tidy(() => void this.model.forward(tensor(ids, [n, rows[0]!.length], { dtype: 'int32', device: this.model.backend }))));
-        for (let k = 0; k < n; k++) onBatch?.();
-        i += n;
+        noGrad(() => tidy(() => void this.model.forward(tensor(ids, [rows.length, rows[0]!.length], { dtype: 'int32', device: this.model.backend }))));
+        for (let k = 0; k < rows.length; k++) onBatch?.();
       }
     } finally {
       [this.model.linearHook, this.model.kvHook] = saved;
@@ -386,6 +413,11 @@ export class QuantizedModel {
   /** Linears with pre-quantized weights (saved with the quantization state: they cannot be recomputed). */
   prequantizedLinears(): string[] {
     return [...this.prequantized.keys()];
+  }
+
+  /** The weight a pre-quantized Linear had before the algorithm quantized it (smoothed, for AWQ clip). */
+  prequantizedOriginal(linear: string): Float32Array | undefined {
+    return this.prequantized.get(linear);
   }
 
   /** The static scales recorded with a pre-quantized weight, if any. */

@@ -10,3 +10,4 @@ export { matmul } from './ops/linalg.js';
 export { gather, scatterAdd, scatterInto, embedding } from './ops/indexing.js';
 export { noGrad, isGradEnabled } from './autograd.js';
 export { tidy, keep } from './scope.js';
+export { liveTensorBytes, peakTensorBytes, resetPeakTensorBytes } from './memory.js';

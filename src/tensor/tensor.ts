@@ -5,6 +5,7 @@ import type { Backend, Storage, View } from '../backend/backend.js';
 import { DTYPE_INFO, type DType, type StorageArray } from './dtype.js';
 import { contiguousStrides, isContiguous, numel, shapeStr, type Shape } from './shape.js';
 import { track, keep } from './scope.js';
+import { storageReleased, storageViewed } from './memory.js';
 import type { GradNode } from './autograd.js';
 import * as E from './ops/elementwise.js';
 import * as R from './ops/reduce.js';
@@ -29,7 +30,7 @@ export class Tensor implements View {
     this.shape = [...shape];
     this.strides = strides ? [...strides] : contiguousStrides(shape);
     this.offset = offset;
-    storage.refs++;
+    if (storage.refs++ === 0) storageViewed(storage);
     track(this);
   }
 
@@ -62,7 +63,10 @@ export class Tensor implements View {
     if (s === null) return;
     this._storage = null;
     this.gradNode = null;
-    if (--s.refs === 0) s.backend.free(s);
+    if (--s.refs === 0) {
+      storageReleased(s);
+      s.backend.free(s);
+    }
   }
 
   /** Marks this tensor as a trainable leaf. */

@@ -114,15 +114,25 @@ function stages(q: QuantizedModel): string[][] {
   return out;
 }
 
+/** The Linears GPTQ quantizes (enabled weight quantizers) and its stages, those without targets left out. */
+function plan(q: QuantizedModel): { schemes: Map<string, WeightScheme>; pending: string[][] } {
+  const schemes = new Map<string, WeightScheme>();
+  for (const p of q.quantizers) if (p.role === 'weight' && p.scheme !== null) schemes.set(p.module, p.scheme as WeightScheme);
+  return { schemes, pending: stages(q).map((s) => s.filter((l) => schemes.has(l))).filter((s) => s.length > 0) };
+}
+
+/** Passes over the calibration data gptq() makes: one per stage. */
+export function gptqPasses(q: QuantizedModel): number {
+  return plan(q).pending.length;
+}
+
 /**
  * Runs GPTQ on every Linear with an enabled int4 / nvfp4 weight quantizer, stage by stage; each stage's
  * Hessians come from a pass over the calibration data through the weights quantized so far. The results
  * are handed to q.setPrequantized, so apply() keeps them. Returns the number of Linears quantized.
  */
 export function gptq(q: QuantizedModel, batches: readonly (readonly number[])[], onStage?: (done: number, total: number) => void): number {
-  const schemes = new Map<string, WeightScheme>();
-  for (const p of q.quantizers) if (p.role === 'weight' && p.scheme !== null) schemes.set(p.module, p.scheme as WeightScheme);
-  const pending = stages(q).map((s) => s.filter((l) => schemes.has(l))).filter((s) => s.length > 0);
+  const { schemes, pending } = plan(q);
   const shared = q.sharedWeightAmax(); // before any weight changes: one NVFP4 global scale per q/k/v and gate/up group
   let done = 0;
   for (const stage of pending) {
