@@ -33,7 +33,9 @@ export function tensor(values: ArrayLike<number> | number, shape?: readonly numb
   const data = allocStorage(dtype, flat.length);
   if (DTYPE_INFO[dtype].encoded) encodeFromF32(dtype, Float64Array.from(flat), data);
   else if (data instanceof BigInt64Array) for (let i = 0; i < flat.length; i++) data[i] = BigInt(Math.trunc(flat[i]));
-  else (data as Exclude<StorageArray, BigInt64Array>).set(Array.from(flat));
+  // set() takes any array-like: from a typed array it converts element by element without an intermediate
+  // JS array (that copy was most of the time of building large weight tensors)
+  else (data as Exclude<StorageArray, BigInt64Array>).set(flat);
   return fromStorage(data, s, dtype, opts);
 }
 
