@@ -135,13 +135,12 @@ export function actMisfit(a: ActScheme | KvScheme, hidden: number): string | nul
  * each sibling's own FP8 weight_scale.
  */
 export function tensorAmax(w: WeightScheme, x: Float32Array, shape: Shape2): number | null {
-  switch (w.kind) {
-    case 'nvfp4':
-    case 'w4a8':
-      return absMax(x, 0, x.length);
-    default:
-      return null;
-  }
+  return sharesTensorAmax(w) ? absMax(x, 0, x.length) : null;
+}
+
+/** Whether fused siblings share a per-tensor amax under this scheme (tensorAmax is not null). */
+export function sharesTensorAmax(w: WeightScheme): boolean {
+  return w.kind === 'nvfp4' || w.kind === 'w4a8';
 }
 
 /** A weight's codes and scales as the export writes them (one format module's quantize() result). */

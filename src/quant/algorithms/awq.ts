@@ -6,11 +6,15 @@
 //   the best α gives pre_quant_scale 1/s on the input and W·s in the weight.
 // Two passes over the calibration data (statistics, then the search), as Model Optimizer does. The loss here
 // quantizes the weight only (input quantizers, if any, are calibrated afterwards on the smoothed input).
+// The candidates Q(W s) are built on the model's device (fakeQuantWeightOnDevice: no host quantization and
+// upload of 11 copies of every searched weight), bit for bit the host format code, which still builds the
+// ones the device ops do not reproduce (weightFitsDevice) and every one under `hostCandidates`.
 
 import { linear } from '../../nn/functional.js';
-import { keep, mul, sub, sum, tensor, type Tensor } from '../../tensor/index.js';
-import { fakeQuantWeight, tensorAmax, type WeightScheme } from '../scheme.js';
+import { cast, div, keep, mul, sub, sum, tensor, tidy, type Tensor } from '../../tensor/index.js';
+import { fakeQuantWeight, sharesTensorAmax, tensorAmax, type WeightScheme } from '../scheme.js';
 import { smoothingUnits, type QuantizedModel } from '../ptq.js';
+import { columnStats, dividedStats, fakeQuantWeightOnDevice, weightFitsDevice, type ColumnStats } from '../fake-quant-tensor.js';
 import { DTYPE_INFO } from '../../tensor/dtype.js';
 
 const ALPHAS = Array.from({ length: 11 }, (_, i) => i / 10);
@@ -92,6 +96,8 @@ export interface AwqOptions {
    * twice the searched weights, whichever is larger; a model that fits needs one pass).
    */
   candidateBytes?: number;
+  /** build every candidate weight with the host format code (the reference the device path is tested against) */
+  hostCandidates?: boolean;
 }
 
 /** The searched units split into chunks whose candidate weights (one copy per α) fit the budget. */
@@ -144,7 +150,7 @@ export function awqLite(q: QuantizedModel, batches: readonly (readonly number[])
   for (const chunk of unitChunks(q, targets, o)) {
     const unitOf = new Map<string, Candidate[]>();
     const all = chunk.map((unit) => {
-      const cands = candidates(q, unit, sums.get(unit[0]!)!, targets);
+      const cands = candidates(q, unit, sums.get(unit[0]!)!, targets, o.hostCandidates === true);
       for (const lin of unit) unitOf.set(lin, cands);
       return cands;
     });
@@ -182,13 +188,26 @@ export function awqLite(q: QuantizedModel, batches: readonly (readonly number[])
   return chosen;
 }
 
+interface UnitWeight {
+  lin: string;
+  w: Tensor;
+  shape: [number, number];
+  /** W on the host (float32), for the salience and the host-built candidates */
+  v: Float32Array;
+  scheme: WeightScheme;
+  /** per-column max / smallest nonzero |W|: the stats of every W / c follow from them without a pass over W */
+  cols: ColumnStats;
+}
+
 /** The α candidates of one unit: its input factor and each Linear's fake-quantized W / c. */
-function candidates(q: QuantizedModel, unit: readonly string[], acc: { s: Float64Array; n: number }, targets: ReadonlyMap<string, WeightScheme>): Candidate[] {
+function candidates(q: QuantizedModel, unit: readonly string[], acc: { s: Float64Array; n: number }, targets: ReadonlyMap<string, WeightScheme>, hostOnly: boolean): Candidate[] {
   const act = Float32Array.from(acc.s, (x) => x / acc.n);
   const cols = act.length;
-  const ws = unit.map((lin) => {
+  const ws = unit.map((lin): UnitWeight => {
     const w = q.model.params.get(`${lin}.weight`)!;
-    return { lin, w, shape: w.shape as [number, number], v: w.toFloat32Array(), scheme: targets.get(lin)! };
+    const shape = w.shape as [number, number];
+    const v = w.toFloat32Array();
+    return { lin, w, shape, v, scheme: targets.get(lin)!, cols: columnStats(v, shape) };
   });
   // salience: mean over every row of the unit
   const wsal = new Float32Array(cols);
@@ -199,15 +218,41 @@ function candidates(q: QuantizedModel, unit: readonly string[], acc: { s: Float6
     rows += m.shape[0];
   }
   for (let j = 0; j < cols; j++) wsal[j] /= rows;
+  const { backend, dtype } = ws[0]!.w;
   return ALPHAS.map((alpha): Candidate => {
     // the input factor c = 1/s in float32, and W / c exactly as QuantizedModel.apply() will divide it
     const c = Float32Array.from(awqScales(act, wsal, alpha), (x) => 1 / x);
-    const scaled = ws.map((m) => Float32Array.from(m.v, (v, i) => Math.fround(v / c[i % cols]!)));
-    // fused siblings share their per-tensor amax on export (and in apply())
-    const amaxes = ws.map((m, k) => tensorAmax(m.scheme, scaled[k]!, m.shape));
-    const shared = unit.length > 1 && amaxes.every((a) => a !== null) ? Math.max(...(amaxes as number[])) : undefined;
-    const wq = new Map(ws.map((m, k) => [m.lin, keep(tensor(fakeQuantWeight(m.scheme, scaled[k]!, m.shape, shared), m.shape, { device: m.w.backend }).cast(m.w.dtype))]));
-    const inv = keep(tensor(c, [cols], { device: ws[0]!.w.backend }).cast(ws[0]!.w.dtype));
-    return { alpha, c, inv, wq, loss: 0 };
+    return tidy(() => {
+      const c32 = tensor(c, [cols], { device: backend });
+      return { alpha, c, inv: keep(cast(c32, dtype)), wq: candidateWeights(ws, c, c32, hostOnly), loss: 0 };
+    });
   });
+}
+
+/**
+ * Each Linear's fake-quantized W / c (kept, in the model dtype) for one c: on the device where its ops
+ * reproduce the host code, else (and for all under `hostOnly`) with the host code as before.
+ */
+function candidateWeights(ws: readonly UnitWeight[], c: Float32Array, c32: Tensor, hostOnly: boolean): Map<string, Tensor> {
+  const fused = ws.length > 1;
+  const stats = ws.map((m) => dividedStats(m.cols, c));
+  // fused siblings share their per-tensor amax on export (and in apply()); stats[k].amax is exactly the host's
+  const amaxes = ws.map((m, k) => (sharesTensorAmax(m.scheme) ? stats[k]!.amax : null));
+  const shared = fused && amaxes.every((a) => a !== null) ? Math.max(...(amaxes as number[])) : undefined;
+  let host: { scaled: Float32Array[]; shared: number | undefined } | undefined;
+  const hostPath = (): NonNullable<typeof host> => {
+    if (host !== undefined) return host;
+    const scaled = ws.map((m) => Float32Array.from(m.v, (v, i) => Math.fround(v / c[i % c.length]!)));
+    const hostAmaxes = ws.map((m, k) => tensorAmax(m.scheme, scaled[k]!, m.shape));
+    host = { scaled, shared: fused && hostAmaxes.every((a) => a !== null) ? Math.max(...(hostAmaxes as number[])) : undefined };
+    return host;
+  };
+  // one scope per Linear: its float32 temporaries are freed before the next Linear's are made
+  return new Map(ws.map((m, k) => [m.lin, keep(tidy(() => {
+    if (!hostOnly && weightFitsDevice(m.scheme, m.shape, stats[k]!, shared)) {
+      return cast(fakeQuantWeightOnDevice(m.scheme, div(cast(m.w, 'float32'), c32), stats[k]!.amax, shared), m.w.dtype);
+    }
+    const h = hostPath();
+    return tensor(fakeQuantWeight(m.scheme, h.scaled[k]!, m.shape, h.shared), m.shape, { device: m.w.backend }).cast(m.w.dtype);
+  }))]));
 }
