@@ -4,8 +4,10 @@
 # attention in layer 0, NVFP4 attention in layers 1-4, FP8 gate/up, down_proj unquantized; no KV-cache
 # quantization: the PyTorch check does not simulate it), exports the
 # Model Optimizer checkpoint and computes mopt's float32 logits for a fixed id sequence, under DEST
-# (default .gpu-data/export-check, which the GPU machine receives with carry [".gpu-data"]). Then there:
-#   for d in .gpu-data/export-check/*/; do python3 scripts/check_modelopt_export.py $d/ckpt .gpu-data/export-check/ids.json $d/logits.npy; done
+# (default .gpu-data/export-check, which the GPU machine receives with carry [".gpu-data"]), and mopt's record of
+# every Linear's input and output in that forward (scripts/dump-linear-io.mjs, DEST/NAME/linear-io). Then there:
+#   for d in .gpu-data/export-check/*/; do python3 scripts/check_modelopt_export.py ${d}ckpt .gpu-data/export-check/ids.json ${d}logits.npy --linear-io ${d}linear-io; done
+# (scripts/check_modelopt_export_numpy.py takes the same arguments and runs here.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data}
@@ -32,6 +34,8 @@ while read -r name args; do
     --calib-samples 8 --seq-len 128 --eval-windows 1 --out "$DEST/$name/state" --json > /dev/null
   node dist/src/cli/main.js export --from "$DEST/$name/state" --out "$DEST/$name/ckpt" > /dev/null
   node dist/src/cli/main.js forward --model "$DEST/$name/ckpt" --ids-file "$DEST/ids.json" --out "$DEST/$name/logits.npy" > /dev/null
+  # every Linear's x / in / w / y in the same model, for the per-Linear check (--linear-io $DEST/$name/linear-io)
+  node scripts/dump-linear-io.mjs "$DEST/$name/ckpt" "$DEST/ids.json" "$DEST/$name/linear-io" "$DEST/$name/logits.npy" > /dev/null
   rm -rf "$DEST/$name/state"
   echo "prepared $name"
 done <<LIST
