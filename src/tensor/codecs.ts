@@ -113,7 +113,7 @@ export function f32ToE4M3(x: number, saturate: boolean): number {
 }
 
 export function e4m3ToF32(code: number): number {
-  return fp8Table('float8_e4m3fn').f32[code & 0xff]!;
+  return E4M3_F32[code & 0xff]!;
 }
 
 // float8_e5m2: bias 15, max 57344 (0x7b), ±inf = 0x7c/0xfc, quiet NaN 0x7e.
@@ -140,18 +140,23 @@ export function e5m2ToF32(code: number): number {
 // like a -0 stand-in for NaN that a negative NaN negates). Callers that quantize should not feed NaN.
 
 export function f32ToE2M1(x: number): number {
+  // Comparisons with the midpoints between magnitudes round the exact double once (ties to the even code:
+  // 0.25 → 0, 0.75 → 2, 1.25 → 2, 1.75 → 4, 2.5 → 4, 3.5 → 6, 5 → 6); beyond 5, and ±inf, saturate to 6.
+  // x < 0 is false for -0 and NaNs, so the sign bit is read only for those.
+  if (x === x && x !== 0) {
+    const a = x < 0 ? -x : x;
+    const m = a <= 1.75
+      ? (a > 0.25 ? 1 : 0) + (a >= 0.75 ? 1 : 0) + (a > 1.25 ? 1 : 0) + (a >= 1.75 ? 1 : 0)
+      : 4 + (a > 2.5 ? 1 : 0) + (a >= 3.5 ? 1 : 0) + (a > 5 ? 1 : 0);
+    return (x < 0 ? 0x8 : 0) | m;
+  }
   const neg = signBit(x);
   if (Number.isNaN(x)) return neg ? 0x0 : 0x8;
-  const s = neg ? 0x8 : 0;
-  const a = Math.abs(x);
-  if (a === 0) return s;
-  if (a === Infinity) return s | 0x7;
-  return s | Math.min(roundMagnitude(a, 1, 0), 0x7);
+  return neg ? 0x8 : 0;
 }
 
 export function e2m1ToF32(code: number): number {
-  const v = decodeMagnitude(code & 0x7, 1, 0);
-  return code & 0x8 ? -v : v;
+  return E2M1_F32[code & 0xf]!;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -188,9 +193,7 @@ export function f32ToE8M0(x: number, rounding: E8M0Rounding, saturate = true): n
 }
 
 export function e8m0ToF32(code: number): number {
-  const c = code & 0xff;
-  if (c === 0xff) return NaN;
-  return c === 0 ? pow2(-126) / 2 : pow2(c - 127); // 2^-127 is below pow2's normal range
+  return E8M0_F64[code & 0xff]!;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -235,6 +238,22 @@ function fp8Table(d: Fp8): DecodeTable {
     }
   }));
 }
+
+// Decode tables for the element and scale formats of the quantized weights, indexed by code (read-only:
+// the weight formats' inner loops index them directly instead of calling the scalar decoders).
+
+/** float8_e4m3fn code → float32 value (NaN codes 0x7f / 0xff → quiet NaN with their sign). */
+export const E4M3_F32: Float32Array = fp8Table('float8_e4m3fn').f32;
+
+/** float4_e2m1 code (0..15) → value; code 8 is -0. */
+export const E2M1_F32: Float32Array = Float32Array.from({ length: 16 }, (_, c) => {
+  const v = decodeMagnitude(c & 0x7, 1, 0);
+  return c & 0x8 ? -v : v;
+});
+
+/** float8_e8m0fnu code → 2^(code - 127) as a double (code 0 is 2^-127, below pow2's normal range); 255 → NaN. */
+export const E8M0_F64: Float64Array = Float64Array.from({ length: 256 }, (_, c) =>
+  c === 0xff ? NaN : c === 0 ? pow2(-126) / 2 : pow2(c - 127));
 
 // ---------------------------------------------------------------------------------------------------
 // Bulk conversion of whole tensors.
@@ -374,12 +393,19 @@ export function encodeFromF32(
         ? [0x3c800000, 0x43e80001, 20, 0x3c000000]
         : [0x38800000, 0x47700000, 21, 0x38000000];
       const half = (1 << (shift - 1)) - 1;
+      // Below the normal range (zeros, float8 subnormals, float32 denormals) the code is |x| in units of the
+      // smallest subnormal (2^-9 / 2^-16; exact product) rounded half-even by the 1.5·2^52 trick; the code
+      // layout puts the first normal right after the largest subnormal, so a round-up carries correctly.
+      const unit = dtype === 'float8_e4m3fn' ? 512 : 65536;
+      const magic = 6755399441055744;
       for (let i = 0; i < n; i++) {
         const b = bits[i]!;
         const abs = b & 0x7fffffff;
         dst[i] = abs >= lo && abs < hi
           ? ((b >>> 24) & 0x80) | ((abs + half + ((abs >>> shift) & 1) - rebias) >>> shift)
-          : enc(src[i]!, saturate);
+          : abs < lo
+            ? ((b >>> 24) & 0x80) | (Math.abs(src[i]!) * unit + magic - magic)
+            : enc(src[i]!, saturate);
       }
       return;
     }
@@ -419,20 +445,43 @@ export function encodeFromF32(
 export function packNibbles(codes: Uint8Array): Uint8Array {
   const n = codes.length;
   const out = new Uint8Array((n + 1) >>> 1);
-  for (let i = 0; i < n; i++) {
-    const c = codes[i]!;
-    if (c > 15) throw new RangeError(`packNibbles: code ${c} at ${i} does not fit in 4 bits`);
-    out[i >>> 1]! |= (i & 1) === 0 ? c : c << 4;
+  for (let i = 0; i + 1 < n; i += 2) {
+    const lo = codes[i]!;
+    const hi = codes[i + 1]!;
+    if ((lo | hi) > 15) nibbleRangeError(codes, i);
+    out[i >>> 1] = lo | (hi << 4);
+  }
+  if (n & 1) {
+    if (codes[n - 1]! > 15) nibbleRangeError(codes, n - 1);
+    out[n >>> 1] = codes[n - 1]!;
   }
   return out;
 }
 
-export function unpackNibbles(bytes: Uint8Array, n: number): Uint8Array {
+/** The error of the first code above 15 at or after index `from`. */
+function nibbleRangeError(codes: Uint8Array, from: number): never {
+  let i = from;
+  while (codes[i]! <= 15) i++;
+  throw new RangeError(`packNibbles: code ${codes[i]!} at ${i} does not fit in 4 bits`);
+}
+
+/** Throws unless `bytes` holds exactly the packed 4-bit codes of n elements. */
+export function checkPackedLength(bytes: Uint8Array, n: number): void {
   if (bytes.length !== (n + 1) >>> 1) {
     throw new RangeError(`unpackNibbles: ${n} elements need ${(n + 1) >>> 1} bytes, got ${bytes.length}`);
   }
+}
+
+export function unpackNibbles(bytes: Uint8Array, n: number): Uint8Array {
+  checkPackedLength(bytes, n);
   const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (bytes[i >>> 1]! >>> ((i & 1) << 2)) & 0xf;
+  const pairs = n >>> 1;
+  for (let k = 0; k < pairs; k++) {
+    const b = bytes[k]!;
+    out[2 * k] = b & 0xf;
+    out[2 * k + 1] = b >>> 4;
+  }
+  if (n & 1) out[n - 1] = bytes[pairs]! & 0xf;
   return out;
 }
 

@@ -10,9 +10,10 @@
 // - mxfp8 / mxfp4 dynamic: the MX weight rule (mx.ts) applied per call; E8M0 scales returned, not exported.
 // Arithmetic is fp32 like the export path (fp32 scales, one rounding per division / product).
 
-import { e2m1ToF32, e4m3ToF32, f32ToE2M1, f32ToE4M3 } from '../../tensor/codecs.js';
+import { E2M1_F32, E4M3_F32, f32ToE2M1 } from '../../tensor/codecs.js';
 import { absMax, amaxScale, checkMatrix, roundHalfEven, type Shape2 } from './common.js';
 import * as fp8 from './fp8.js';
+import { e4m3Sat, f32Bits } from './kernels.js';
 import * as mx from './mx.js';
 
 const E4M3_MAX = 448;
@@ -55,24 +56,14 @@ export function nvfp4Blocks(x: Float32Array, s2: number): { y: Float32Array; sca
   for (let b = 0; b < nb; b++) {
     let sb = Math.fround(absMax(x, b * NVFP4_BLOCK, (b + 1) * NVFP4_BLOCK) / denom);
     if (sb === 0) sb = 1;
-    sb = Math.min(Math.max(sb, NVFP4_MIN_SCALE), E4M3_MAX);
-    scales[b] = f32ToE4M3(sb, true);
-    const div = Math.fround(e4m3ToF32(scales[b]!) * s2);
+    sb = Math.min(Math.max(sb, NVFP4_MIN_SCALE), E4M3_MAX); // a float32 value: its float32 bits are exact
+    scales[b] = e4m3Sat(f32Bits(sb), sb);
+    const div = Math.fround(E4M3_F32[scales[b]!]! * s2);
     for (let i = b * NVFP4_BLOCK; i < (b + 1) * NVFP4_BLOCK; i++) {
-      y[i] = e2m1ToF32(f32ToE2M1(Math.fround(x[i]! / div))) * div;
+      y[i] = E2M1_F32[f32ToE2M1(Math.fround(x[i]! / div))]! * div;
     }
   }
   return { y, scales };
-}
-
-function fp8Static(x: Float32Array, scale: number): Float32Array {
-  const y = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const q = Math.fround(x[i]! / scale);
-    y[i] = Math.fround(e4m3ToF32(f32ToE4M3(Math.min(Math.max(q, -E4M3_MAX), E4M3_MAX), true)) * scale);
-  }
-
-  return y;
 }
 
 export function fakeQuantize(x: Float32Array, shape: Shape2, calib: ActCalib): ActQuantized {
@@ -83,7 +74,7 @@ export function fakeQuantize(x: Float32Array, shape: Shape2, calib: ActCalib): A
     case 'fp8': {
       checkAmax(fn, calib.amax);
       const s = amaxScale(fn, calib.amax, E4M3_MAX);
-      return { y: fp8Static(x, s), inputScale: s, scales: null };
+      return { y: fp8.fakeQuantizeWithScale(x, s), inputScale: s, scales: null }; // e4m3(clamp(x/s, ±448))·s in fp32
     }
     case 'fp8-per-token': {
       // per-token = fp8 per-row on the [tokens, hidden] matrix

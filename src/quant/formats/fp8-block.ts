@@ -6,9 +6,10 @@
 // Both dims must divide by the block size: Model Optimizer's export pads nothing, so a layer that does not
 // tile cannot be exported in this format and must be left unquantized (excluded) instead.
 
-import { bf16BitsToF32, e4m3ToF32, f32ToBf16Bits, f32ToE4M3 } from '../../tensor/codecs.js';
-import { amaxScale, checkMatrix, type Shape2 } from './common.js';
+import { E4M3_F32 } from '../../tensor/codecs.js';
+import { absMax, amaxScale, checkMatrix, type Shape2 } from './common.js';
 import type { Fp8Arith } from './fp8.js';
+import { e4m3Quotients, roundBf16, scaledDecode } from './kernels.js';
 
 const E4M3_MAX = 448;
 
@@ -27,10 +28,6 @@ export interface Fp8BlockQuantized {
   meta: Fp8BlockMeta;
 }
 
-function rounder(arith: Fp8Arith): (x: number) => number {
-  return arith === 'float32' ? Math.fround : (x) => bf16BitsToF32(f32ToBf16Bits(x));
-}
-
 export function quantize(w: Float32Array, shape: Shape2, opts: Fp8BlockOptions = {}): Fp8BlockQuantized {
   const bs = opts.blockSize ?? 128;
   const arith = opts.arith ?? 'float32';
@@ -43,7 +40,7 @@ export function quantize(w: Float32Array, shape: Shape2, opts: Fp8BlockOptions =
       'exclude this layer from FP8 block quantization (add it to exclude_modules) or use per-tensor FP8',
     );
   }
-  const R = rounder(arith);
+  const bf16 = arith === 'bfloat16';
   const br = rows / bs;
   const bc = cols / bs;
   const scales = new Float32Array(br * bc);
@@ -51,18 +48,12 @@ export function quantize(w: Float32Array, shape: Shape2, opts: Fp8BlockOptions =
   for (let i = 0; i < br; i++) {
     for (let j = 0; j < bc; j++) {
       let amax = 0;
-      for (let r = i * bs; r < (i + 1) * bs; r++) {
-        for (let c = j * bs; c < (j + 1) * bs; c++) amax = Math.max(amax, Math.abs(w[r * cols + c]!));
-      }
+      for (let r = i * bs; r < (i + 1) * bs; r++) amax = Math.max(amax, absMax(w, r * cols + j * bs, r * cols + (j + 1) * bs));
       // bf16 mode rounds the double quotient once to bf16 (see fp8.ts for why not via fp32)
-      const scale = arith === 'float32' ? amaxScale('fp8-block.quantize', amax, E4M3_MAX) : amax === 0 ? 1 : R(amax / E4M3_MAX);
+      const scale = arith === 'float32' ? amaxScale('fp8-block.quantize', amax, E4M3_MAX) : amax === 0 ? 1 : roundBf16(amax / E4M3_MAX);
       scales[i * bc + j] = scale;
-      for (let r = i * bs; r < (i + 1) * bs; r++) {
-        for (let c = j * bs; c < (j + 1) * bs; c++) {
-          const q = R(w[r * cols + c]! / scale); // quotient in working precision, then clamp + RNE cast
-          codes[r * cols + c] = f32ToE4M3(Math.min(Math.max(q, -E4M3_MAX), E4M3_MAX), true);
-        }
-      }
+      // quotient in working precision, then clamp + RNE cast, one block row segment at a time
+      for (let r = i * bs; r < (i + 1) * bs; r++) e4m3Quotients(w, r * cols + j * bs, r * cols + (j + 1) * bs, scale, codes, bf16);
     }
   }
   return { codes, scales, meta: { format: 'fp8-block', blockSize: bs, arith, shape: [rows, cols] } };
@@ -72,13 +63,11 @@ export function dequantize(q: Fp8BlockQuantized): Float32Array {
   const [rows, cols] = q.meta.shape;
   const bs = q.meta.blockSize;
   const bc = cols / bs;
-  const R = rounder(q.meta.arith);
+  const bf16 = q.meta.arith === 'bfloat16';
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) {
-      const scale = q.scales[Math.floor(r / bs) * bc + Math.floor(c / bs)]!;
-      out[r * cols + c] = R(e4m3ToF32(q.codes[r * cols + c]!) * scale);
-    }
+    const scaleRow = Math.floor(r / bs) * bc;
+    for (let j = 0; j < bc; j++) scaledDecode(E4M3_F32, q.codes, r * cols + j * bs, r * cols + (j + 1) * bs, q.scales[scaleRow + j]!, out, bf16);
   }
   return out;
 }

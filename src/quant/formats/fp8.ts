@@ -1,8 +1,9 @@
 // FP8 E4M3 weights (formats.md "FP8" / "FP8 per-channel"): weight_scale = amax/448 per tensor or per
 // output row; q = e4m3(clamp(w/scale, ±448)); export layout float8_e4m3fn [out, in] (one byte per code).
 
-import { bf16BitsToF32, e4m3ToF32, f32ToBf16Bits, f32ToE4M3 } from '../../tensor/codecs.js';
+import { E4M3_F32 } from '../../tensor/codecs.js';
 import { absMax, amaxScale, checkMatrix, type Shape2 } from './common.js';
+import { e4m3Quotients, e4m3Sat, f32Bits, roundBf16, scaledDecode } from './kernels.js';
 
 const E4M3_MAX = 448;
 
@@ -32,10 +33,6 @@ export interface Fp8Quantized {
   meta: Fp8Meta;
 }
 
-function rounder(arith: Fp8Arith): (x: number) => number {
-  return arith === 'float32' ? Math.fround : (x) => bf16BitsToF32(f32ToBf16Bits(x));
-}
-
 export function quantize(w: Float32Array, shape: Shape2, opts: Fp8Options = {}): Fp8Quantized {
   const granularity = opts.granularity ?? 'tensor';
   const arith = opts.arith ?? 'float32';
@@ -44,22 +41,25 @@ export function quantize(w: Float32Array, shape: Shape2, opts: Fp8Options = {}):
     throw new RangeError(`fp8.quantize: tensorAmax ${opts.tensorAmax} needs per-tensor granularity and a finite value >= 0`);
   }
   const [rows, cols] = shape;
-  const R = rounder(arith);
   const scales = new Float32Array(granularity === 'tensor' ? 1 : rows);
   for (let s = 0; s < scales.length; s++) {
     const amax = granularity === 'tensor' ? (opts.tensorAmax ?? absMax(w, 0, w.length)) : absMax(w, s * cols, (s + 1) * cols);
     // amax/448 rounded once to the working precision (bf16 scale in bf16 mode; amaxScale rounds to fp32
     // first, and fp32 → bf16 can round twice, so bf16 mode divides in double and rounds once).
-    scales[s] = arith === 'float32' ? amaxScale('fp8.quantize', amax, E4M3_MAX) : amax === 0 ? 1 : R(amax / E4M3_MAX);
+    scales[s] = arith === 'float32' ? amaxScale('fp8.quantize', amax, E4M3_MAX) : amax === 0 ? 1 : roundBf16(amax / E4M3_MAX);
   }
+  // codes = e4m3(clamp(v / scale, ±448)), the quotient rounded to the working precision like torch
   const codes = new Uint8Array(w.length);
-  for (let i = 0; i < w.length; i++) codes[i] = e4m3Code(w[i]!, scales[granularity === 'tensor' ? 0 : Math.floor(i / cols)]!, R);
+  const bf16 = arith === 'bfloat16';
+  if (granularity === 'tensor') e4m3Quotients(w, 0, w.length, scales[0]!, codes, bf16);
+  else for (let r = 0; r < rows; r++) e4m3Quotients(w, r * cols, (r + 1) * cols, scales[r]!, codes, bf16);
   return { codes, scales, meta: { format: 'fp8', granularity, arith, shape: [rows, cols] } };
 }
 
-/** The e4m3 code of v / scale: the quotient rounded to the working precision like torch, clamped to ±448, cast with RNE. */
-function e4m3Code(v: number, scale: number, R: (x: number) => number): number {
-  return f32ToE4M3(Math.min(Math.max(R(v / scale), -E4M3_MAX), E4M3_MAX), true);
+/** FP8 quantize -> dequantize of one value with an fp32 scale, in float32 (fakeQuantizeWithScale's element). */
+export function qdqWithScale(v: number, scale: number): number {
+  const q = v / scale;
+  return Math.fround(E4M3_F32[e4m3Sat(f32Bits(q), Math.fround(q))]! * scale);
 }
 
 /**
@@ -67,19 +67,21 @@ function e4m3Code(v: number, scale: number, R: (x: number) => number): number {
  * loader rebuilds from the stored weight_scale_2 alone. Same arithmetic as quantize + dequantize in float32.
  */
 export function fakeQuantizeWithScale(w: Float32Array, scale: number): Float32Array {
+  const codes = new Uint8Array(w.length);
+  e4m3Quotients(w, 0, w.length, scale, codes, false);
   const out = new Float32Array(w.length);
-  for (let i = 0; i < w.length; i++) out[i] = Math.fround(e4m3ToF32(e4m3Code(w[i]!, scale, Math.fround)) * scale);
+  scaledDecode(E4M3_F32, codes, 0, w.length, scale, out, false);
   return out;
 }
 
 export function dequantize(q: Fp8Quantized): Float32Array {
   const [, cols] = q.meta.shape;
-  const R = rounder(q.meta.arith);
-  const out = new Float32Array(q.codes.length);
-  for (let i = 0; i < out.length; i++) {
-    const scale = q.scales[q.meta.granularity === 'tensor' ? 0 : Math.floor(i / cols)]!;
-    out[i] = R(e4m3ToF32(q.codes[i]!) * scale); // e4m3 value times scale, one rounding
-  }
+  const bf16 = q.meta.arith === 'bfloat16';
+  const n = q.codes.length;
+  const out = new Float32Array(n);
+  // e4m3 value times scale, one rounding to the working precision
+  if (q.meta.granularity === 'tensor') scaledDecode(E4M3_F32, q.codes, 0, n, q.scales[0]!, out, bf16);
+  else for (let r = 0; r * cols < n; r++) scaledDecode(E4M3_F32, q.codes, r * cols, Math.min((r + 1) * cols, n), q.scales[r]!, out, bf16);
   return out;
 }
 

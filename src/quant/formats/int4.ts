@@ -4,8 +4,8 @@
 // packed along the OUTPUT dim, byte[j, i] = (q[2j, i] & 0xF) | ((q[2j+1, i] & 0xF) << 4), two's complement
 // nibbles. (Model Optimizer's internal INT4QTensor layout — +8 offset, even element high — is not exported.)
 
-import { int4ToNibble, nibbleToInt4 } from '../../tensor/codecs.js';
-import { absMax, amaxScale, checkMatrix, roundHalfEven, type Shape2 } from './common.js';
+import { absMax, amaxScale, checkMatrix, type Shape2 } from './common.js';
+import { roundClamp } from './kernels.js';
 
 export type Int4GroupSize = 32 | 64 | 128;
 export interface Int4Options {
@@ -30,21 +30,26 @@ export function quantize(w: Float32Array, shape: Shape2, opts: Int4Options = {})
   const [rows, cols] = shape;
   const ng = cols / g;
   const scales = new Float32Array(rows * ng);
-  const q = new Int8Array(w.length);
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < ng; k++) {
       const start = r * cols + k * g;
-      const scale = amaxScale('int4.quantize', opts.blockAmax?.[r * ng + k] ?? absMax(w, start, start + g), 7);
-      scales[r * ng + k] = scale;
-      for (let i = start; i < start + g; i++) {
-        q[i] = Math.min(Math.max(roundHalfEven(Math.fround(w[i]! / scale)), -8), 7); // fp32 divide, then RNE
-      }
+      scales[r * ng + k] = amaxScale('int4.quantize', opts.blockAmax?.[r * ng + k] ?? absMax(w, start, start + g), 7);
     }
   }
+  // q = clamp(rne(fp32(w / scale)), -8, 7), written straight into the packed layout: rows 2j and 2j+1 share
+  // byte row j. `& 0xf` is the two's-complement nibble (a NaN quotient from a NaN static amax gives 0, as
+  // storing it in an Int8Array did).
   const codes = new Uint8Array((rows / 2) * cols);
   for (let j = 0; j < rows / 2; j++) {
-    for (let i = 0; i < cols; i++) {
-      codes[j * cols + i] = int4ToNibble(q[2 * j * cols + i]!) | (int4ToNibble(q[(2 * j + 1) * cols + i]!) << 4);
+    const even = 2 * j * cols;
+    const odd = even + cols;
+    for (let k = 0; k < ng; k++) {
+      const se = scales[2 * j * ng + k]!;
+      const so = scales[(2 * j + 1) * ng + k]!;
+      for (let i = k * g; i < (k + 1) * g; i++) {
+        const lo = roundClamp(Math.fround(w[even + i]! / se), -8, 7) & 0xf;
+        codes[j * cols + i] = lo | ((roundClamp(Math.fround(w[odd + i]! / so), -8, 7) & 0xf) << 4);
+      }
     }
   }
   return { codes, scales, meta: { format: 'int4', groupSize: g, shape: [rows, cols] } };
@@ -55,23 +60,42 @@ export function int4Values(qt: Int4Quantized): Int8Array {
   const [rows, cols] = qt.meta.shape;
   const q = new Int8Array(rows * cols);
   for (let r = 0; r < rows; r++) {
-    for (let i = 0; i < cols; i++) {
-      const byte = qt.codes[(r >>> 1) * cols + i]!;
-      q[r * cols + i] = nibbleToInt4((r & 1) === 0 ? byte & 0xf : byte >>> 4);
-    }
+    const shift = (r & 1) << 2;
+    const src = (r >>> 1) * cols;
+    // ((n ^ 8) - 8): the signed value of nibble n
+    for (let i = 0; i < cols; i++) q[r * cols + i] = (((qt.codes[src + i]! >>> shift) & 0xf) ^ 8) - 8;
   }
   return q;
 }
 
-export function dequantize(qt: Int4Quantized): Float32Array {
+/**
+ * out[r, i] = stage(q[r, i] · scale[r, group]) with the product rounded to float32, for the INT4 values q of
+ * the packed codes; `stage` (W4A8's FP8 stage) maps that float32 value, default none. Each group has only 16
+ * possible outputs, so they are computed once per group into a table and the elements copied from it by bit
+ * pattern (NaNs from NaN scales included).
+ */
+export function dequantizeWith(qt: Int4Quantized, stage?: (v: number) => number): Float32Array {
   const [rows, cols] = qt.meta.shape;
-  const ng = cols / qt.meta.groupSize;
-  const q = int4Values(qt);
+  const g = qt.meta.groupSize;
+  const ng = cols / g;
   const out = new Float32Array(rows * cols);
+  const out32 = new Uint32Array(out.buffer);
+  const lut = new Float32Array(16);
+  const lut32 = new Uint32Array(lut.buffer);
   for (let r = 0; r < rows; r++) {
-    for (let i = 0; i < cols; i++) out[r * cols + i] = q[r * cols + i]! * qt.scales[r * ng + Math.floor(i / qt.meta.groupSize)]!;
+    const shift = (r & 1) << 2;
+    const src = (r >>> 1) * cols;
+    for (let k = 0; k < ng; k++) {
+      const scale = qt.scales[r * ng + k]!;
+      for (let n = 0; n < 16; n++) lut[n] = stage ? stage(Math.fround(((n ^ 8) - 8) * scale)) : ((n ^ 8) - 8) * scale;
+      for (let i = k * g; i < (k + 1) * g; i++) out32[r * cols + i] = lut32[(qt.codes[src + i]! >>> shift) & 0xf]!;
+    }
   }
   return out;
+}
+
+export function dequantize(qt: Int4Quantized): Float32Array {
+  return dequantizeWith(qt);
 }
 
 export function fakeQuantize(w: Float32Array, shape: Shape2, opts: Int4Options = {}): Float32Array {

@@ -1,7 +1,8 @@
 // INT8 weights, per-channel symmetric (formats.md "INT8 SmoothQuant" weights): scale[out] = row amax/127,
 // q = clamp(round_half_even(w/scale), -128, 127); export int8 [out, in].
 
-import { absMax, amaxScale, checkMatrix, roundHalfEven, type Shape2 } from './common.js';
+import { absMax, amaxScale, checkMatrix, type Shape2 } from './common.js';
+import { roundClamp } from './kernels.js';
 
 export interface Int8Meta { format: 'int8'; shape: [number, number] }
 export interface Int8Quantized {
@@ -22,8 +23,7 @@ export function quantize(w: Float32Array, shape: Shape2): Int8Quantized {
     scales[r] = scale;
     for (let i = r * cols; i < (r + 1) * cols; i++) {
       // torch divides in float32 (one rounding), then torch.round is half-to-even
-      const q = roundHalfEven(Math.fround(w[i]! / scale));
-      codes[i] = Math.min(Math.max(q, -128), 127);
+      codes[i] = roundClamp(Math.fround(w[i]! / scale), -128, 127);
     }
   }
   return { codes, scales, meta: { format: 'int8', shape: [rows, cols] } };
@@ -31,8 +31,13 @@ export function quantize(w: Float32Array, shape: Shape2): Int8Quantized {
 
 export function dequantize(q: Int8Quantized): Float32Array {
   const [, cols] = q.meta.shape;
-  const out = new Float32Array(q.codes.length);
-  for (let i = 0; i < out.length; i++) out[i] = q.codes[i]! * q.scales[Math.floor(i / cols)]!; // store rounds once
+  const n = q.codes.length;
+  const out = new Float32Array(n);
+  for (let r = 0; r * cols < n; r++) {
+    const scale = q.scales[r]!;
+    const end = Math.min((r + 1) * cols, n);
+    for (let i = r * cols; i < end; i++) out[i] = q.codes[i]! * scale; // store rounds once
+  }
   return out;
 }
 

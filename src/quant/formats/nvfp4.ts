@@ -12,8 +12,9 @@
 // block scales then hit the zero → 1 rule and all codes are 0). A nonzero amax so small that amax/2688
 // underflows float32 is a RangeError.
 
-import { e2m1ToF32, e4m3ToF32, f32ToE2M1, f32ToE4M3, packNibbles, unpackNibbles } from '../../tensor/codecs.js';
+import { checkPackedLength, E2M1_F32, E4M3_F32 } from '../../tensor/codecs.js';
 import { absMax, amaxScale, checkMatrix, type Shape2 } from './common.js';
+import { e2m1PackedQuotients, e4m3Sat, f32Bits, packedScaledDecode } from './kernels.js';
 
 const BLOCK = 16;
 const E4M3_MAX = 448;
@@ -42,25 +43,26 @@ export function quantize(w: Float32Array, shape: Shape2, globalAmax?: number, bl
   const denom = Math.fround(6 * s2); // torch: 6.0 * weights_scaling_factor_2, an fp32 tensor
   const nb = w.length / BLOCK;
   const scales = new Uint8Array(nb);
-  const elems = new Uint8Array(w.length);
+  const codes = new Uint8Array(w.length / 2);
   for (let b = 0; b < nb; b++) {
     let sb = Math.fround((blockAmax?.[b] ?? absMax(w, b * BLOCK, (b + 1) * BLOCK)) / denom);
     if (sb === 0) sb = 1;
-    sb = Math.min(Math.max(sb, MIN_SCALE), E4M3_MAX);
-    scales[b] = f32ToE4M3(sb, true);
-    const div = Math.fround(e4m3ToF32(scales[b]!) * s2); // fp8 block scale (as fp32) times s2, in fp32
-    for (let i = b * BLOCK; i < (b + 1) * BLOCK; i++) elems[i] = f32ToE2M1(Math.fround(w[i]! / div));
+    sb = Math.min(Math.max(sb, MIN_SCALE), E4M3_MAX); // a float32 value, so its float32 bits are exact
+    const code = e4m3Sat(f32Bits(sb), sb);
+    scales[b] = code;
+    const div = Math.fround(E4M3_F32[code]! * s2); // fp8 block scale (as fp32) times s2, in fp32
+    e2m1PackedQuotients(w, b * BLOCK, (b + 1) * BLOCK, div, codes); // e2m1(fp32(w / div)), low nibble first
   }
-  return { codes: packNibbles(elems), scales, scale2: s2, meta: { format: 'nvfp4', blockSize: BLOCK, shape: [rows, cols] } };
+  return { codes, scales, scale2: s2, meta: { format: 'nvfp4', blockSize: BLOCK, shape: [rows, cols] } };
 }
 
 export function dequantize(q: Nvfp4Quantized): Float32Array {
   const n = q.meta.shape[0] * q.meta.shape[1];
-  const elems = unpackNibbles(q.codes, n);
+  checkPackedLength(q.codes, n);
   const out = new Float32Array(n);
   for (let b = 0; b < n / BLOCK; b++) {
-    const mul = Math.fround(e4m3ToF32(q.scales[b]!) * q.scale2);
-    for (let i = b * BLOCK; i < (b + 1) * BLOCK; i++) out[i] = e2m1ToF32(elems[i]!) * mul;
+    const mul = Math.fround(E4M3_F32[q.scales[b]!]! * q.scale2);
+    packedScaledDecode(E2M1_F32, q.codes, b * BLOCK, (b + 1) * BLOCK, mul, out);
   }
   return out;
 }

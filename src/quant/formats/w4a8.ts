@@ -41,14 +41,23 @@ export function quantize(w: Float32Array, shape: Shape2, opts: W4a8Options = {},
   };
 }
 
-/** The INT4 stage alone: codes · weight_scale. */
-export function int4Stage(q: W4a8Quantized): Float32Array {
-  return int4.dequantize({ codes: q.codes, scales: q.scales, meta: { format: 'int4', groupSize: q.meta.groupSize, shape: q.meta.shape } });
+function asInt4(q: W4a8Quantized): int4.Int4Quantized {
+  return { codes: q.codes, scales: q.scales, meta: { format: 'int4', groupSize: q.meta.groupSize, shape: q.meta.shape } };
 }
 
-/** Both stages: FP8 per-tensor QDQ (scale weight_scale_2) of codes · weight_scale, the weight the GEMM sees. */
+/** The INT4 stage alone: codes · weight_scale. */
+export function int4Stage(q: W4a8Quantized): Float32Array {
+  return int4.dequantize(asInt4(q));
+}
+
+/**
+ * Both stages: FP8 per-tensor QDQ (scale weight_scale_2) of codes · weight_scale, the weight the GEMM sees.
+ * Same values as fp8.fakeQuantizeWithScale(int4Stage(q), scale2), with the FP8 stage evaluated once per
+ * (group, INT4 value) instead of per element.
+ */
 export function dequantize(q: W4a8Quantized): Float32Array {
-  return fp8.fakeQuantizeWithScale(int4Stage(q), q.scale2);
+  const scale2 = q.scale2;
+  return int4.dequantizeWith(asInt4(q), (v) => fp8.qdqWithScale(v, scale2));
 }
 
 /** SequentialQuantizer: INT4 group QDQ, then FP8 per-tensor QDQ with scale = (stage2Amax ?? max |w|)/448. */
