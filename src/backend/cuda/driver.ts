@@ -21,11 +21,8 @@ const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
  * CUlaunchConfig for cuLaunchKernelEx (cuda.h): grid, block, dynamic shared bytes, stream, attributes.
  * koffi lays it out with C alignment (the stream at offset 32, 56 bytes in all).
  */
-koffi.struct('mopt_CUlaunchConfig', {
-  gridDimX: 'uint32', gridDimY: 'uint32', gridDimZ: 'uint32',
-  blockDimX: 'uint32', blockDimY: 'uint32', blockDimZ: 'uint32',
-  sharedMemBytes: 'uint32', hStream: 'void *', attrs: 'void *', numAttrs: 'uint32',
-});
+koffi.struct('mopt_CUlaunchConfig', { gridDimX: 'uint32', gridDimY: 'uint32', gridDimZ: 'uint32', blockDimX: 'uint32', blockDimY: 'uint32',
+  blockDimZ: 'uint32', sharedMemBytes: 'uint32', hStream: 'void *', attrs: 'void *', numAttrs: 'uint32' });
 /** CUlaunchAttribute: id (uint32), 4 bytes of padding, a 64-byte value union: 72 bytes. */
 const LAUNCH_ATTRIBUTE_BYTES = 72;
 const CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
