@@ -10,14 +10,16 @@ import { basename, join, resolve } from 'node:path';
 import { SafetensorsCheckpoint, writeShardedCheckpoint } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw-tensor.js';
 import { layerPrefix } from '../models/decoder.js';
-import { linearNames, type QuantizedModel } from '../quant/ptq.js';
+import { linearNames, type FoldedExport, type QuantizedModel } from '../quant/ptq.js';
+import type { WeightScheme } from '../quant/scheme.js';
+import type { Nvfp4Quantized } from '../quant/formats/nvfp4.js';
 import type { ActScheme } from '../quant/scheme.js';
 import { allocStorage } from '../tensor/dtype.js';
 import { decodeToF32, encodeFromF32 } from '../tensor/codecs.js';
 import { checkExportOut, writeStaged } from './staging.js';
 import { writeHfFiles } from './hf-files.js';
 import { ctSchemeOf, quantizationConfig, type CtScheme } from './compressed-tensors-scheme.js';
-import { KV_BOUND, inputTensor, weightTensors } from './compressed-tensors-tensors.js';
+import { KV_BOUND, inputTensor, reciprocal, reciprocalExactAmax, weightTensors, weightValues } from './compressed-tensors-tensors.js';
 import { planFolding } from './compressed-tensors-fold.js';
 import { checkCompressedTensors } from './compressed-tensors-check.js';
 import type { ExportRequest, ExportSummary, WriteOptions } from './registry.js';
@@ -38,12 +40,27 @@ export function exportCompressedTensors(q: QuantizedModel, source: string, out: 
   return writeCompressedTensors(prepareCompressedTensors(q, source, o), out, o);
 }
 
-/** The checkpoint's tensors and config, checked; q must not be applied yet (its source weights are needed). */
+/**
+ * The checkpoint's tensors and config, checked; q must not be applied yet (its source weights are needed).
+ * q is made to compute what the checkpoint holds, so that q.apply() afterwards gives the model a loader of
+ * this checkpoint gives: NVFP4 global amax values move to ones compressed-tensors' 1 / s2 encoding holds
+ * exactly (reciprocalExactAmax, a few ulps at most), and the smoothing folded into the preceding ops in the
+ * checkpoint's dtype is folded in q too (FoldedExport).
+ */
 export function prepareCompressedTensors(q: QuantizedModel, source: string, r: ExportRequest): PreparedCompressedTensors {
   const scheme = ctSchemeOf(r.preset, r.kvCache, int4Group(q));
   const folding = planFolding(q);
+  q.globalAmaxRule = reciprocalExactAmax;
+  for (const x of q.quantizers) if (x.role === 'input' && x.scheme?.kind === 'nvfp4' && x.amax !== null) x.amax = reciprocalExactAmax(x.amax);
   const codes = q.weightCodes();
   const tensors = new Map<string, RawTensor>();
+  const folded: FoldedExport = { params: new Map(), weights: new Map(), foldedInputs: new Set(q.smooth.keys()) };
+  const adopt = (name: string, t: RawTensor): void => {
+    tensors.set(name, t);
+    const v = new Float32Array(t.data.length);
+    decodeToF32(t.dtype, t.data, v);
+    folded.params.set(name, v);
+  };
   const ckpt = SafetensorsCheckpoint.open(source);
   try {
     for (const name of ckpt.names()) {
@@ -51,14 +68,20 @@ export function prepareCompressedTensors(q: QuantizedModel, source: string, r: E
       const [module, suffix] = [name.slice(0, dot), name.slice(dot + 1)];
       const c = suffix === 'weight' ? codes.get(module) : undefined;
       if (c !== undefined) {
-        for (const [s, t] of Object.entries(weightTensors(c.codes, folding.rows.get(module)))) tensors.set(`${module}.${s}`, t);
+        const rows = folding.rows.get(module);
+        const written = weightTensors(c.codes, rows);
+        for (const [s, t] of Object.entries(written)) tensors.set(`${module}.${s}`, t);
+        // the loaded values where they differ from q's: scales that took a folded row factor, or a weight an
+        // algorithm quantized with an s2 (its static global amax) that the 1 / s2 encoding cannot hold
+        const moved = c.codes.meta.format === 'nvfp4' && reciprocal(reciprocal((c.codes as Nvfp4Quantized).scale2)) !== (c.codes as Nvfp4Quantized).scale2;
+        if (rows !== undefined || moved) folded.weights.set(module, weightValues(c.quantizer.scheme as WeightScheme, c.codes.meta.shape, written));
       } else if (suffix === 'weight' && (q.smooth.has(module) || folding.rows.has(module))) {
         // a float Linear that is smoothed (W / c, as the fake-quantized model holds it) or takes row factors
-        tensors.set(name, scaled(ckpt.read(name), q.smooth.get(module), folding.rows.get(module)));
+        adopt(name, scaled(ckpt.read(name), q.smooth.get(module), folding.rows.get(module)));
       } else if (suffix === 'bias' && folding.rows.has(module)) {
-        tensors.set(name, scaled(ckpt.read(name), undefined, folding.rows.get(module)));
+        adopt(name, scaled(ckpt.read(name), undefined, folding.rows.get(module)));
       } else if (folding.norms.has(name)) {
-        tensors.set(name, scaled(ckpt.read(name), undefined, folding.norms.get(name)));
+        adopt(name, scaled(ckpt.read(name), undefined, folding.norms.get(name)));
       } else {
         tensors.set(name, ckpt.read(name));
       }
@@ -81,6 +104,7 @@ export function prepareCompressedTensors(q: QuantizedModel, source: string, r: E
   }
   const ignore = linearNames(q.model).filter((l) => !codes.has(l)).map((l) => (l === 'model.embed_tokens' ? 'lm_head' : l));
   checkCompressedTensors(q, scheme, (name) => tensors.get(name), `export of ${source}`);
+  q.foldedExport = folded.foldedInputs.size + folded.weights.size + folded.params.size === 0 ? null : folded;
   return { source, scheme, tensors, ignore, quantizedLinears: codes.size };
 }
 

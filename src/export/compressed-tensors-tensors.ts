@@ -80,6 +80,24 @@ const f32 = (shape: number[], data: Float32Array): RawTensor => ({ dtype: 'float
 /** The reciprocal as float32: compressed-tensors' global scale of Model Optimizer's fp32 scale s2 (and back). */
 export const reciprocal = (v: number): number => Math.fround(1 / v);
 
+/**
+ * The smallest fp32 amax' >= amax whose NVFP4 global scale s2 = fp32(amax' / 2688) comes back from the
+ * global scale compressed-tensors stores, fp32(1 / s2): for about one s2 in nine no fp32 value maps back, and
+ * the scale moves up by a few ulps (up, so no block scale passes e4m3's 448). 0 stays 0.
+ */
+export function reciprocalExactAmax(amax: number): number {
+  if (amax === 0) return 0;
+  const bits = new Float32Array(1);
+  const word = new Uint32Array(bits.buffer);
+  bits[0] = amax;
+  if (bits[0] < amax) word[0]! += 1; // fp32 rounded down: the next fp32 up
+  for (let i = 0; i < 1024; i++, word[0]! += 1) {
+    const s2 = amaxScale(bits[0]!, NVFP4_BOUND);
+    if (reciprocal(reciprocal(s2)) === s2) return bits[0]!;
+  }
+  throw new Error(`reciprocalExactAmax: no fp32 amax near ${amax} has a round-tripping NVFP4 global scale`);
+}
+
 /** `<m>.input_scale` (amax / bound) or `<m>.input_global_scale` (1 / (amax / 2688)) of a calibrated input. */
 export function inputTensor(a: ActScheme, amax: number): [string, RawTensor] | null {
   if (a.kind === 'fp8' || a.kind === 'int8') return ['input_scale', f32([1], Float32Array.of(amaxScale(amax, INPUT_BOUND[a.kind])))];

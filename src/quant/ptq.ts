@@ -43,6 +43,23 @@ export interface PlannedQuantizer {
   amax: number | null;
 }
 
+/**
+ * What an export changes in the model beyond fake quantization (ExportFormat.prepare sets it, before apply()):
+ * compressed-tensors folds smoothing factors into the preceding RMSNorm or Linear rows, in the checkpoint's
+ * dtype, so apply() makes the model hold the checkpoint's values and the loaded checkpoint computes the same.
+ */
+export interface FoldedExport {
+  /** float tensors (folded norm weights, row-scaled or smoothed float Linears, biases) by parameter name */
+  params: Map<string, Float32Array>;
+  /**
+   * dequantized weights as the checkpoint holds them where they differ from q's, by Linear: per-row scales
+   * that took a folded factor, or an algorithm's NVFP4 weight whose s2 the checkpoint's encoding rounds
+   */
+  weights: Map<string, Float32Array>;
+  /** smoothed Linears whose factors live upstream now: their inputs are no longer multiplied by them */
+  foldedInputs: Set<string>;
+}
+
 export interface WeightStats {
   name: string;
   sqnrDb: number;
@@ -129,6 +146,13 @@ export class QuantizedModel {
   /** those weights' float32 values as the algorithm produced them (the parameter may be rounded to bf16/f16) */
   private readonly prequantValues = new Map<string, Float32Array>();
   private applied = false;
+  /** set by an export that folds smoothing (FoldedExport); apply() then adopts the checkpoint's values */
+  foldedExport: FoldedExport | null = null;
+  /**
+   * A rule every NVFP4 weight's per-tensor amax passes through before its codes are made, set by an export
+   * whose scale encoding cannot hold every fp32 s2 (compressed-tensors stores 1 / s2); null keeps the amax.
+   */
+  globalAmaxRule: ((amax: number) => number) | null = null;
   /** calibration rows run together in one forward (same-length rows only) */
   batchSize = 1;
   /**
@@ -309,13 +333,21 @@ export class QuantizedModel {
       const q = weightQ.get(lin);
       let values = orig;
       if (q !== undefined) {
-        values = fakeQuantWeight(q.scheme as WeightScheme, orig, shape, shared.get(lin));
+        values = this.foldedExport?.weights.get(lin) ?? fakeQuantWeight(q.scheme as WeightScheme, orig, shape, shared.get(lin));
         this.weightStats.push({ name: q.name, sqnrDb: sqnr(orig, values), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: orig.length });
       }
       const replaced = keep(tidy(() => tensor(values, shape, { dtype: 'float32', device: w.backend }).cast(w.dtype)));
       w.dispose();
       this.model.params.set(key, replaced);
       onWeight?.(++done, prepared.size);
+    }
+    // pre-quantized weights are not in `prepared`: those that took a folded row factor change here
+    const foldedPrequant = [...this.foldedExport?.weights ?? []].filter(([lin]) => this.prequantized.has(lin)).map(([lin, v]) => [`${lin}.weight`, v] as const);
+    for (const [key, values] of [...this.foldedExport?.params ?? [], ...foldedPrequant]) {
+      const w = this.model.params.get(key)!;
+      const replaced = keep(tidy(() => tensor(values, [...w.shape], { dtype: 'float32', device: w.backend }).cast(w.dtype)));
+      w.dispose();
+      this.model.params.set(key, replaced);
     }
     this.installHooks();
     this.applied = true;
@@ -373,6 +405,12 @@ export class QuantizedModel {
       const m = Math.max(...(amaxes as number[]));
       for (const l of group) shared.set(l, m);
     }
+    const rule = this.globalAmaxRule;
+    for (const [l, q] of rule === null ? [] : weightQ) {
+      if (q.scheme!.kind !== 'nvfp4' || this.prequantized.has(l)) continue;
+      const a = shared.get(l) ?? tensorAmax(q.scheme as WeightScheme, prepared.get(l)!, this.model.params.get(`${l}.weight`)!.shape as [number, number]);
+      if (a !== null) shared.set(l, rule!(a));
+    }
     return { weightQ, prepared, shared };
   }
 
@@ -381,10 +419,12 @@ export class QuantizedModel {
     const input = new Map<string, PlannedQuantizer>();
     for (const q of this.quantizers) if (q.role === 'input' && q.scheme !== null) input.set(q.module, q);
     const kv = this.quantizers.filter((q) => q.role === 'kv' && q.scheme !== null);
-    this.model.linearHook = input.size === 0 && this.smooth.size === 0 ? null : (name, x, w, b) => {
+    const folded = this.foldedExport?.foldedInputs ?? new Set<string>();
+    const smoothedHere = (name: string): boolean => this.smooth.has(name) && !folded.has(name);
+    this.model.linearHook = input.size === 0 && [...this.smooth.keys()].every((l) => folded.has(l)) ? null : (name, x, w, b) => {
       const q = input.get(name);
-      if (q === undefined && !this.smooth.has(name)) return undefined;
-      const xs = this.smoothed(name, x);
+      if (q === undefined && !smoothedHere(name)) return undefined;
+      const xs = smoothedHere(name) ? this.smoothed(name, x) : x;
       return linearFn(q === undefined ? xs : fakeQuantTensor(q, xs), w, b);
     };
     this.model.kvHook = kv.length === 0 ? null : (i, k, v) => {

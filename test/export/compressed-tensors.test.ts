@@ -25,6 +25,7 @@ import { logits, maxAbsDiff, quantized, tmp, windows, type ExportCase, brokenCop
 import { int4Reference, nvfp4Reference } from '../helpers/quant-references.js';
 import { DATA_SKIP, SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
 import { runMopt } from '../helpers/cli.js';
+import { reciprocalExactAmax } from '../../src/export/compressed-tensors-tensors.js';
 
 /**
  * stories260K has grouped-query attention (8 query heads, 4 KV heads), so SmoothQuant's and AWQ's per-channel
@@ -64,13 +65,11 @@ const CASES: Case[] = [
   { preset: 'w4a16_nvfp4', algorithm: 'mse' },
 ];
 /**
- * max |Δ logit| against the fake-quantized model. Not 0 in general: a folded factor is rounded once into the
- * fp32 norm / v_proj scales (rmsnorm(h) * fp32(g * c) instead of fp32(rmsnorm(h) * g) * c; measured up to
- * 6.7e-6 for the INT4 AWQ cases, 0 for SmoothQuant whose INT8 input quantizers absorb it), and an NVFP4
- * global scale s2 is stored as its float32 reciprocal, which does not round-trip for about 1 in 6 values
- * (a 1-ulp s2; measured up to 3.9e-6).
+ * max |Δ logit| against the fake-quantized model: 0. The export makes q compute what the checkpoint holds
+ * before q.apply() (prepareCompressedTensors): smoothing folded into the norms / v_proj / up_proj rows in the
+ * checkpoint's dtype, and NVFP4 global amax values moved to ones whose s2 survives the 1 / s2 encoding.
  */
-const TOL = 1e-5;
+const TOL = 0;
 
 test('compressed-tensors export -> load back equals the fake-quantized model (stories260K, every preset it writes)', { skip: DATA_SKIP }, () => {
   const split = windows(4, 2);
@@ -238,6 +237,30 @@ test('exported INT4 pack-quantized words and NVFP4 bytes re-derived from the sou
     src.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('NVFP4 global amax moves up to the nearest fp32 whose s2 survives the 1 / s2 encoding', () => {
+  const f32 = new Float32Array(1);
+  const bits = new Uint32Array(f32.buffer);
+  const step = (v: number, d: number): number => ((f32[0] = v), (bits[0]! += d), f32[0]!);
+  const roundTrips = (amax: number): boolean => {
+    const s2 = Math.fround(amax / 2688);
+    return Math.fround(1 / Math.fround(1 / s2)) === s2;
+  };
+  let seed = 12345;
+  let moved = 0;
+  for (let i = 0; i < 20000; i++) {
+    seed = (seed * 48271) % 2147483647;
+    const amax = Math.fround(1e-3 + (seed / 2147483647) * 40); // weight- and activation-like ranges
+    const a = reciprocalExactAmax(amax);
+    assert.ok(a >= amax && roundTrips(a), `${amax} -> ${a}`);
+    // the smallest such fp32: every fp32 from amax up to the one before a fails
+    for (let v = amax; v < a; v = step(v, 1)) assert.ok(!roundTrips(v), `${amax}: ${v} < ${a} already round-trips`);
+    assert.ok(step(a, 0) === a && a <= step(amax, 64), `${amax} moved more than 64 ulps`);
+    if (a !== amax) moved++;
+  }
+  assert.ok(moved > 1000 && moved < 5000, `${moved} of 20000 moved (about one in nine expected)`);
+  assert.equal(reciprocalExactAmax(0), 0);
 });
 
 test('broken compressed-tensors checkpoints and inexpressible presets are refused naming the tensor, key or preset', { skip: DATA_SKIP }, () => {
