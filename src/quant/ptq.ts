@@ -279,7 +279,7 @@ export class QuantizedModel {
   apply(onWeight?: (done: number, total: number) => void): void {
     if (this.applied) return;
     for (const q of this.calibrated()) if (q.amax === null) throw new Error(`${q.name} is not calibrated`);
-    const { weightQ, prepared, shared } = this.preparedWeights();
+    const weightQ = this.weightQuantizers();
     for (const lin of weightQ.keys()) {
       const pre = this.prequantized.get(lin);
       if (pre === undefined) continue;
@@ -289,20 +289,20 @@ export class QuantizedModel {
       this.weightStats.push({ name: q.name, sqnrDb: sqnr(pre, w.toFloat32Array()), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: pre.length });
     }
     let done = 0;
-    for (const [lin, orig] of prepared) {
+    const total = this.changingWeights(weightQ).size;
+    for (const { lin, q, values: orig, shared } of this.preparedWeights(weightQ)) {
       const key = `${lin}.weight`;
       const w = this.model.params.get(key)!;
       const shape = w.shape as [number, number];
-      const q = weightQ.get(lin);
       let values = orig;
       if (q !== undefined) {
-        values = this.foldedExport?.weights.get(lin) ?? fakeQuantWeight(q.scheme as WeightScheme, orig, shape, shared.get(lin));
+        values = this.foldedExport?.weights.get(lin) ?? fakeQuantWeight(q.scheme as WeightScheme, orig, shape, shared);
         this.weightStats.push({ name: q.name, sqnrDb: sqnr(orig, values), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: orig.length });
       }
       const replaced = keep(tidy(() => tensor(values, shape, { dtype: 'float32', device: w.backend }).cast(w.dtype)));
       w.dispose();
       this.model.params.set(key, replaced);
-      onWeight?.(++done, prepared.size);
+      onWeight?.(++done, total);
     }
     // pre-quantized weights are not in `prepared`: those that took a folded row factor change here
     const foldedPrequant = [...this.foldedExport?.weights ?? []].filter(([lin]) => this.prequantized.has(lin)).map(([lin, v]) => [`${lin}.weight`, v] as const);
@@ -323,14 +323,18 @@ export class QuantizedModel {
    */
   weightCodes(): Map<string, { quantizer: PlannedQuantizer; codes: QuantizedWeight }> {
     if (this.applied) throw new Error('weightCodes() after apply(): the source weights are gone');
-    const { weightQ, prepared, shared } = this.preparedWeights();
+    const weightQ = this.weightQuantizers();
+    const made = new Map<string, QuantizedWeight>();
+    for (const { lin, q, values, shared } of this.preparedWeights(weightQ)) {
+      if (q !== undefined) made.set(lin, quantizeWeight(q.scheme as WeightScheme, values, this.model.params.get(`${lin}.weight`)!.shape as [number, number], shared));
+    }
     const out = new Map<string, { quantizer: PlannedQuantizer; codes: QuantizedWeight }>();
     for (const [lin, q] of weightQ) {
       const w = this.model.params.get(`${lin}.weight`)!;
       const shape = w.shape as [number, number];
       const scheme = q.scheme as WeightScheme;
       if (!this.prequantized.has(lin)) {
-        out.set(lin, { quantizer: q, codes: quantizeWeight(scheme, prepared.get(lin)!, shape, shared.get(lin)) });
+        out.set(lin, { quantizer: q, codes: made.get(lin)! });
         continue;
       }
       // an algorithm's weight: its codes follow from the values and the static scales it recorded
@@ -347,34 +351,53 @@ export class QuantizedModel {
     return out;
   }
 
-  /** The smoothed (W / c) float32 weight of every Linear that changes, and each fused sibling group's shared per-tensor amax. */
-  private preparedWeights(): { weightQ: Map<string, PlannedQuantizer>; prepared: Map<string, Float32Array>; shared: Map<string, number> } {
+  /** The enabled weight quantizers, by Linear, in plan order. */
+  private weightQuantizers(): Map<string, PlannedQuantizer> {
     const weightQ = new Map<string, PlannedQuantizer>();
     for (const q of this.quantizers) if (q.role === 'weight' && q.scheme !== null) weightQ.set(q.module, q);
-    // smoothed (W / c) weights of every Linear that changes, then one shared per-tensor amax per fused
-    // sibling group (q/k/v, gate/up) whose members all use the same scheme, as the export will write them
-    const prepared = new Map<string, Float32Array>();
-    for (const lin of new Set([...weightQ.keys(), ...this.smooth.keys()])) {
-      if (this.prequantized.has(lin)) continue;
-      const w = this.model.params.get(`${lin}.weight`)!;
-      prepared.set(lin, divideColumns(w.toFloat32Array(), w.shape as [number, number], this.smooth.get(lin)));
+    return weightQ;
+  }
+
+  /** Linears whose weight apply() computes: quantized or smoothed, not already quantized by an algorithm. */
+  private changingWeights(weightQ: Map<string, PlannedQuantizer>): Set<string> {
+    return new Set([...weightQ.keys(), ...this.smooth.keys()].filter((l) => !this.prequantized.has(l)));
+  }
+
+  /**
+   * Every changing Linear's smoothed (W / c) float32 weight with the per-tensor amax it shares with its fused
+   * siblings (q/k/v, gate/up, when all use the same scheme, as the export writes them) or the global amax rule
+   * gives it. One sibling group at a time, so that the host holds one group's float32 weights, not the model's.
+   */
+  private *preparedWeights(weightQ: Map<string, PlannedQuantizer>): Generator<{ lin: string; q: PlannedQuantizer | undefined; values: Float32Array; shared: number | undefined }> {
+    const changing = this.changingWeights(weightQ);
+    const groupOf = new Map<string, string[]>();
+    for (const g of siblingGroups(this.model)) for (const l of g) groupOf.set(l, g);
+    const done = new Set<string>();
+    const shapeOf = (l: string): [number, number] => this.model.params.get(`${l}.weight`)!.shape as [number, number];
+    for (const lin of changing) {
+      if (done.has(lin)) continue;
+      const unit = (groupOf.get(lin) ?? [lin]).filter((l) => changing.has(l));
+      const values = unit.map((l) => divideColumns(this.model.params.get(`${l}.weight`)!.toFloat32Array(), shapeOf(l), this.smooth.get(l)));
+      const group = groupOf.get(lin);
+      const qs = group?.map((l) => weightQ.get(l));
+      let shared: number | undefined;
+      if (group !== undefined && qs!.every((q) => q !== undefined && !this.prequantized.has(q.module)) && new Set(qs!.map((q) => JSON.stringify(q!.scheme))).size === 1) {
+        // every member quantizes, none was pre-quantized, so the unit is the whole group
+        const amaxes = group.map((l, k) => tensorAmax(qs![k]!.scheme as WeightScheme, values[k]!, shapeOf(l)));
+        if (amaxes.every((a) => a !== null)) shared = Math.max(...(amaxes as number[]));
+      }
+      for (let k = 0; k < unit.length; k++) {
+        const l = unit[k]!;
+        const q = weightQ.get(l);
+        let own = shared;
+        if (this.globalAmaxRule !== null && q !== undefined && q.scheme!.kind === 'nvfp4') {
+          const a = own ?? tensorAmax(q.scheme as WeightScheme, values[k]!, shapeOf(l));
+          if (a !== null) own = this.globalAmaxRule(a);
+        }
+        done.add(l);
+        yield { lin: l, q, values: values[k]!, shared: own };
+      }
     }
-    const shared = new Map<string, number>();
-    for (const group of siblingGroups(this.model)) {
-      const qs = group.map((l) => weightQ.get(l));
-      if (qs.some((q) => q === undefined || this.prequantized.has(q.module)) || new Set(qs.map((q) => JSON.stringify(q!.scheme))).size !== 1) continue;
-      const amaxes = group.map((l) => tensorAmax(weightQ.get(l)!.scheme as WeightScheme, prepared.get(l)!, this.model.params.get(`${l}.weight`)!.shape as [number, number]));
-      if (amaxes.some((a) => a === null)) continue;
-      const m = Math.max(...(amaxes as number[]));
-      for (const l of group) shared.set(l, m);
-    }
-    const rule = this.globalAmaxRule;
-    for (const [l, q] of rule === null ? [] : weightQ) {
-      if (q.scheme!.kind !== 'nvfp4' || this.prequantized.has(l)) continue;
-      const a = shared.get(l) ?? tensorAmax(q.scheme as WeightScheme, prepared.get(l)!, this.model.params.get(`${l}.weight`)!.shape as [number, number]);
-      if (a !== null) shared.set(l, rule!(a));
-    }
-    return { weightQ, prepared, shared };
   }
 
   /** Hooks that fake-quantize (and smooth) Linear inputs and K/V on every forward. */
@@ -434,7 +457,9 @@ export class QuantizedModel {
    * export writes one global scale per group.
    */
   sharedWeightAmax(): Map<string, number> {
-    return this.preparedWeights().shared;
+    const shared = new Map<string, number>();
+    for (const { lin, shared: a } of this.preparedWeights(this.weightQuantizers())) if (a !== undefined) shared.set(lin, a);
+    return shared;
   }
 
   /** A pre-quantized weight's float32 values as the algorithm produced them. */
