@@ -19,6 +19,8 @@ import { UserError } from '../util/errors.js';
 import { linearNames, siblingGroups } from './linear-groups.js';
 
 export { linearNames, siblingGroups, smoothingUnits } from './linear-groups.js';
+import { divideColumns, sqnr } from './weight-math.js';
+
 import { DISABLED, type Recipe } from './recipes/types.js';
 import { resolveQuantizer } from './recipes/resolve.js';
 import {
@@ -486,24 +488,4 @@ function fakeQuantTensor(q: PlannedQuantizer, x: Tensor): Tensor {
   const y = fakeQuantAct(q.scheme as ActScheme | KvScheme, x.toFloat32Array(), shape, q.amax);
   const f = tensor(y, [...x.shape], { dtype: 'float32', device: x.backend });
   return x.dtype === 'float32' ? f : f.cast(x.dtype);
-}
-
-/** w [out, in] with every column j divided by c[j] (w itself when c is undefined). */
-function divideColumns(w: Float32Array, shape: readonly [number, number], c: Float32Array | undefined): Float32Array {
-  if (c === undefined) return w;
-  const [rows, cols] = shape;
-  const out = new Float32Array(w.length);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[i * cols + j] = Math.fround(w[i * cols + j]! / c[j]!);
-  return out;
-}
-
-/** Signal-to-quantization-noise ratio in dB; +inf when the quantization is exact. */
-export function sqnr(ref: Float32Array, q: Float32Array): number {
-  let s = 0;
-  let n = 0;
-  for (let i = 0; i < ref.length; i++) {
-    s += ref[i]! * ref[i]!;
-    n += (ref[i]! - q[i]!) ** 2;
-  }
-  return n === 0 ? Infinity : 10 * Math.log10(s / n);
 }
