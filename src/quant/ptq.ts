@@ -17,10 +17,7 @@ import { linear as linearFn } from '../nn/functional.js';
 import { amax as absMax, keep, maximum, mul, noGrad, tensor, tidy, type Tensor } from '../tensor/index.js';
 import { UserError } from '../util/errors.js';
 import { linearNames, siblingGroups } from './linear-groups.js';
-
-export { linearNames, siblingGroups, smoothingUnits } from './linear-groups.js';
 import { divideColumns, sqnr } from './weight-math.js';
-
 import { DISABLED, type Recipe } from './recipes/types.js';
 import { resolveQuantizer } from './recipes/resolve.js';
 import {
@@ -30,6 +27,8 @@ import {
 import { fakeQuantOnDevice } from './fake-quant-tensor.js';
 import { HistogramCalibrator, MaxCalibrator, type Calibrator, type CalibratorName } from './calib/calibrators.js';
 import type { StaticScales } from './algorithms/block-quantizer.js';
+
+export { linearNames, siblingGroups, smoothingUnits } from './linear-groups.js';
 
 export type QuantizerRole = 'weight' | 'input' | 'kv';
 
