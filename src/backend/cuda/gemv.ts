@@ -18,6 +18,10 @@ export const GEMV_MAX_ROWS = 8;
 
 /** kernels/gemv.cu MOPT_GEMV_WARPS: output columns per CTA (one warp each) */
 const COLUMNS_PER_CTA = 8;
+// A cap on the GEMV CTAs per SM (diagnostic, MOPT_GEMV_CTAS_PER_SM; default: as many as fit). A grid that
+// fills every SM leaves no room for the next kernel's CTAs, so a programmatic dependent launch
+// (MOPT_CUDA_PDL=1) cannot start them, or their L2 prefetch, before this grid ends; fewer CTAs leave room.
+const CTAS_PER_SM_CAP = Math.max(1, Number(process.env.MOPT_GEMV_CTAS_PER_SM ?? Infinity) || Infinity);
 /** kernels/gemv.cu MOPT_GEMV_SEGS */
 export const GEMV_MAX_SEGMENTS = 3;
 /** elements per 16-byte chunk */
@@ -116,7 +120,7 @@ export class CudaGemv {
       const threads = 32 * COLUMNS_PER_CTA;
       const bySmem = smem === 0 ? Infinity : Math.floor(SMEM_PER_SM / (smem + 1024));
       const perSm = Math.max(1, Math.min(Math.floor(2048 / threads), Math.floor(65536 / (Math.max(1, regs) * threads)), bySmem));
-      n = perSm * this.l.smCount;
+      n = Math.min(perSm, CTAS_PER_SM_CAP) * this.l.smCount;
       this.resident.set(key, n);
     }
     return n;
