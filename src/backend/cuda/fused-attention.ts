@@ -153,9 +153,9 @@ export class CudaAttention {
     const layout = layoutBytes({ ...base, key_lo: keyLo, key_hi: keyHi, split_len: splitLen });
     const a = this.args.decode.bytes(0, layout).f64(1, o.scale).ptr(2, part);
     this.setInputs(a, 3, qkv);
-    this.l.launch(FK.attnDecode(d, dp), [splits, g.B * g.KV, groups], [THREADS, 1, 1], shared.decode(dp), a);
+    this.l.launch(FK.attnDecode(d, dp), [splits, g.B * g.KV, groups], [THREADS, 1, 1], shared.decode(dp), a, true);
     const c = this.args.combine.bytes(0, layout).ptr(1, this.l.addr(out)).ptr(2, this.l.addr(lse)).ptr(3, part).i64(4, splits);
-    this.l.launch(FK.attnCombine(d), [this.l.grid(g.B * g.H * g.S * g.D, THREADS), 1, 1], [THREADS, 1, 1], 0, c);
+    this.l.launch(FK.attnCombine(d), [this.l.grid(g.B * g.H * g.S * g.D, THREADS), 1, 1], [THREADS, 1, 1], 0, c, true);
   }
 
   backward(q: View, k: View, v: View, out: View, lse: View, gOut: View, o: AttentionOptions, gq: View, gk: View, gv: View): void {

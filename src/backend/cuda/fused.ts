@@ -164,7 +164,7 @@ export class CudaFused implements Omit<FusedKernels, 'scaledMatmul'> {
       const view = new DataView(bytes.buffer);
       ROPE_APPEND_FIELDS.forEach((name, i) => view.setBigInt64(8 * i, BigInt(f[name]), true));
       const n = B * (H + 2 * KV) * S * (D / 2);
-      this.l.launch(FK.ropeAppend(d, td), [this.l.grid(n, POINTWISE_BLOCK), 1, 1], [POINTWISE_BLOCK, 1, 1], 0, this.args.ropeAppend.bytes(0, bytes));
+      this.l.launch(FK.ropeAppend(d, td), [this.l.grid(n, POINTWISE_BLOCK), 1, 1], [POINTWISE_BLOCK, 1, 1], 0, this.args.ropeAppend.bytes(0, bytes), true);
     });
   }
 

@@ -149,6 +149,8 @@ template <class T, int DP>
 MOPT_DEV void attn_decode_body(const AttnLayout& L, float scale, float* part, const typename T::S* q,
                                const typename T::S* k, const typename T::S* v) {
   constexpr int R = 8, W = MOPT_ATT_THREADS / 32, LD = DP + 4, CG = DP / 32;
+  pdl_wait();  // a programmatic dependent in a recorded decode step: q and the KV-cache write must be complete
+  pdl_trigger();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, d = (int)L.D;
   const float NEG_INF = -m_inf(0.f);
   float* Qs = reinterpret_cast<float*>(fused_smem);  // [R][LD]
@@ -271,6 +273,7 @@ MOPT_DEV void attn_decode_body(const AttnLayout& L, float scale, float* part, co
 template <class T>
 MOPT_DEV void attn_combine_body(const AttnLayout& L, typename T::S* out, float* lse, const float* part, i64_t splits) {
   pdl_trigger();  // the decode step's o_proj GEMV may start prefetching its weights
+  pdl_wait();     // every split's partial state must be written
   const float NEG_INF = -m_inf(0.f);
   const u64_t d = (u64_t)L.D, n = (u64_t)(L.B * L.H * L.S) * d, w = d + 2;
   for (u64_t e = global_thread(); e < n; e += global_threads()) {

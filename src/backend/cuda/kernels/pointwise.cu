@@ -178,6 +178,8 @@ template <class T, class U>
 MOPT_DEV void rope_append_body(const RopeAppendLayout& L) {
   typedef typename T::S S;
   typedef typename U::S C;
+  pdl_wait();  // a programmatic dependent in a recorded decode step: the q/k/v GEMV's output must be complete
+  pdl_trigger();
   const i64_t half = L.D / 2, heads = L.H + 2 * L.KV;
   const u64_t n = (u64_t)(L.B * heads * L.S * half);
   for (u64_t i = global_thread(); i < n; i += global_threads()) {
