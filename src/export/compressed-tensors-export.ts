@@ -45,13 +45,26 @@ export function exportCompressedTensors(q: QuantizedModel, source: string, out: 
  * q is made to compute what the checkpoint holds, so that q.apply() afterwards gives the model a loader of
  * this checkpoint gives: NVFP4 global amax values move to ones compressed-tensors' 1 / s2 encoding holds
  * exactly (reciprocalExactAmax, a few ulps at most), and the smoothing folded into the preceding ops in the
- * checkpoint's dtype is folded in q too (FoldedExport).
+ * checkpoint's dtype is folded in q too (FoldedExport). The moved amax values are q's from then on: a
+ * quantization state saved afterwards describes the model that was exported and scored.
  */
 export function prepareCompressedTensors(q: QuantizedModel, source: string, r: ExportRequest): PreparedCompressedTensors {
+  // q changes only when the checkpoint is complete and checked: a refused export leaves it as it was
+  const before = { rule: q.globalAmaxRule, amax: q.quantizers.map((x) => x.amax) };
+  try {
+    q.globalAmaxRule = (amax, linear) => reciprocalExactAmax(amax, `${linear}.weight_quantizer`);
+    for (const x of q.quantizers) if (x.role === 'input' && x.scheme?.kind === 'nvfp4' && x.amax !== null) x.amax = reciprocalExactAmax(x.amax, x.name);
+    return prepareChecked(q, source, r);
+  } catch (e) {
+    q.globalAmaxRule = before.rule;
+    q.quantizers.forEach((x, i) => (x.amax = before.amax[i]!));
+    throw e;
+  }
+}
+
+function prepareChecked(q: QuantizedModel, source: string, r: ExportRequest): PreparedCompressedTensors {
   const scheme = ctSchemeOf(r.preset, r.kvCache, int4Group(q));
   const folding = planFolding(q);
-  q.globalAmaxRule = reciprocalExactAmax;
-  for (const x of q.quantizers) if (x.role === 'input' && x.scheme?.kind === 'nvfp4' && x.amax !== null) x.amax = reciprocalExactAmax(x.amax);
   const codes = q.weightCodes();
   const tensors = new Map<string, RawTensor>();
   const folded: FoldedExport = { params: new Map(), weights: new Map(), foldedInputs: new Set(q.smooth.keys()) };
@@ -74,7 +87,7 @@ export function prepareCompressedTensors(q: QuantizedModel, source: string, r: E
         // the loaded values where they differ from q's: scales that took a folded row factor, or a weight an
         // algorithm quantized with an s2 (its static global amax) that the 1 / s2 encoding cannot hold
         const moved = c.codes.meta.format === 'nvfp4' && reciprocal(reciprocal((c.codes as Nvfp4Quantized).scale2)) !== (c.codes as Nvfp4Quantized).scale2;
-        if (rows !== undefined || moved) folded.weights.set(module, weightValues(c.quantizer.scheme as WeightScheme, c.codes.meta.shape, written));
+        if (rows !== undefined || moved) folded.weights.set(module, () => weightValues(c.quantizer.scheme as WeightScheme, c.codes.meta.shape, written));
       } else if (suffix === 'weight' && (q.smooth.has(module) || folding.rows.has(module))) {
         // a float Linear that is smoothed (W / c, as the fake-quantized model holds it) or takes row factors
         adopt(name, scaled(ckpt.read(name), q.smooth.get(module), folding.rows.get(module)));

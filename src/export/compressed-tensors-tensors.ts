@@ -83,10 +83,15 @@ export const reciprocal = (v: number): number => Math.fround(1 / v);
 /**
  * The smallest fp32 amax' >= amax whose NVFP4 global scale s2 = fp32(amax' / 2688) comes back from the
  * global scale compressed-tensors stores, fp32(1 / s2): for about one s2 in nine no fp32 value maps back, and
- * the scale moves up by a few ulps (up, so no block scale passes e4m3's 448). 0 stays 0.
+ * the scale moves up by a few ulps (up, so no block scale passes e4m3's 448). 0 and non-finite values stay;
+ * an amax whose 1 / s2 overflows float32 is a UserError naming `what`.
  */
-export function reciprocalExactAmax(amax: number): number {
-  if (amax === 0) return 0;
+export function reciprocalExactAmax(amax: number, what = 'NVFP4 global amax'): number {
+  if (amax === 0 || !Number.isFinite(amax)) return amax; // 0 stays 0; the checker names a non-finite one
+  if (!Number.isFinite(reciprocal(amaxScale(amax, NVFP4_BOUND)))) {
+    // 1 / s2 overflows float32 below about 7.9e-36
+    throw new UserError(`${what}: amax ${amax} is too small for compressed-tensors' global scale 1 / (amax / 2688) in float32; export with --export-format modelopt`);
+  }
   const bits = new Float32Array(1);
   const word = new Uint32Array(bits.buffer);
   bits[0] = amax;

@@ -58,8 +58,9 @@ export interface FoldedExport {
   /**
    * dequantized weights as the checkpoint holds them where they differ from q's, by Linear: per-row scales
    * that took a folded factor, or an algorithm's NVFP4 weight whose s2 the checkpoint's encoding rounds
+   * (made one at a time by apply() from the checkpoint's compact tensors)
    */
-  weights: Map<string, Float32Array>;
+  weights: Map<string, () => Float32Array>;
   /** smoothed Linears whose factors live upstream now: their inputs are no longer multiplied by them */
   foldedInputs: Set<string>;
 }
@@ -116,7 +117,7 @@ export class QuantizedModel {
    * A rule every NVFP4 weight's per-tensor amax passes through before its codes are made, set by an export
    * whose scale encoding cannot hold every fp32 s2 (compressed-tensors stores 1 / s2); null keeps the amax.
    */
-  globalAmaxRule: ((amax: number) => number) | null = null;
+  globalAmaxRule: ((amax: number, linear: string) => number) | null = null;
   /** calibration rows run together in one forward (same-length rows only) */
   batchSize = 1;
   /**
@@ -297,8 +298,10 @@ export class QuantizedModel {
       const shape = w.shape as [number, number];
       let values = orig;
       if (q !== undefined) {
-        values = this.foldedExport?.weights.get(lin) ?? fakeQuantWeight(q.scheme as WeightScheme, orig, shape, shared);
+        values = fakeQuantWeight(q.scheme as WeightScheme, orig, shape, shared);
+        // the quantization error, before a folded row factor (the next Linear's smoothing) scales the rows
         this.weightStats.push({ name: q.name, sqnrDb: sqnr(orig, values), bitsPerWeight: bitsPerWeight(q.scheme as WeightScheme, shape), elements: orig.length });
+        values = this.foldedExport?.weights.get(lin)?.() ?? values;
       }
       const replaced = keep(tidy(() => tensor(values, shape, { dtype: 'float32', device: w.backend }).cast(w.dtype)));
       w.dispose();
@@ -307,13 +310,16 @@ export class QuantizedModel {
     }
     // pre-quantized weights are not in `prepared`: those that took a folded row factor change here
     const foldedPrequant = [...this.foldedExport?.weights ?? []].filter(([lin]) => this.prequantized.has(lin)).map(([lin, v]) => [`${lin}.weight`, v] as const);
-    for (const [key, values] of [...this.foldedExport?.params ?? [], ...foldedPrequant]) {
+    for (const [key, value] of [...this.foldedExport?.params ?? [], ...foldedPrequant]) {
+      const values = typeof value === 'function' ? value() : value;
       const w = this.model.params.get(key)!;
       const replaced = keep(tidy(() => tensor(values, [...w.shape], { dtype: 'float32', device: w.backend }).cast(w.dtype)));
       w.dispose();
       this.model.params.set(key, replaced);
     }
     this.installHooks();
+    // the hooks keep the folded inputs; the adopted values are in the parameters now
+    if (this.foldedExport !== null) this.foldedExport = { params: new Map(), weights: new Map(), foldedInputs: this.foldedExport.foldedInputs };
     this.applied = true;
   }
 
@@ -393,7 +399,7 @@ export class QuantizedModel {
         let own = shared;
         if (this.globalAmaxRule !== null && q !== undefined && q.scheme!.kind === 'nvfp4') {
           const a = own ?? tensorAmax(q.scheme as WeightScheme, values[k]!, shapeOf(l));
-          if (a !== null) own = this.globalAmaxRule(a);
+          if (a !== null) own = this.globalAmaxRule(a, l);
         }
         done.add(l);
         yield { lin: l, q, values: values[k]!, shared: own };
@@ -455,7 +461,8 @@ export class QuantizedModel {
   /**
    * The per-tensor weight amax each fused sibling group shares (NVFP4's weight_scale_2), by Linear, from the
    * current (smoothed) weights: what an algorithm that quantizes weights itself must scale with so that the
-   * export writes one global scale per group.
+   * export writes one global scale per group. With a globalAmaxRule set (an export prepared), also every other
+   * NVFP4 weight's amax under the rule.
    */
   sharedWeightAmax(): Map<string, number> {
     const shared = new Map<string, number>();

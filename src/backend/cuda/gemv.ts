@@ -21,7 +21,7 @@ const COLUMNS_PER_CTA = 8;
 // A cap on the GEMV CTAs per SM (diagnostic, MOPT_GEMV_CTAS_PER_SM; default: as many as fit). A grid that
 // fills every SM leaves no room for the next kernel's CTAs, so a programmatic dependent launch
 // (MOPT_CUDA_PDL=1) cannot start them, or their L2 prefetch, before this grid ends; fewer CTAs leave room.
-const CTAS_PER_SM_CAP = Math.max(1, Number(process.env.MOPT_GEMV_CTAS_PER_SM ?? Infinity) || Infinity);
+const CTAS_PER_SM_CAP = Math.max(1, Math.floor(Number(process.env.MOPT_GEMV_CTAS_PER_SM ?? Infinity) || Infinity));
 /** kernels/gemv.cu MOPT_GEMV_SEGS */
 export const GEMV_MAX_SEGMENTS = 3;
 /** elements per 16-byte chunk */
