@@ -24,8 +24,8 @@ bench 200 dist/bench/gemv-speed.js > "$OUT/gemv-warmup.log" 2>&1
 run() {
   local name=$1
   shift
-  { env "$@" bash .gpu/run.sh node dist/bench/gemv-speed.js
-    env "$@" bash .gpu/run.sh node dist/bench/mopt_bench.js --model "$MODEL" --device cuda --workloads decode --decode-runs 3 --json "$OUT/decode-$name.json"
+  { env "$@" timeout -k 5 120 bash .gpu/run.sh node dist/bench/gemv-speed.js
+    env "$@" timeout -k 5 180 bash .gpu/run.sh node dist/bench/mopt_bench.js --model "$MODEL" --device cuda --workloads decode --decode-runs 3 --json "$OUT/decode-$name.json"
   } > "$OUT/decode-$name.log" 2>&1
   echo "$name: $(grep -E 'one layer' "$OUT/decode-$name.log" | head -1) | $(grep -E 'tok/s' "$OUT/decode-$name.log" | tail -1)"
 }
