@@ -263,6 +263,9 @@ test('NVFP4 global amax moves up to the nearest fp32 whose s2 survives the 1 / s
   }
   assert.ok(moved > 1000 && moved < 5000, `${moved} of 20000 moved (about one in nine expected)`);
   assert.equal(reciprocalExactAmax(0), 0);
+  assert.ok(Number.isNaN(reciprocalExactAmax(NaN))); // left for the checker, which names the tensor
+  // 1 / (amax / 2688) overflows float32: one sentence naming the quantizer and the way out
+  assert.throws(() => reciprocalExactAmax(1e-37, 'model.layers.0.mlp.up_proj.input_quantizer'), /up_proj\.input_quantizer: amax 1e-37 is too small .*--export-format modelopt/);
 });
 
 test('broken compressed-tensors checkpoints and inexpressible presets are refused naming the tensor, key or preset', { skip: DATA_SKIP }, () => {
