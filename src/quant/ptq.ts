@@ -111,7 +111,7 @@ export class QuantizedModel {
   /** those weights' float32 values as the algorithm produced them (the parameter may be rounded to bf16/f16) */
   private readonly prequantValues = new Map<string, Float32Array>();
   private applied = false;
-  /** set by an export that folds smoothing (FoldedExport); apply() then adopts the checkpoint's values */
+  /** set by an export whose checkpoint differs from plain fake quantization (FoldedExport); apply() adopts its values */
   foldedExport: FoldedExport | null = null;
   /**
    * A rule every NVFP4 weight's per-tensor amax passes through before its codes are made, set by an export
@@ -308,7 +308,7 @@ export class QuantizedModel {
       this.model.params.set(key, replaced);
       onWeight?.(++done, total);
     }
-    // pre-quantized weights are not in `prepared`: those that took a folded row factor change here
+    // pre-quantized weights are not among preparedWeights(): those the checkpoint holds differently change here
     const foldedPrequant = [...this.foldedExport?.weights ?? []].filter(([lin]) => this.prequantized.has(lin)).map(([lin, v]) => [`${lin}.weight`, v] as const);
     for (const [key, value] of [...this.foldedExport?.params ?? [], ...foldedPrequant]) {
       const values = typeof value === 'function' ? value() : value;
