@@ -7,7 +7,7 @@ import type { DecoderConfig } from './config.js';
 import { ropeFrequencies, ropeTables, type RopeFrequencies } from './rope.js';
 import { KVCache } from './kv-cache.js';
 import { linear as linearFn, linearResidual, normLinears, normLinearSwiglu, rmsNorm } from '../nn/functional.js';
-import { Tensor, add, arange, embedding, keep, reshape, transpose, slice, zeros, type DType } from '../tensor/index.js';
+import { Tensor, add, arange, embedding, keep, reshape, tidy, transpose, slice, zeros, type DType } from '../tensor/index.js';
 import { attention, rope, swiglu } from '../tensor/ops/fused.js';
 import type { Backend } from '../backend/backend.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -137,7 +137,8 @@ export class DecoderLM {
 
   /** A device-side position (starting at 0) for forwards against a cache of `capacity` positions. */
   devicePosition(capacity: number): DevicePosition {
-    const { cos, sin } = ropeTables(this.rope, 0, capacity, this.dtype, this.backend);
+    // in tidy: for a 16-bit model the float32 tables built before the cast are temporaries to free
+    const { cos, sin } = tidy(() => ropeTables(this.rope, 0, capacity, this.dtype, this.backend));
     const at = zeros([1], { dtype: 'int32', device: this.backend });
     const kept = [keep(at), keep(cos), keep(sin)];
     return { at, cos, sin, dispose: () => kept.forEach((t) => t.dispose()) };
