@@ -4,6 +4,9 @@
 
 import koffi, { type LibraryHandle } from 'koffi';
 import { loadCudaLibrary } from './find-libs.js';
+import type { KernelArgs } from './kernel-args.js';
+
+export { KernelArgs } from './kernel-args.js';
 
 export type DevicePtr = number;
 /** An opaque driver handle (CUcontext, CUmodule, CUfunction, CUstream, CUevent, CUgraphExec). */
@@ -26,6 +29,7 @@ koffi.struct('mopt_CUlaunchConfig', { gridDimX: 'uint32', gridDimY: 'uint32', gr
 /** CUlaunchAttribute: id (uint32), 4 bytes of padding, a 64-byte value union: 72 bytes. */
 const LAUNCH_ATTRIBUTE_BYTES = 72;
 const CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+const CU_LAUNCH_ATTRIBUTE_COOPERATIVE = 2;
 
 export class CudaError extends Error {
   constructor(readonly call: string, readonly code: number, detail: string) {
@@ -40,72 +44,6 @@ function toPtr(v: unknown): DevicePtr {
     return Number(v);
   }
   return v as number;
-}
-
-/** A native block of kernel arguments laid out like the kernel's parameter list. Built once per launch site. */
-export class KernelArgs {
-  private readonly buf: unknown;
-  private readonly view: DataView;
-  private readonly offsets: number[] = [];
-  readonly size: number;
-  /** the `extra` array for cuLaunchKernel: BUFFER_POINTER, &buf, BUFFER_SIZE, &size, END */
-  readonly extra: unknown;
-  private readonly sizeCell: unknown;
-
-  /** `layout` lists each parameter's byte size (alignment = min(size, 8), or given as [size, align]). */
-  constructor(layout: readonly (number | readonly [number, number])[]) {
-    let off = 0;
-    for (const item of layout) {
-      const [size, align] = typeof item === 'number' ? [item, Math.min(item, 8)] : item;
-      off = Math.ceil(off / align) * align;
-      this.offsets.push(off);
-      off += size;
-    }
-    // the driver wants the exact end of the last parameter: a size that includes tail padding is
-    // rejected (CUDA_ERROR_INVALID_VALUE) for kernels whose last parameter is narrower than 8 bytes
-    this.size = off;
-    const capacity = Math.max(8, Math.ceil(off / 8) * 8);
-    this.buf = koffi.alloc('uint8_t', capacity);
-    this.view = new DataView(koffi.view(this.buf, capacity));
-    this.sizeCell = koffi.alloc('uint64_t', 1);
-    new DataView(koffi.view(this.sizeCell, 8)).setBigUint64(0, BigInt(this.size), true);
-    this.extra = koffi.alloc('uint64_t', 5);
-    const ex = new DataView(koffi.view(this.extra, 40));
-    ex.setBigUint64(0, 1n, true); // CU_LAUNCH_PARAM_BUFFER_POINTER
-    ex.setBigUint64(8, koffi.address(this.buf), true);
-    ex.setBigUint64(16, 2n, true); // CU_LAUNCH_PARAM_BUFFER_SIZE
-    ex.setBigUint64(24, koffi.address(this.sizeCell), true);
-    ex.setBigUint64(32, 0n, true); // CU_LAUNCH_PARAM_END
-  }
-  ptr(i: number, p: DevicePtr): this {
-    this.view.setBigUint64(this.offsets[i], BigInt(p), true);
-    return this;
-  }
-  i32(i: number, v: number): this {
-    this.view.setInt32(this.offsets[i], v, true);
-    return this;
-  }
-  u32(i: number, v: number): this {
-    this.view.setUint32(this.offsets[i], v, true);
-    return this;
-  }
-  i64(i: number, v: number): this {
-    this.view.setBigInt64(this.offsets[i], BigInt(v), true);
-    return this;
-  }
-  f32(i: number, v: number): this {
-    this.view.setFloat32(this.offsets[i], v, true);
-    return this;
-  }
-  f64(i: number, v: number): this {
-    this.view.setFloat64(this.offsets[i], v, true);
-    return this;
-  }
-  /** raw bytes for a by-value struct parameter */
-  bytes(i: number, b: Uint8Array): this {
-    for (let k = 0; k < b.length; k++) this.view.setUint8(this.offsets[i] + k, b[k]);
-    return this;
-  }
 }
 
 export interface DeviceInfo {
@@ -167,6 +105,8 @@ export class CudaDriver {
   readonly pdl: boolean;
   /** one CUlaunchAttribute: programmatic stream serialization allowed */
   private readonly pdlAttr: unknown;
+  /** one CUlaunchAttribute: cooperative (every CTA resident at once, or the launch fails) */
+  private readonly coopAttr: unknown;
   private readonly pending: ProfileEntry[] = [];
   private readonly eventPool: Handle[] = [];
   private readonly totals = new Map<string, { ms: number; calls: number }>();
@@ -207,6 +147,11 @@ export class CudaDriver {
     for (let i = 0; i < LAUNCH_ATTRIBUTE_BYTES; i++) la.setUint8(i, 0);
     la.setUint32(0, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, true);
     la.setInt32(8, 1, true); // programmaticStreamSerializationAllowed
+    this.coopAttr = koffi.alloc('uint8_t', LAUNCH_ATTRIBUTE_BYTES);
+    const ca = new DataView(koffi.view(this.coopAttr, LAUNCH_ATTRIBUTE_BYTES));
+    for (let i = 0; i < LAUNCH_ATTRIBUTE_BYTES; i++) ca.setUint8(i, 0);
+    ca.setUint32(0, CU_LAUNCH_ATTRIBUTE_COOPERATIVE, true);
+    ca.setInt32(8, 1, true); // cooperative
   }
 
   static open(ordinal = 0): CudaDriver {
@@ -406,36 +351,49 @@ export class CudaDriver {
    * a capture it is recorded as a programmatic dependent when PDL is on (see `pdl`).
    */
   launch(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name = 'kernel', dependent = false): void {
-    this.profiled(name, () => this.launchNow(fn, grid, block, sharedBytes, args, name, dependent && this.pdl && this.capturing));
+    this.profiled(name, () => this.launchNow(fn, grid, block, sharedBytes, args, name, dependent && this.pdl && this.capturing ? this.pdlAttr : null));
   }
 
-  private launchNow(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name: string, programmatic: boolean): void {
-    const code = programmatic
-      ? this.f.cuLaunchKernelEx(
-          {
-            gridDimX: grid[0], gridDimY: grid[1], gridDimZ: grid[2], blockDimX: block[0], blockDimY: block[1], blockDimZ: block[2],
-            sharedMemBytes: sharedBytes, hStream: this.stream, attrs: this.pdlAttr, numAttrs: 1,
-          },
-          fn, null, args.extra,
-        )
-      : this.f.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, null, args.extra);
+  /**
+   * A cooperative launch (kernels with grid-wide barriers): the driver refuses a grid whose CTAs cannot all
+   * be resident at once (CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE) instead of letting it deadlock.
+   */
+  launchCooperative(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name = 'kernel'): void {
+    if (this.f.cuLaunchKernelEx === undefined) throw new CudaError(`cuLaunchKernelEx(${name})`, 801, 'this CUDA driver has no cuLaunchKernelEx (CUDA 12.0+ needed for cooperative launches)');
+    this.profiled(name, () => this.launchNow(fn, grid, block, sharedBytes, args, name, this.coopAttr));
+  }
+
+  /** `attr`: one CUlaunchAttribute for cuLaunchKernelEx (PDL, cooperative), or null for a plain cuLaunchKernel. */
+  private launchNow(fn: Handle, grid: readonly [number, number, number], block: readonly [number, number, number], sharedBytes: number, args: KernelArgs, name: string, attr: unknown): void {
+    const config = {
+      gridDimX: grid[0], gridDimY: grid[1], gridDimZ: grid[2], blockDimX: block[0], blockDimY: block[1], blockDimZ: block[2],
+      sharedMemBytes: sharedBytes, hStream: this.stream, attrs: attr, numAttrs: 1,
+    };
+    // cooperative launches take only the kernelParams form of the arguments
+    const code =
+      attr === null
+        ? this.f.cuLaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, this.stream, null, args.extra)
+        : attr === this.coopAttr
+          ? this.f.cuLaunchKernelEx(config, fn, args.params, null)
+          : this.f.cuLaunchKernelEx(config, fn, null, args.extra);
+    const call = `${attr === null ? 'cuLaunchKernel' : 'cuLaunchKernelEx'}(${name})`;
     if (code === 701 /* CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES */) {
       const r = this.functionResources(fn);
       const err = (() => {
         try {
-          this.check(`cuLaunchKernel(${name})`, code);
+          this.check(call, code);
         } catch (e) {
           return e as CudaError;
         }
         return null;
       })();
       throw new CudaError(
-        `cuLaunchKernel(${name})`,
+        call,
         code,
         `${err?.message ?? 'out of resources'}; block ${block.join('x')}, grid ${grid.join('x')}, dynamic shared ${sharedBytes} B, args ${args.size} B; kernel uses ${r.registers} registers, ${r.localBytes} B local, ${r.staticSharedBytes} B static shared, max ${r.maxThreadsPerBlock} threads/block`,
       );
     }
-    this.check(`cuLaunchKernel(${name})`, code);
+    this.check(call, code);
   }
   synchronize(): void {
     this.assertNotCapturing('a stream synchronization');
