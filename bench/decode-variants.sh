@@ -14,6 +14,8 @@
 # $OUT/decode-<variant>.log and one line each on stdout.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# these knobs act on the recorded multi-kernel step; generate() would otherwise take the whole-step kernel
+export MOPT_FUSED_DECODE=0
 export OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 MODEL=${MODEL:-/tmp/llama1b}

@@ -104,6 +104,76 @@ export function hasGroupedLinear(b: Backend): b is Backend & GroupedLinear {
   return typeof (b as Partial<GroupedLinear>).linearGroup === 'function';
 }
 
+/** One decoder layer's parameters and KV-cache buffers for DecodeStepSpec (weights [out, in], caches [1, kvHeads, capacity, headDim]). */
+export interface DecodeStepLayer {
+  inputNorm: View;
+  q: View;
+  k: View;
+  v: View;
+  o: View;
+  postNorm: View;
+  gate: View;
+  up: View;
+  down: View;
+  kCache: View;
+  vCache: View;
+}
+
+/**
+ * A batch-1 decode step of a Llama-style decoder (RMSNorm, rotate-half RoPE from tables, grouped-query
+ * attention over a KV cache, SwiGLU MLP, no biases) with greedy selection: reads the token ids[0] at position
+ * pos[0], writes the cache at pos, the argmax token to ids[0] and next[0] (and produced[pos] when given, the
+ * float32 logits row when given) and advances pos[0]. All operands are contiguous, in the model dtype except
+ * the int32 ids / next / produced / pos and the float32 logits.
+ */
+export interface DecodeStepSpec {
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  intermediate: number;
+  vocab: number;
+  /** RMSNorm epsilon */
+  eps: number;
+  /** KV-cache positions (and rows of the cos/sin tables) */
+  capacity: number;
+  embed: View;
+  finalNorm: View;
+  lmHead: View;
+  layers: readonly DecodeStepLayer[];
+  /** RoPE tables [capacity, headDim / 2] */
+  cos: View;
+  sin: View;
+  pos: View;
+  ids: View;
+  next: View;
+  produced: View | null;
+  logits: View | null;
+  /** record when each phase of the step ends (DecodeStepKernel.phaseNs; a diagnostic for bench/decode-phases.ts) */
+  timing?: boolean;
+}
+
+/** A prepared decode step: launch() queues one step (asynchronous); dispose() frees its device buffers. */
+export interface DecodeStepKernel {
+  launch(): void;
+  dispose(): void;
+  /**
+   * With spec.timing: the last launch's phase boundaries in ns from its start (waits for it): embedding, then
+   * per layer q/k/v, attention, o_proj, gate/up, down, then the LM head. null without timing.
+   */
+  phaseNs(): number[] | null;
+}
+
+/** Backends that run a whole decode step as one kernel (CUDA: src/backend/cuda/decode-step.ts). */
+export interface FusedDecode {
+  /** null when the step's shapes, dtypes or layout are outside what the kernel handles (the caller runs the model's ops) */
+  decodeStep(spec: DecodeStepSpec): DecodeStepKernel | null;
+}
+
+export function hasFusedDecode(b: Backend): b is Backend & FusedDecode {
+  return typeof (b as Partial<FusedDecode>).decodeStep === 'function';
+}
+
 /** Device work recorded once and replayed with one launch (a CUDA graph). */
 export interface RecordedGraph {
   /** queues one replay (asynchronous) */

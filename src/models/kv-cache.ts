@@ -59,6 +59,11 @@ export class KVCache {
     return [ropeAppend(q, k, v, cos, sin, positions, this.k[layer], this.v[layer]), this.k[layer], this.v[layer]];
   }
 
+  /** Layer i's whole K and V buffers [batch, kvHeads, capacity, headDim] (a fused decode step writes them itself). */
+  buffers(layer: number): [Tensor, Tensor] {
+    return [this.k[layer], this.v[layer]];
+  }
+
   /** Called once per forward after every layer appended. */
   advance(n: number): void {
     this.length += n;

@@ -12,11 +12,17 @@
 // it at its position in `produced` and advances the device position, so greedySteps() launches many steps
 // back to back and reads their tokens with one copy, instead of a host round trip (write token, launch,
 // wait, read) per token.
+//
+// Where the backend runs a whole decode step as one kernel (decode-fused.ts: CUDA, 16-bit Llama-style models
+// without hooks), every step is that kernel instead of the eager step and the recording: it reads and writes
+// the same device buffers (token, position, produced log, KV cache), so the two kinds of step mix freely.
+// MOPT_FUSED_DECODE=0 (or `fused: false`) keeps the recorded multi-kernel step.
 
 import type { DecoderLM, DevicePosition } from '../models/decoder.js';
 import type { KVCache } from '../models/kv-cache.js';
-import { canCaptureGraphs, type RecordedGraph } from '../backend/backend.js';
+import { canCaptureGraphs, type DecodeStepKernel, type RecordedGraph } from '../backend/backend.js';
 import { Tensor, add, argmax, keep, reshape, scatterInto, slice, tensor, tidy, zeros } from '../tensor/index.js';
+import { fusedDecodeStep } from './decode-fused.js';
 
 export type StepOutput = { kind: 'token'; id: number } | { kind: 'logits'; row: Float32Array };
 
@@ -30,6 +36,10 @@ export class GraphDecoder {
   private graph: RecordedGraph | null = null;
   private out: Tensor | null = null;
   private steps = 0;
+  /** the whole-step kernel, once made (undefined: not tried yet; null: the model does not qualify) */
+  private fused: DecodeStepKernel | null | undefined;
+  /** the kernel's `next` output when this.out is its logits row */
+  private fusedExtra: Tensor | null = null;
 
   /** Whether a model's decode steps can be recorded: a backend with graphs, and no hooks (they may read the host). */
   static supports(model: DecoderLM): boolean {
@@ -40,6 +50,7 @@ export class GraphDecoder {
     private readonly model: DecoderLM,
     private readonly cache: KVCache,
     readonly greedy: boolean,
+    private readonly opts: { fused?: boolean } = {},
   ) {
     if (cache.batch !== 1) throw new RangeError(`GraphDecoder: batch-1 decoding only, the cache has batch ${cache.batch}`);
     this.pos = model.devicePosition(cache.capacity);
@@ -83,9 +94,15 @@ export class GraphDecoder {
     });
   }
 
-  /** One step from the device buffers: eager the first time (and without graphs), else the recording. */
+  /** One step from the device buffers: the whole-step kernel, or eager the first time and then the recording. */
   private runStep(): Tensor {
     const backend = this.model.backend;
+    if (this.fusedStep() !== null) {
+      this.steps++;
+      this.fused!.launch();
+      this.cache.length += 1;
+      return this.out!;
+    }
     if (this.steps++ === 0 || !canCaptureGraphs(backend)) {
       // eager: compiles what the recording needs
       const out = tidy(() => this.forward());
@@ -109,9 +126,38 @@ export class GraphDecoder {
     return this.out!;
   }
 
+  /** The whole-step kernel and its output tensor (this.out), made on first use; null where it does not apply. */
+  private fusedStep(): DecodeStepKernel | null {
+    if (this.fused !== undefined) return this.fused;
+    this.fused = null;
+    if (this.opts.fused === false || process.env.MOPT_FUSED_DECODE === '0') return null;
+    const b = this.model.backend;
+    const next = keep(zeros([1], { dtype: 'int32', device: b }));
+    const logits = this.greedy ? null : keep(zeros([this.model.config.vocabSize], { dtype: 'float32', device: b }));
+    let k: DecodeStepKernel | null = null;
+    try {
+      k = fusedDecodeStep(this.model, this.cache, { pos: this.pos, ids: this.ids, next, produced: this.produced, logits });
+    } finally {
+      if (k === null) {
+        next.dispose();
+        logits?.dispose();
+      }
+    }
+    if (k === null) return null;
+    this.out?.dispose();
+    this.out = logits ?? next;
+    this.fusedExtra = logits === null ? null : next; // written by every step, read by none when sampling
+    this.fused = k;
+    return k;
+  }
+
   dispose(): void {
     this.out?.dispose();
     this.out = null;
+    this.fused?.dispose();
+    this.fused = null;
+    this.fusedExtra?.dispose();
+    this.fusedExtra = null;
     try {
       this.graph?.dispose();
     } finally {

@@ -9,6 +9,7 @@ import { kernelSource } from '../../src/backend/cuda/kernels.js';
 import { ATTN_FIELDS } from '../../src/backend/cuda/fused-attention.js';
 import { ROPE_APPEND_FIELDS } from '../../src/backend/cuda/fused.js';
 import { GEMV_FIELDS, GEMV_MAX_SEGMENTS, GEMV_SEG_FIELDS } from '../../src/backend/cuda/gemv.js';
+import { LAYER_FIELDS, STEP_FIELDS } from '../../src/backend/cuda/decode-step.js';
 
 function structFields(src: string, name: string): { type: string; field: string }[] {
   const m = new RegExp(`struct\\s+${name}\\s*\\{([^}]*)\\}`).exec(src.replace(/\/\/[^\n]*/g, ''));
@@ -45,4 +46,13 @@ test('pointwise.cu RopeAppendLayout has the fields fused.ts writes, in order, al
   const fields = structFields(kernelSource('pointwise'), 'RopeAppendLayout');
   assert.deepEqual(fields.map((f) => f.field), [...ROPE_APPEND_FIELDS]);
   assert.ok(fields.every((f) => f.type === 'i64_t'));
+});
+
+test('decode_step.cu DsLayer / DsArgs have the fields decode-step.ts writes, in order, all int64', () => {
+  const src = kernelSource('decode_step');
+  for (const [name, want] of [['DsLayer', LAYER_FIELDS], ['DsArgs', STEP_FIELDS]] as const) {
+    const fields = structFields(src, name);
+    assert.deepEqual(fields.map((f) => f.field), [...want], name);
+    assert.ok(fields.every((f) => f.type === 'i64_t'), name);
+  }
 });

@@ -181,3 +181,7 @@ test('kernel argument structs have the byte layout layout.ts writes', () => {
   ];
   for (const [file, name, ts] of cases) assert.deepEqual(structLayout(expanded.get(file)!, name), { ...ts }, `${file}.cu struct ${name}`);
 });
+
+test('every kernel source has its local headers inlined for NVRTC (no #include left)', () => {
+  for (const f of KERNEL_FILES) assert.doesNotMatch(kernelSource(f), /#\s*include/, `${f}.cu: an #include the loader did not inline (a trailing comment on the line?)`);
+});

@@ -11,16 +11,7 @@ import { generate } from '../../src/runtime/generate.js';
 import * as T from '../../src/tensor/index.js';
 import { STORIES_HF, DATA_SKIP } from '../helpers/paths.js';
 import { forEachBackend } from '../helpers/backends.js';
-
-function relErr(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
+import { relErr } from '../helpers/rel-err.js';
 
 function logits(model: DecoderLM, ids: number[], opts: Parameters<DecoderLM['forward']>[1]): Float32Array {
   return T.tidy(() => model.forward(T.tensor(ids, [1, ids.length], { dtype: 'int32', device: model.backend }), { ...opts, lastOnly: true }).toFloat32Array());

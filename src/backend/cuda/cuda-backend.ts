@@ -5,7 +5,7 @@
 // (op, dtype) pairs without a kernel of their own (fp8, int16/int8/uint8/bool arithmetic) run through
 // float64 temporaries, which is exactly the CPU's float64 arithmetic with one rounding.
 
-import type { AdamWHyper, AttentionOptions, Backend, BinaryOp, CompareOp, FusedKernels, GroupedLinear, LinearSegment, ReduceOp, Storage, UnaryOp, View } from '../backend.js';
+import type { AdamWHyper, AttentionOptions, Backend, BinaryOp, CompareOp, DecodeStepKernel, DecodeStepSpec, FusedDecode, FusedKernels, GroupedLinear, LinearSegment, ReduceOp, Storage, UnaryOp, View } from '../backend.js';
 import { allocStorage, DTYPE_INFO, type DType, type StorageArray } from '../../tensor/dtype.js';
 import { contiguousStrides, isContiguous, numel } from '../../tensor/shape.js';
 import { KernelArgs, type CudaDriver, type DevicePtr } from './driver.js';
@@ -51,7 +51,7 @@ const ONE_BYTE_CONDITIONS: readonly DType[] = ['bool', 'uint8', 'int8'];
 const F32_ACC_SRC: readonly DType[] = ['float32', 'float16', 'bfloat16'];
 const F32_ACC_OUT: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float8_e4m3fn', 'float8_e5m2'];
 
-export class CudaBackend implements Backend, FusedKernels, GroupedLinear {
+export class CudaBackend implements Backend, FusedKernels, GroupedLinear, FusedDecode {
   readonly name = 'cuda';
   readonly kernels: KernelLoader;
   private live = 0;
@@ -270,6 +270,11 @@ export class CudaBackend implements Backend, FusedKernels, GroupedLinear {
   /** Grouped few-row Linears with an epilogue (gemv.ts); false when the views do not fit its kernels. */
   linearGroup(x: View, segments: readonly LinearSegment[], epilogue: 'none' | 'residual' | 'swiglu', norm?: { weight: View; eps: number }): boolean {
     return this.fused.gemv.tryGroup(x, segments, epilogue, norm);
+  }
+
+  /** A whole batch-1 decode step as one kernel (decode-step.ts); null when the model does not fit it. */
+  decodeStep(spec: DecodeStepSpec): DecodeStepKernel | null {
+    return this.fused.decodeSteps.prepare(spec);
   }
 
   /** The injected GEMM (cuBLASLt); false when there is none or it declines the case. */

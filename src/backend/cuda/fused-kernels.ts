@@ -1,5 +1,5 @@
 // Names of the fused-routine kernels (kernels/rmsnorm.cu, pointwise.cu, cross_entropy.cu, attention.cu,
-// attention_tc.cu, attention_bwd.cu, attention_tc_bwd.cu, gemv.cu, gemv_norm.cu), built here and nowhere else; the tables mirror the macro lists at the
+// attention_tc.cu, attention_bwd.cu, attention_tc_bwd.cu, gemv.cu, gemv_norm.cu, decode_step.cu), built here and nowhere else; the tables mirror the macro lists at the
 // end of those files, and fusedKernelRefs() feeds kernels.ts allKernelRefs() so test/backend/cuda-sources.test.ts
 // checks every name against the sources.
 //
@@ -76,6 +76,8 @@ export const FK = {
   gemv: (d: TcDType, rows: number, norm = false): KernelRef => (norm ? ref('gemv_norm', `gemv_norm_${SFX[d]}_m${rows}`) : ref('gemv', `gemv_${SFX[d]}_m${rows}`)),
   /** gemv.cu: silu(x @ gate^T) * (x @ up^T); `norm` (gemv_norm.cu, 1 or 2 rows): the RMSNorm prologue, x is the raw input */
   gemvSwiglu: (d: TcDType, rows: number, norm = false): KernelRef => (norm ? ref('gemv_norm', `gemv_swiglu_norm_${SFX[d]}_m${rows}`) : ref('gemv', `gemv_swiglu_${SFX[d]}_m${rows}`)),
+  /** decode_step.cu: a whole batch-1 greedy decode step of a Llama-style decoder (decode-step.ts) */
+  decodeStep: (d: TcDType): KernelRef => ref('decode_step', `decode_step_${SFX[d]}`),
 };
 
 /** Every fused kernel the backend can launch (for the source cross-check test). */
@@ -94,6 +96,7 @@ export function fusedKernelRefs(): KernelRef[] {
   for (const d of TC_DTYPES) {
     for (let m = 1; m <= 8; m++) out.push(FK.gemv(d, m), FK.gemvSwiglu(d, m));
     for (let m = 1; m <= GEMV_NORM_MAX_ROWS; m++) out.push(FK.gemv(d, m, true), FK.gemvSwiglu(d, m, true));
+    out.push(FK.decodeStep(d));
   }
   return out;
 }

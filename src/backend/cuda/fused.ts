@@ -18,6 +18,7 @@ import { STRIDED, stridedLaunches, type Operand } from './layout.js';
 import { FK, isFusedDType, type FusedDType } from './fused-kernels.js';
 import { FusedLauncher, POINTWISE_BLOCK, rowThreads, type FusedHost, type Temps } from './fused-host.js';
 import { CudaAttention } from './fused-attention.js';
+import { CudaDecodeSteps } from './decode-step.js';
 import { CudaGemv } from './gemv.js';
 
 const P = 8; // a pointer, int64 or double argument
@@ -47,6 +48,7 @@ export class CudaFused implements Omit<FusedKernels, 'scaledMatmul'> {
   private readonly l: FusedLauncher;
   private readonly attn: CudaAttention;
   readonly gemv: CudaGemv;
+  readonly decodeSteps: CudaDecodeSteps;
   // one argument block per launch site, rewritten per call (cuLaunchKernel copies it at launch)
   private readonly args = {
     rmsNorm: new KernelArgs(Array<number>(10).fill(P)),
@@ -65,6 +67,7 @@ export class CudaFused implements Omit<FusedKernels, 'scaledMatmul'> {
     this.l = new FusedLauncher(host, storagePtr);
     this.attn = new CudaAttention(this.l);
     this.gemv = new CudaGemv(this.l);
+    this.decodeSteps = new CudaDecodeSteps(this.l);
   }
 
   // ---- RMSNorm ------------------------------------------------------------------------------------

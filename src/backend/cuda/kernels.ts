@@ -14,7 +14,7 @@ import type { CudaDriver, Handle } from './driver.js';
 import type { Nvrtc } from './nvrtc.js';
 import { fusedKernelRefs } from './fused-kernels.js';
 
-export const KERNEL_FILES = ['elementwise', 'reduce', 'softmax', 'index', 'random', 'matmul', 'rmsnorm', 'pointwise', 'cross_entropy', 'attention', 'attention_tc', 'attention_bwd', 'attention_tc_bwd', 'gemv', 'gemv_norm'] as const;
+export const KERNEL_FILES = ['elementwise', 'reduce', 'softmax', 'index', 'random', 'matmul', 'rmsnorm', 'pointwise', 'cross_entropy', 'attention', 'attention_tc', 'attention_bwd', 'attention_tc_bwd', 'gemv', 'gemv_norm', 'decode_step'] as const;
 export type KernelFile = (typeof KERNEL_FILES)[number];
 
 export interface KernelRef {

@@ -1,0 +1,70 @@
+// Where the whole-step decode kernel's time goes (issue #3's decode target): on the Llama-3.2-1B-shaped
+// checkpoint, the fused step (kernels/decode_step.cu) is launched back to back (1) plain, for the step time,
+// and (2) with CTA 0 stamping %globaltimer after every phase, for the per-phase medians over layers and steps
+// (each phase's time includes its closing grid barrier). Run on the GPU machine:
+//   bash .gpu/run.sh node dist/bench/decode-phases.js --model /tmp/llama1b [--steps 256]
+import { performance } from 'node:perf_hooks';
+import { loadModel } from '../src/models/load.js';
+import { fusedDecodeStep } from '../src/runtime/decode-fused.js';
+import { getCudaBackend } from '../src/backend/cuda/index.js';
+import { keep, noGrad, tensor, tidy, zeros } from '../src/tensor/index.js';
+
+const arg = (name: string, fallback: string): string => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+};
+const steps = Number(arg('--steps', '256'));
+const model = loadModel(arg('--model', '/tmp/llama1b'), { dtype: 'bfloat16', device: 'cuda' });
+const driver = getCudaBackend().driver;
+const weightBytes = model.parameters().reduce((s, p) => s + 2 * p.size, 0);
+const prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function run(timing: boolean): { perStepUs: number; phases: number[][] } {
+  return noGrad(() => {
+    const cap = prompt.length + steps;
+    const cache = model.newCache(1, cap);
+    const pos = model.devicePosition(cap);
+    const b = model.backend;
+    const ids = keep(zeros([1, 1], { dtype: 'int32', device: b }));
+    const next = keep(zeros([1], { dtype: 'int32', device: b }));
+    try {
+      tidy(() => void model.forward(tensor(prompt, [1, prompt.length], { dtype: 'int32', device: b }), { cache, lastOnly: true }));
+      b.copy(tensor([prompt.length], [1], { dtype: 'int32', device: b }), pos.at);
+      const k = fusedDecodeStep(model, cache, { pos, ids, next, produced: null, logits: null, timing });
+      if (k === null) throw new Error('the fused decode step does not take this model');
+      const phases: number[][] = [];
+      k.launch(); // compiles
+      driver.synchronize();
+      const t0 = performance.now();
+      for (let i = 1; i < steps; i++) {
+        k.launch();
+        if (timing) phases.push(k.phaseNs()!);
+      }
+      driver.synchronize();
+      const perStepUs = ((performance.now() - t0) * 1000) / (steps - 1);
+      k.dispose();
+      return { perStepUs, phases };
+    } finally {
+      ids.dispose();
+      next.dispose();
+      pos.dispose();
+      cache.dispose();
+    }
+  });
+}
+
+const plain = run(false);
+console.log(`fused step: ${plain.perStepUs.toFixed(1)} us/step = ${(1e6 / plain.perStepUs).toFixed(1)} tok/s (${(weightBytes / plain.perStepUs / 1e3).toFixed(0)} GB/s of weights)`);
+const { phases } = run(true);
+const L = model.config.numLayers;
+const names = ['q/k/v', 'attention', 'o_proj', 'gate/up', 'down'];
+const dur = (p: number[], i: number): number => p[i] - (i === 0 ? 0 : p[i - 1]);
+console.log(`embedding: ${median(phases.map((p) => dur(p, 0))).toFixed(0)} ns`);
+let layerSum = 0;
+names.forEach((n, j) => {
+  const xs = phases.flatMap((p) => Array.from({ length: L }, (_, l) => dur(p, 1 + 5 * l + j)));
+  layerSum += median(xs);
+  console.log(`${n.padEnd(10)} median ${(median(xs) / 1000).toFixed(2)} us  (min ${(Math.min(...xs) / 1000).toFixed(2)}, max ${(Math.max(...xs) / 1000).toFixed(2)})`);
+});
+console.log(`one layer: ${(layerSum / 1000).toFixed(2)} us; LM head (CTA 0 done): ${(median(phases.map((p) => dur(p, 1 + 5 * L))) / 1000).toFixed(2)} us; timed step total ${(median(phases.map((p) => p[p.length - 1])) / 1000).toFixed(1)} us`);
