@@ -33,18 +33,20 @@ function run(timing: boolean): { perStepUs: number; phases: number[][] } {
       b.copy(tensor([prompt.length], [1], { dtype: 'int32', device: b }), pos.at);
       const k = fusedDecodeStep(model, cache, { pos, ids, next, produced: null, logits: null, timing });
       if (k === null) throw new Error('the fused decode step does not take this model');
-      const phases: number[][] = [];
-      k.launch(); // compiles
-      driver.synchronize();
-      const t0 = performance.now();
-      for (let i = 1; i < steps; i++) {
-        k.launch();
-        if (timing) phases.push(k.phaseNs()!);
+      try {
+        const phases: number[][] = [];
+        k.launch(); // compiles
+        driver.synchronize();
+        const t0 = performance.now();
+        for (let i = 1; i < steps; i++) {
+          k.launch();
+          if (timing) phases.push(k.phaseNs()!);
+        }
+        driver.synchronize();
+        return { perStepUs: ((performance.now() - t0) * 1000) / (steps - 1), phases };
+      } finally {
+        k.dispose();
       }
-      driver.synchronize();
-      const perStepUs = ((performance.now() - t0) * 1000) / (steps - 1);
-      k.dispose();
-      return { perStepUs, phases };
     } finally {
       ids.dispose();
       next.dispose();

@@ -7,7 +7,7 @@
 import type { DecodeStepKernel, DecodeStepSpec, View } from '../backend.js';
 import { contiguousStrides, numel } from '../../tensor/shape.js';
 import type { DeviceBlock } from './allocator.js';
-import { KernelArgs } from './driver.js';
+import { KernelArgs, type Handle } from './driver.js';
 import { FK } from './fused-kernels.js';
 import { rowThreads, type FusedLauncher } from './fused-host.js';
 
@@ -30,6 +30,8 @@ const CTL_ATTN = 8;
 const ATTN_SHARED_MAX = 96 * 1024;
 
 type Field = (typeof STEP_FIELDS)[number];
+/** dynamic shared memory each decode-step kernel function has been allowed (by function) */
+const sharedAllowed = new Map<Handle, number>();
 
 export class CudaDecodeSteps {
   constructor(private readonly l: FusedLauncher) {}
@@ -74,9 +76,23 @@ export class CudaDecodeSteps {
     const chunkMax = Math.ceil(cap / splits);
     const vecBytes = 2 * Math.max(D, I, QD);
     const shared = Math.ceil(Math.max(vecBytes, 4 * G * (HD + chunkMax)) / 16) * 16;
-    if (shared > host.driver.info.maxSharedPerBlockOptin) return null;
+    if (shared + host.driver.functionResources(fn).staticSharedBytes > host.driver.info.maxSharedPerBlockOptin) return null;
 
     const blocks: DeviceBlock[] = [];
+    try {
+      return this.build(s, fn, kernel.name, { grid, splits, chunkMax, shared }, blocks);
+    } catch (e) {
+      for (const b of blocks.splice(0)) host.allocator.free(b);
+      throw e;
+    }
+  }
+
+  /** Uploads the layer table, allocates the scratch (into `blocks`) and builds the argument block. */
+  private build(s: DecodeStepSpec, fn: Handle, name: string, plan: { grid: number; splits: number; chunkMax: number; shared: number }, blocks: DeviceBlock[]): DecodeStepKernel {
+    const host = this.l.host;
+    const { grid, splits, chunkMax, shared } = plan;
+    const { hidden: D, heads: H, kvHeads: KV, headDim: HD, intermediate: I, vocab: V, capacity: cap } = s;
+    const QD = H * HD;
     const block = (bytes: number): number => {
       const b = host.allocator.alloc(Math.max(16, Math.ceil(bytes / 16) * 16));
       blocks.push(b);
@@ -112,19 +128,23 @@ export class CudaDecodeSteps {
     const view = new DataView(bytes.buffer);
     STEP_FIELDS.forEach((f, i) => view.setBigInt64(8 * i, values[f], true));
     const args = new KernelArgs([[bytes.length, 8]]).bytes(0, bytes);
-    if (shared > 48 * 1024) host.driver.setMaxDynamicShared(fn, shared);
+    // the attribute belongs to the kernel, which every prepared step shares: only ever raised
+    if (shared > (sharedAllowed.get(fn) ?? 48 * 1024)) {
+      host.driver.setMaxDynamicShared(fn, shared);
+      sharedAllowed.set(fn, shared);
+    }
     let live = true;
     return {
       launch: () => {
         if (!live) throw new Error('decode step: launch() after dispose()');
-        host.driver.launchCooperative(fn, [grid, 1, 1], [THREADS, 1, 1], shared, args, kernel.name);
+        host.driver.launchCooperative(fn, [grid, 1, 1], [THREADS, 1, 1], shared, args, name);
       },
       phaseNs: () => {
         if (timing === 0) return null;
         const t = new BigUint64Array(stamps);
         host.driver.synchronize();
         host.driver.dtoh(t, timing);
-        return Array.from(t.subarray(1, stamps - 0), (v) => Number(v - t[0]));
+        return Array.from(t.subarray(1), (v) => Number(v - t[0]));
       },
       dispose: () => {
         if (!live) return;

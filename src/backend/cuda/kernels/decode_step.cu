@@ -250,8 +250,8 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
       // the new key (rotated) and value of this KV head, into the cache at pos
       const S* kx = qkv + (int)A.H * HD + g * HD;
       const S* vx = qkv + (int)(A.H + A.KV) * HD + g * HD;
-      S* kd = kc + (g * cap + pos) * HD;
-      S* vd = vc + (g * cap + pos) * HD;
+      S* kd = kc + (i64_t)(g * cap + pos) * HD;
+      S* vd = vc + (i64_t)(g * cap + pos) * HD;
       for (int j = threadIdx.x; j < half; j += DS_THREADS) {
         S o0, o1;
         rope_pair<T>(ld_cg_u16(kx + j), ld_cg_u16(kx + j + half), cosr, sinr, j, o0, o1);
@@ -264,7 +264,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
     __syncthreads();
     // scores: one warp per key, lanes over the head dim
     for (int t = t0 + warp; t < t1; t += DS_WARPS) {
-      const S* kr = kc + (g * cap + t) * HD;
+      const S* kr = kc + (i64_t)(g * cap + t) * HD;
       float kv[4];
 #pragma unroll
       for (int u = 0; u < 4; u++) kv[u] = lane + 32 * u < HD ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
@@ -297,18 +297,18 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
     for (int e = threadIdx.x; e < G * HD; e += DS_THREADS) {
       const int h = e / HD, c = e % HD;
       const float* p = sc + h * cmax;
-      const S* vcol = vc + g * cap * HD + c;
+      const S* vcol = vc + (i64_t)g * cap * HD + c;
       float o = 0.f;
       int t = t0;
       // loads in batches of 8 before their use: the cg loads are volatile asm, issued in program order
       for (; t + 8 <= t1; t += 8) {
         u16_t vv[8];
 #pragma unroll
-        for (int u = 0; u < 8; u++) vv[u] = ld_cg_u16(vcol + (t + u) * HD);
+        for (int u = 0; u < 8; u++) vv[u] = ld_cg_u16(vcol + (i64_t)(t + u) * HD);
 #pragma unroll
         for (int u = 0; u < 8; u++) o = fmaf(p[t + u - t0], T::load(vv[u]), o);
       }
-      for (; t < t1; t++) o = fmaf(p[t - t0], T::load(ld_cg_u16(vcol + t * HD)), o);
+      for (; t < t1; t++) o = fmaf(p[t - t0], T::load(ld_cg_u16(vcol + (i64_t)t * HD)), o);
       float* pr = part + ((g * G + h) * splits + s) * (HD + 2);
       pr[2 + c] = o;
       if (c == 0) pr[0] = t1 > t0 ? m_s[h] : NEG_INF, pr[1] = t1 > t0 ? l_s[h] : 0.f;
@@ -355,7 +355,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
 
 /** Orderable key of a logit at row r: larger value wins, then the lower row (argmax's first-on-ties); NaN wins. */
 MOPT_DEV u64_t argmax_key(float v, i64_t r) {
-  const u32_t b = __float_as_uint(v);
+  const u32_t b = v == 0.f ? 0u : __float_as_uint(v);  // -0 ties with +0 (first index wins), as reduce.cu ExtremeR
   const u32_t ob = v != v ? 0xffffffffu : (b & 0x80000000u) ? ~b : (b | 0x80000000u);
   return ((u64_t)ob << 32) | (u64_t)(0xffffffffu - (u32_t)r);
 }
@@ -383,6 +383,9 @@ MOPT_DEV void decode_step_body(const DsArgs& A) {
   const i64_t D = A.D, HD = A.HD, QD = A.H * HD, NQKV = QD + 2 * A.KV * HD;
   const i64_t pos = *reinterpret_cast<const int*>(A.pos);
   const i64_t id = *reinterpret_cast<const int*>(A.ids);
+  // the host checks both before queueing a step; a bad value (a caller writing the device buffers itself)
+  // fails the launch instead of reading or writing out of bounds
+  if (pos < 0 || pos >= A.cap || id < 0 || id >= A.V) __trap();
   const int lane = threadIdx.x & 31;
   stamp(A, 0);
 
