@@ -7,7 +7,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KERNEL_FILES, allKernelRefs, kernelSource, type KernelFile } from '../../src/backend/cuda/kernels.js';
+import { KERNEL_FILES, allKernelRefs, experimentDefines, kernelSource, type KernelFile } from '../../src/backend/cuda/kernels.js';
 import { MATMUL, REDUCE, ROW, STRIDED } from '../../src/backend/cuda/layout.js';
 
 // ---- a small C preprocessor: enough for the X-macro lists in kernels/*.cu --------------------------
@@ -184,4 +184,19 @@ test('kernel argument structs have the byte layout layout.ts writes', () => {
 
 test('every kernel source has its local headers inlined for NVRTC (no #include left)', () => {
   for (const f of KERNEL_FILES) assert.doesNotMatch(kernelSource(f), /#\s*include/, `${f}.cu: an #include the loader did not inline (a trailing comment on the line?)`);
+});
+
+test('MOPT_NVRTC_DEFINES adds -D macros to the named kernel file only', () => {
+  const saved = process.env.MOPT_NVRTC_DEFINES;
+  try {
+    process.env.MOPT_NVRTC_DEFINES = ' decode_step:DS_INFLIGHT=2  gemv:X decode_step:DS_ABLATE_ATTN=1 ';
+    assert.deepEqual(experimentDefines('decode_step'), ['-DDS_INFLIGHT=2', '-DDS_ABLATE_ATTN=1']);
+    assert.deepEqual(experimentDefines('gemv'), ['-DX']);
+    assert.deepEqual(experimentDefines('attention'), []);
+    delete process.env.MOPT_NVRTC_DEFINES;
+    assert.deepEqual(experimentDefines('decode_step'), []);
+  } finally {
+    if (saved === undefined) delete process.env.MOPT_NVRTC_DEFINES;
+    else process.env.MOPT_NVRTC_DEFINES = saved;
+  }
 });

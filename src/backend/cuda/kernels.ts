@@ -140,6 +140,16 @@ export function kernelSource(file: KernelFile): string {
   return expand(`${file}.cu`);
 }
 
+/**
+ * Extra `-D` macros for one kernel file from MOPT_NVRTC_DEFINES ("file:NAME=VALUE file:NAME2 ..."): a
+ * developer's knob for timing variants a source compiles in under a macro (bench/decode-phases.ts); other
+ * files keep their cached builds. Unset in normal use.
+ */
+export function experimentDefines(file: string): string[] {
+  const mine = (process.env.MOPT_NVRTC_DEFINES ?? '').split(/\s+/).filter((d) => d.startsWith(`${file}:`));
+  return mine.map((d) => `-D${d.slice(file.length + 1)}`);
+}
+
 /** Compiles kernel files on first use (for the device's own arch) and caches their functions. */
 export class KernelLoader {
   private readonly modules = new Map<KernelFile, Handle>();
@@ -158,7 +168,7 @@ export class KernelLoader {
     if (cached !== undefined) return cached;
     let mod = this.modules.get(k.file);
     if (mod === undefined) {
-      const cubin = this.nvrtc.compile(k.file, kernelSource(k.file), this.arch, KernelLoader.OPTIONS);
+      const cubin = this.nvrtc.compile(k.file, kernelSource(k.file), this.arch, [...KernelLoader.OPTIONS, ...experimentDefines(k.file)]);
       mod = this.driver.loadModule(cubin);
       this.modules.set(k.file, mod);
     }
