@@ -2,8 +2,12 @@
 // checkpoint, the fused step (kernels/decode_step.cu) is launched back to back (1) plain, for the step time,
 // and (2) with CTA 0 stamping %globaltimer after every phase, for the per-phase medians over layers and steps
 // (each phase's time includes its closing grid barrier). Run on the GPU machine:
-//   bash .gpu/run.sh node dist/bench/decode-phases.js --model /tmp/llama1b [--steps 256]
+//   bash .gpu/run.sh node dist/bench/decode-phases.js --model /tmp/llama1b [--steps 256] [--trace FILE]
+// --trace writes the last timed step's phase ends and CTA 0's weight-stream events (issued / landed / freed
+// per ring stage, ns from the step's start) as JSON.
+import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import type { DecodeStepKernel } from '../src/backend/backend.js';
 import { loadModel } from '../src/models/load.js';
 import { fusedDecodeStep } from '../src/runtime/decode-fused.js';
 import { getCudaBackend } from '../src/backend/cuda/index.js';
@@ -20,7 +24,7 @@ const weightBytes = model.parameters().reduce((s, p) => s + 2 * p.size, 0);
 const prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function run(timing: boolean): { perStepUs: number; phases: number[][] } {
+function run(timing: boolean): { perStepUs: number; phases: number[][]; trace: ReturnType<DecodeStepKernel['traceNs']> } {
   return noGrad(() => {
     const cap = prompt.length + steps;
     const cache = model.newCache(1, cap);
@@ -43,7 +47,7 @@ function run(timing: boolean): { perStepUs: number; phases: number[][] } {
           if (timing) phases.push(k.phaseNs()!);
         }
         driver.synchronize();
-        return { perStepUs: ((performance.now() - t0) * 1000) / (steps - 1), phases };
+        return { perStepUs: ((performance.now() - t0) * 1000) / (steps - 1), phases, trace: timing ? k.traceNs() : null };
       } finally {
         k.dispose();
       }
@@ -58,7 +62,10 @@ function run(timing: boolean): { perStepUs: number; phases: number[][] } {
 
 const plain = run(false);
 console.log(`fused step: ${plain.perStepUs.toFixed(1)} us/step = ${(1e6 / plain.perStepUs).toFixed(1)} tok/s (${(weightBytes / plain.perStepUs / 1e3).toFixed(0)} GB/s of weights)`);
-const { phases } = run(true);
+const { phases, trace } = run(true);
+const traceFile = arg('--trace', '');
+if (trace !== null) console.log(`CTA 0's SM clock over the timed step: ${trace.smMHz.toFixed(0)} MHz`);
+if (traceFile !== '') writeFileSync(traceFile, JSON.stringify({ phases: phases[phases.length - 1], ...trace }));
 const L = model.config.numLayers;
 const names = ['q/k/v', 'attention', 'o_proj', 'gate/up', 'down'];
 const dur = (p: number[], i: number): number => p[i] - (i === 0 ? 0 : p[i - 1]);

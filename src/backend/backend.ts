@@ -162,6 +162,12 @@ export interface DecodeStepKernel {
    * per layer q/k/v, attention, o_proj, gate/up, down, then the LM head. null without timing.
    */
   phaseNs(): number[] | null;
+  /**
+   * With spec.timing, for the last launch (ns from its start; a diagnostic for bench/decode-phases.ts): when
+   * CTA 0's weight stream issued, received and freed each stage, and when each CTA finished each phase
+   * (ctaDone[phase][cta], phases as phaseNs), and CTA 0's SM clock over the step. null without timing.
+   */
+  traceNs(): { stages: [number, number, number][]; ctaDone: number[][]; smMHz: number } | null;
 }
 
 /** Backends that run a whole decode step as one kernel (CUDA: src/backend/cuda/decode-step.ts). */

@@ -79,13 +79,15 @@ const SHAPES = [
   { what: 'head dim 64, 4 query heads per KV head, untied', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: false },
   { what: 'head dim 128, 2 query heads per KV head, tied', hidden: 256, heads: 4, kv: 2, headDim: 128, tie: true },
   { what: 'head dim 32, multi-head (no grouping)', hidden: 128, heads: 4, kv: 4, headDim: 32, tie: true },
+  // each CTA's weight stream runs through the kernel's shared-memory ring several times per step
+  { what: 'wider, 4 layers, 8K vocab', hidden: 512, heads: 8, kv: 2, headDim: 64, tie: false, inter: 2048, vocab: 8192, layers: 4 },
 ];
 
 forEachBackend('whole-step decode logits equal the multi-kernel step within bf16 rounding (random models, long prompt)', ({ name }) => {
   for (const s of SHAPES) {
     const config = parseDecoderConfig(
       {
-        model_type: 'llama', vocab_size: 1000, hidden_size: s.hidden, intermediate_size: 512, num_hidden_layers: 2,
+        model_type: 'llama', vocab_size: s.vocab ?? 1000, hidden_size: s.hidden, intermediate_size: s.inter ?? 512, num_hidden_layers: s.layers ?? 2,
         num_attention_heads: s.heads, num_key_value_heads: s.kv, head_dim: s.headDim, max_position_embeddings: 512,
         tie_word_embeddings: s.tie, rope_theta: 10000,
       },

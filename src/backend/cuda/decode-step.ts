@@ -1,8 +1,9 @@
 // The host side of kernels/decode_step.cu: a whole batch-1 greedy decode step as one persistent kernel
-// (backend.ts FusedDecode). prepare() checks that the model fits the kernel (16-bit float weights, every
-// operand contiguous and 16-byte aligned, head dim <= 128, at most 16 query heads per KV head), uploads the
-// per-layer address table, sizes the scratch buffers and the attention split, and builds the argument block
-// once; each launch() is then one cooperative launch with nothing rebuilt.
+// (backend.ts FusedDecode). prepare() checks that the model and GPU fit the kernel (sm_90 or later for its
+// bulk copies, 16-bit float weights, every operand contiguous and 16-byte aligned, head dim <= 128, at most 15
+// query heads per KV head, a weight ring of at least two stages in shared memory), uploads the per-layer
+// address table, sizes the scratch buffers, the attention split and the weight ring, and builds the argument
+// block once; each launch() is then one cooperative launch with nothing rebuilt.
 
 import type { DecodeStepKernel, DecodeStepSpec, View } from '../backend.js';
 import { contiguousStrides, numel } from '../../tensor/shape.js';
@@ -19,17 +20,33 @@ export const STEP_FIELDS = [
   'embed', 'final_norm', 'lm_head', 'eps', 'norm_threads',
   'cos', 'sin', 'pos', 'ids', 'produced', 'next', 'logits',
   'h', 'qkv', 'attn', 'act', 'part', 'ctl',
-  'splits', 'chunk_max', 'scale', 'timing',
+  'splits', 'chunk_max', 'scale',
+  'stage', 'slots', 'vec_off', 'attn_off', 'timing',
 ] as const;
-/** decode_step.cu DS_THREADS / DS_WARPS */
+/** decode_step.cu DS_BLOCK (the CTA) and DS_WARPS (its consumer warps; the last warp is the producer) */
 const THREADS = 512;
-const WARPS = THREADS / 32;
+const WARPS = 15;
+/** the weight ring's smallest stage (bytes): a stage is one bulk copy, and small copies cost issue time */
+const STAGE_MIN = 16 * 1024;
 /** decode_step.cu: ctl words before the per-KV-head attention counters */
 const CTL_ATTN = 8;
-/** shared memory the attention phase may take for its score rows (bytes) */
-const ATTN_SHARED_MAX = 96 * 1024;
+/** decode_step.cu DS_TRACE_STAGES: ring stages whose issue / land / free times CTA 0 records with timing */
+const TRACE_STAGES = 4096;
+/** shared memory the attention phase may take for its score rows (bytes): what is left is the weight ring */
+const ATTN_SHARED_MAX = 16 * 1024;
 
 type Field = (typeof STEP_FIELDS)[number];
+/** Launch geometry and shared-memory layout of one prepared step (bytes for the offsets and sizes). */
+interface StepPlan {
+  grid: number;
+  splits: number;
+  chunkMax: number;
+  shared: number;
+  stage: number;
+  slots: number;
+  vecOff: number;
+  attnOff: number;
+}
 /** dynamic shared memory each decode-step kernel function has been allowed (by function) */
 const sharedAllowed = new Map<Handle, number>();
 
@@ -63,6 +80,7 @@ export class CudaDecodeSteps {
     if (s.logits !== null && !ok(s.logits, 'float32', [V])) return null;
 
     const host = this.l.host;
+    if (host.driver.info.computeCapability[0] < 9) return null; // cp.async.bulk and mbarrier tx counts: sm_90
     const kernel = FK.decodeStep(d);
     const fn = host.kernels.fn(kernel);
     const regs = host.driver.functionResources(fn).registers;
@@ -74,13 +92,20 @@ export class CudaDecodeSteps {
     if (maxChunk < 1) return null;
     splits = Math.max(splits, Math.ceil(cap / maxChunk));
     const chunkMax = Math.ceil(cap / splits);
-    const vecBytes = 2 * Math.max(D, I, QD);
-    const shared = Math.ceil(Math.max(vecBytes, 4 * G * (HD + chunkMax)) / 16) * 16;
-    if (shared + host.driver.functionResources(fn).staticSharedBytes > host.driver.info.maxSharedPerBlockOptin) return null;
+    // dynamic shared memory: the weight ring, the activation vector, the attention's scratch
+    const round = (n: number, to: number): number => Math.ceil(n / to) * to;
+    const stage = round(Math.max(STAGE_MIN, 2 * 2 * D, 2 * QD, 2 * I), 32); // a row of each matrix; gate|up rows in pairs
+    const vecBytes = round(2 * Math.max(D, I, QD), 16);
+    const attnBytes = round(4 * G * (HD + chunkMax), 16);
+    const room = host.driver.info.maxSharedPerBlockOptin - host.driver.functionResources(fn).staticSharedBytes - vecBytes - attnBytes;
+    const slots = Math.min(WARPS, Math.floor(room / stage)); // one consumer warp owns each slot
+    if (slots < 2) return null;
+    const ring = { stage, slots, vecOff: slots * stage, attnOff: slots * stage + vecBytes };
+    const shared = ring.attnOff + attnBytes;
 
     const blocks: DeviceBlock[] = [];
     try {
-      return this.build(s, fn, kernel.name, { grid, splits, chunkMax, shared }, blocks);
+      return this.build(s, fn, kernel.name, { grid, splits, chunkMax, shared, ...ring }, blocks);
     } catch (e) {
       for (const b of blocks.splice(0)) host.allocator.free(b);
       throw e;
@@ -88,7 +113,7 @@ export class CudaDecodeSteps {
   }
 
   /** Uploads the layer table, allocates the scratch (into `blocks`) and builds the argument block. */
-  private build(s: DecodeStepSpec, fn: Handle, name: string, plan: { grid: number; splits: number; chunkMax: number; shared: number }, blocks: DeviceBlock[]): DecodeStepKernel {
+  private build(s: DecodeStepSpec, fn: Handle, name: string, plan: StepPlan, blocks: DeviceBlock[]): DecodeStepKernel {
     const host = this.l.host;
     const { grid, splits, chunkMax, shared } = plan;
     const { hidden: D, heads: H, kvHeads: KV, headDim: HD, intermediate: I, vocab: V, capacity: cap } = s;
@@ -114,7 +139,9 @@ export class CudaDecodeSteps {
     const scale = new DataView(new ArrayBuffer(4));
     scale.setFloat32(0, 1 / Math.sqrt(HD), true);
     const stamps = 3 + 5 * s.layers.length;
-    const timing = s.timing === true ? block(8 * stamps) : 0;
+    const timingWords = stamps + 3 * TRACE_STAGES + stamps * grid + 2;
+    const timing = s.timing === true ? block(8 * timingWords) : 0;
+    if (timing !== 0) host.driver.memsetD8(timing, 0, 8 * timingWords);
     const values: Record<Field, bigint> = {
       layers: BigInt(layers), nlayers: BigInt(s.layers.length), D: BigInt(D), H: BigInt(H), KV: BigInt(KV), HD: BigInt(HD), I: BigInt(I), V: BigInt(V), cap: BigInt(cap),
       embed: BigInt(a(s.embed)), final_norm: BigInt(a(s.finalNorm)), lm_head: BigInt(a(s.lmHead)), eps: eps.getBigInt64(0, true), norm_threads: BigInt(rowThreads(D)),
@@ -122,7 +149,8 @@ export class CudaDecodeSteps {
       produced: s.produced === null ? 0n : BigInt(a(s.produced)), next: BigInt(a(s.next)), logits: s.logits === null ? 0n : BigInt(a(s.logits)),
       h: BigInt(block(2 * D)), qkv: BigInt(block(2 * (QD + 2 * KV * HD))), attn: BigInt(block(2 * QD)), act: BigInt(block(2 * I)),
       part: BigInt(block(4 * H * splits * (HD + 2))), ctl: BigInt(ctl),
-      splits: BigInt(splits), chunk_max: BigInt(chunkMax), scale: BigInt(scale.getInt32(0, true)), timing: BigInt(timing),
+      splits: BigInt(splits), chunk_max: BigInt(chunkMax), scale: BigInt(scale.getInt32(0, true)),
+      stage: BigInt(plan.stage), slots: BigInt(plan.slots), vec_off: BigInt(plan.vecOff), attn_off: BigInt(plan.attnOff), timing: BigInt(timing),
     };
     const bytes = new Uint8Array(8 * STEP_FIELDS.length);
     const view = new DataView(bytes.buffer);
@@ -145,6 +173,22 @@ export class CudaDecodeSteps {
         host.driver.synchronize();
         host.driver.dtoh(t, timing);
         return Array.from(t.subarray(1), (v) => Number(v - t[0]));
+      },
+      traceNs: () => {
+        if (timing === 0) return null;
+        const t = new BigUint64Array(timingWords);
+        host.driver.synchronize();
+        host.driver.dtoh(t, timing);
+        const stages: [number, number, number][] = [];
+        for (let g = 0; g < TRACE_STAGES; g++) {
+          const e = t.subarray(stamps + 3 * g, stamps + 3 * g + 3);
+          if (e[2] === 0n) break; // stages past the step's last were never freed
+          stages.push([Number(e[0] - t[0]), Number(e[1] - t[0]), Number(e[2] - t[0])]);
+        }
+        const at = stamps + 3 * TRACE_STAGES;
+        const ctaDone = Array.from({ length: stamps - 1 }, (_, k) => Array.from(t.subarray(at + (k + 1) * grid, at + (k + 2) * grid), (v) => Number(v - t[0])));
+        const [c0, c1] = [t[timingWords - 2], t[timingWords - 1]];
+        return { stages, ctaDone, smMHz: (Number(c1 - c0) * 1e3) / Number(t[stamps - 1] - t[0]) };
       },
       dispose: () => {
         if (!live) return;

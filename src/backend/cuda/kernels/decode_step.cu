@@ -3,14 +3,18 @@
 // Why: a decode step reads every weight once (2.5 GB for Llama-3.2-1B), so its floor is the HBM stream time,
 // but as ~160 separate kernels it also pays each launch's ramp-up and drain (a few microseconds apiece, 30-40%
 // of the step on an H200). Here one CTA per SM runs the step's phases in order, separated by grid-wide
-// barriers (~2 us each), one warp per weight row at a time (16-byte loads, 4 KB in flight per warp).
+// barriers (~2 us each).
 //
-// Measured on the H200 (bench/decode-phases.ts, docs/benchmarks.md): preloading the next phase's first weight
-// round into registers or L2 before each barrier, and warming L2 with the MLP rows during the attention phase,
-// made the step slower (the prefetches compete with the phase they overlap); weight loads that skip L1 made
-// it faster. Only o_proj, read right after the bandwidth-idle attention phase, is prefetched into L2.
+// The weights do not depend on the activations, so they need not wait for the barriers: one producer thread
+// per CTA streams this CTA's slice of every weight matrix of the whole step, in the order the phases use
+// them, into a ring of shared-memory stages with bulk copies (weight_ring.cuh), while DS_WARPS consumer warps
+// run the phases: each waits for a stage, dots it with the activation vector (in shared memory) and frees it.
+// The stream stalls only when the ring is full, so a barrier, the attention phase or an RMSNorm costs HBM
+// time only beyond the ring's depth (~190 KB per SM, ~6 us of HBM time). Measured before this design (one
+// warp per weight row, loads into registers): 829-900 tok/s on Llama-3.2-1B; preloading into registers or
+// L2 before each barrier was slower there (bench/decode-phases.ts, docs/benchmarks.md).
 //
-// Per layer (barrier after each phase):
+// Per layer (grid barrier after each phase):
 //   A  x = rmsnorm(h) * input_norm (every CTA forms it in shared memory); q|k|v = x @ [Wq; Wk; Wv]^T -> qkv
 //   B  attention: one work item per (KV head, split of the keys 0..pos); the item holding pos rotates the new
 //      key, writes it and the value into the cache; partial softmax states go to `part`, and the last item of
@@ -22,23 +26,30 @@
 // the token to ids (the next step's input), next, produced[pos] (when given), advances *pos, and (when given)
 // the float32 logits row is written on the way.
 //
+// A weight matrix's rows are split evenly over the CTAs; a CTA's rows are contiguous, so its slice streams
+// as stages of whole rows (gate and up: the same rows of both, side by side). Stage g of the stream uses
+// slot g % slots and belongs to consumer warp g % slots (slots <= DS_WARPS): each slot has one owner warp, so
+// its uses are waited for in order. (With a slot shared by two warps, one could wait for use u while use
+// u - 1 is still in flight, and a parity wait cannot tell u from u - 2: it would read the stale stage.)
+//
 // Numerics follow the multi-kernel step (gemv.cuh, pointwise.cu rope_append, attention.cu decode): float32
-// accumulation; every tensor the unfused step stores in the model dtype is rounded to it here too (q/k/v,
-// rotated q/k, attention output, residual stream, SwiGLU output, logits); the RMSNorm reduction reproduces
-// rmsnorm.cu's bit for bit. Only summation orders differ (the softmax takes each split's exact maximum
-// instead of a running one), so results match the unfused step to within the dtype's rounding.
+// accumulation, each row's dot in gemv.cuh gemv_dot's order; every tensor the unfused step stores in the
+// model dtype is rounded to it here too (q/k/v, rotated q/k, attention output, residual stream, SwiGLU
+// output, logits); the RMSNorm reduction reproduces rmsnorm.cu's bit for bit. Only the attention's summation
+// order differs (the softmax takes each split's exact maximum instead of a running one), so results match
+// the unfused step to within the dtype's rounding.
 //
 // Shared data written by other CTAs is read with ld.global.cg (L2; L1 is not coherent across SMs). The
-// barrier is a counter and a generation word in `ctl`, self-resetting, so consecutive launches need no
-// memset; a CTA that waits ~10 s for the others traps instead of hanging (the host launches cooperatively,
+// grid barrier is an arrival counter in `ctl` that the last CTA to finish resets, so consecutive launches
+// need no memset; a CTA that waits ~10 s for the others traps instead of hanging (the host launches cooperatively,
 // so all CTAs are resident).
-// prefetch_row_l2 comes from gemv.cuh
 #include "fused.cuh"
-#include "gemv.cuh"
+#include "weight_ring.cuh"
 
-#define DS_WARPS 16
-#define DS_THREADS 512  // 32 * DS_WARPS (a literal: test/backend/cuda-sources.test.ts reads the launch bounds)
-static_assert(DS_THREADS == 32 * DS_WARPS, "one warp per 32 threads");
+#define DS_WARPS 15    // consumer warps; warp DS_WARPS is the producer
+#define DS_THREADS 480 // consumer threads, 32 * DS_WARPS
+#define DS_BLOCK 512   // the CTA (a literal: test/backend/cuda-sources.test.ts reads the launch bounds)
+static_assert(DS_THREADS == 32 * DS_WARPS && DS_BLOCK == DS_THREADS + 32, "15 consumer warps and one producer warp");
 
 // Must match src/backend/cuda/decode-step.ts LAYER_FIELDS (every field an i64_t, in this order).
 struct DsLayer {
@@ -51,12 +62,38 @@ struct DsArgs {
   i64_t cos, sin, pos, ids, produced, next, logits;      // produced, logits: 0 for none
   i64_t h, qkv, attn, act, part, ctl;                   // device scratch (decode-step.ts sizes them)
   i64_t splits, chunk_max, scale;                       // scale: float32 bits
-  i64_t timing;  // 0, or u64 [2 + 5 * nlayers + 1]: CTA 0's %globaltimer (ns) at the start and after each phase
+  // dynamic shared memory (bytes): the weight ring (slots stages of `stage` bytes) at 0, the activation
+  // vector at vec_off, the attention's scratch at attn_off
+  i64_t stage, slots, vec_off, attn_off;
+  // 0, or u64 [S + 3 * DS_TRACE_STAGES + S * grid], S = 2 + 5 * nlayers + 1: %globaltimer (ns) of CTA 0 at
+  // the start and after each phase, then of each of CTA 0's first DS_TRACE_STAGES ring stages when it was
+  // issued, landed and freed, then of each CTA when it finished each phase (before the barrier), then CTA 0's
+  // clock64 at the start and the end (the SM clock rate)
+  i64_t timing;
 };
-// ctl words: [0] barrier count, [1] barrier generation, [2] CTAs done with the LM head, [4..5] argmax key
+#define DS_TRACE_STAGES 4096
+// Ablations for bench/decode-phases.ts (MOPT_NVRTC_DEFINES): 1 skips that part of the work (results are
+// garbage) to time what is left. Always 0 in use.
+#ifndef DS_ABLATE_MATH
+#define DS_ABLATE_MATH 0
+#endif
+#ifndef DS_ABLATE_ATTN
+#define DS_ABLATE_ATTN 0
+#endif
+#ifndef DS_ABLATE_NORM
+#define DS_ABLATE_NORM 0
+#endif
+// ctl words: [0] grid barrier arrivals this launch, [2] CTAs done with the LM head, [4..5] argmax key
 // (u64), [8 + g] attention splits done for KV head g.
 #define DS_CTL_ARGMAX 4
 #define DS_CTL_ATTN 8
+
+/** Barrier of the consumer warps only (the producer thread never waits for them). */
+MOPT_DEV void csync() { asm volatile("bar.sync 1, %0;" ::"n"(DS_THREADS) : "memory"); }
+struct ConsumerSync {
+  __device__ __forceinline__ void operator()() const { csync(); }
+  __device__ __forceinline__ int warps() const { return DS_WARPS; }
+};
 
 MOPT_DEV u32_t ld_acquire_u32(const u32_t* p) {
   u32_t v;
@@ -80,31 +117,42 @@ MOPT_DEV float ld_cg_f32(const float* p) {
   return v;
 }
 
-/** Grid-wide barrier: every CTA's writes before it are visible to every CTA after it. */
-MOPT_DEV void grid_sync(u32_t* ctl) {
-  __syncthreads();
+MOPT_DEV u64_t global_ns() {
+  u64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+MOPT_DEV i64_t stamps_of(const DsArgs& A) { return 3 + 5 * A.nlayers; }
+/** With timing, records when this CTA finished phase k (thread 0, after the CTA's own barrier). */
+MOPT_DEV void cta_done(const DsArgs& A, int k) {
+  if (A.timing != 0) reinterpret_cast<u64_t*>(A.timing)[stamps_of(A) + 3 * DS_TRACE_STAGES + (i64_t)k * gridDim.x + blockIdx.x] = global_ns();
+}
+
+/**
+ * Grid-wide barrier of the consumer warps after phase k: their writes before it are visible to all of them
+ * after it. ctl[0] counts arrivals over the whole launch (reset by the last CTA at its end), so a CTA's n-th
+ * barrier is complete once it reads n * grid: arriving is one release-add that nobody waits for, and the last
+ * arriver has nothing more to do (a reset-and-flip barrier costs it three more dependent L2 round trips, each
+ * ~1 us while the weight stream loads the memory system). `passed` is thread 0's count of barriers times grid.
+ */
+MOPT_DEV void grid_sync(u32_t* ctl, const DsArgs& A, int k, u32_t& passed) {
+  csync();
   if (threadIdx.x == 0) {
-    const u32_t gen = ld_acquire_u32(ctl + 1);  // read before arriving: it cannot move until this CTA arrives
-    __threadfence();
-    if (atomicAdd(ctl, 1u) == gridDim.x - 1) {
-      atomicExch(ctl, 0u);
-      __threadfence();
-      atomicAdd(ctl + 1, 1u);
-    } else {
-      const long long t0 = clock64();
-      while (ld_acquire_u32(ctl + 1) == gen)
-        if (clock64() - t0 > (1ll << 34)) __trap();  // ~10 s: a CTA never arrived (not co-resident): fail, not hang
-    }
-    __threadfence();
+    cta_done(A, k);
+    passed += gridDim.x;
+    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(ctl), "r"(1u) : "memory");
+    const long long t0 = clock64();
+    while ((int)(ld_acquire_u32(ctl) - passed) < 0)
+      if (clock64() - t0 > (1ll << 34)) __trap();  // ~10 s: a CTA never arrived (not co-resident): fail, not hang
   }
-  __syncthreads();
+  csync();
 }
 
 /** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory. */
 template <class S>
 MOPT_DEV void load_shared(S* dst, const S* src, i64_t n) {
   for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(reinterpret_cast<const U4*>(src) + v);
-  __syncthreads();
+  csync();
 }
 
 /** xs = rmsnorm(xs) * w in place (xs in shared memory, D elements), bit for bit as rmsnorm.cu. */
@@ -112,7 +160,7 @@ template <class T>
 MOPT_DEV void norm_shared(typename T::S* xs, const typename T::S* w, const DsArgs& A, float* red) {
   typedef typename T::S S;
   constexpr int N = VecN<S>::N;
-  const float rs = rms_rstd<float>(block_sum(rms_sumsq_vec<T>(xs, A.D, (int)A.norm_threads), red), A.D, __longlong_as_double(A.eps));
+  const float rs = rms_rstd<float>(block_sum(rms_sumsq_vec<T>(xs, A.D, (int)A.norm_threads), red, ConsumerSync()), A.D, __longlong_as_double(A.eps));
   for (i64_t v = threadIdx.x; v < A.D / N; v += DS_THREADS) {
     const Vec<S, N> xv = vec_load<N>(xs, v), wv = vec_load<N>(w, v);
     Vec<S, N> ov;
@@ -120,91 +168,177 @@ MOPT_DEV void norm_shared(typename T::S* xs, const typename T::S* w, const DsArg
     for (int e = 0; e < N; e++) ov.v[e] = rms_elem<T>(xv.v[e], wv.v[e], rs);
     vec_store<N>(xs, v, ov);
   }
-  __syncthreads();
+  csync();
 }
 
-MOPT_DEV i64_t first_row() { return (i64_t)blockIdx.x * DS_WARPS + (threadIdx.x >> 5); }
-MOPT_DEV i64_t row_step() { return (i64_t)gridDim.x * DS_WARPS; }
-
-/** Warms L2 with this warp's first row of a phase (rows of K elements, row r at w + r * K). */
-template <class S>
-MOPT_DEV void prefetch_first(const S* w, i64_t rows, i64_t K, i64_t upto) {
-  const i64_t r = first_row();
-  if (r < rows) prefetch_row_l2(w + r * K, K < upto ? K : upto, threadIdx.x & 31);
-}
-
-/** One round of a warp's row stream: U 16-byte chunks per lane of each of NW weight rows. */
-template <int NW, int U>
-struct WRound {
-  U4 c[NW][U];
+/** One weight matrix of the step as streamed: rows of K elements (nw = 2: two matrices' same rows). */
+struct DsSeg {
+  i64_t w0, w1, rows, K;
+  int nw;
 };
-
-/** Issues round c0 (chunks c0, c0 + 32, ... of each row; K / 8 chunks in a row). */
-/** A weight load that does not allocate in L1 (a streamed weight is read once; L1 keeps the spills and x). */
-MOPT_DEV U4 ld_weight16(const void* p) {
-  U4 c;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "l"(p));
-  return c;
-}
-
-template <int NW, int U, class S>
-MOPT_DEV void load_round(WRound<NW, U>& wr, const S* const (&w)[NW], i64_t c0, i64_t chunks) {
-#pragma unroll
-  for (int u = 0; u < U; u++) {
-    const i64_t c = c0 + 32 * u;
-#pragma unroll
-    for (int j = 0; j < NW; j++)
-      if (c < chunks) wr.c[j][u] = ld_weight16(reinterpret_cast<const U4*>(w[j]) + c);
+/** The layer's matrices in stream order: q, k, v, o, gate|up, down. */
+MOPT_DEV DsSeg layer_seg(const DsArgs& A, const DsLayer& L, int k) {
+  const i64_t QD = A.H * A.HD, KVD = A.KV * A.HD;
+  switch (k) {
+    case 0: return DsSeg{L.wq, 0, QD, A.D, 1};
+    case 1: return DsSeg{L.wk, 0, KVD, A.D, 1};
+    case 2: return DsSeg{L.wv, 0, KVD, A.D, 1};
+    case 3: return DsSeg{L.wo, 0, A.D, QD, 1};
+    case 4: return DsSeg{L.wg, L.wu, A.I, A.D, 2};
+    default: return DsSeg{L.wd, 0, A.D, A.I, 1};
   }
 }
+#define DS_LAYER_SEGS 6
+MOPT_DEV DsSeg lm_seg(const DsArgs& A) { return DsSeg{A.lm_head, 0, A.V, A.D, 1}; }
 
-/** acc[j] += x . w_j over round c0 (x in shared memory), in gemv.cuh gemv_dot's order. */
-template <class T, int NW, int U>
-MOPT_DEV void use_round(float (&acc)[NW], const WRound<NW, U>& wr, const typename T::S* xs, i64_t c0, i64_t chunks) {
-#pragma unroll
-  for (int u = 0; u < U; u++) {
-    const i64_t c = c0 + 32 * u;
-    if (c >= chunks) break;
-    float af[8];
-    widen8<T>(reinterpret_cast<const U4*>(xs)[c], af);
-#pragma unroll
-    for (int j = 0; j < NW; j++) {
-      float wf[8];
-      widen8<T>(wr.c[j][u], wf);
-#pragma unroll
-      for (int e = 0; e < 8; e++) acc[j] = fmaf(af[e], wf[e], acc[j]);
+/** This CTA's rows [r0, r1) of a matrix and how many rows one stage holds (of each matrix, for nw = 2). */
+struct DsSlice {
+  i64_t r0, r1, per;
+  __device__ __forceinline__ u32_t stages() const { return (u32_t)((r1 - r0 + per - 1) / per); }
+};
+MOPT_DEV DsSlice slice_of(const DsSeg& s, const WRing& R) {
+  return DsSlice{s.rows * blockIdx.x / gridDim.x, s.rows * (blockIdx.x + 1) / gridDim.x, (i64_t)R.stage / (s.nw * s.K * 2)};
+}
+
+/** With timing, CTA 0 records event k (0 issued, 1 landed, 2 freed) of ring stage g. */
+MOPT_DEV void trace_stage(const DsArgs& A, u32_t g, int k) {
+  if (A.timing != 0 && blockIdx.x == 0 && g < DS_TRACE_STAGES) reinterpret_cast<u64_t*>(A.timing)[stamps_of(A) + 3 * g + k] = global_ns();
+}
+
+// Copies one producer keeps in flight (issued, not landed). More buys no bandwidth (a few per SM cover HBM's
+// latency) but queues every L2 access behind them: the grid barriers' and activation loads' round trips
+// stretch to several microseconds with the whole ring (13 x 16 KB per SM, ~27 MB) in flight.
+#ifndef DS_INFLIGHT
+#define DS_INFLIGHT 3
+#endif
+
+// Stages the producer warms L2 with ahead of the ring (an experiment, off): while the consumers stall (the
+// attention and the barriers around it, ~17 us a layer) the ring fills in ~6 us and then this SM's share of
+// HBM idles; a bulk L2 prefetch would extend the lookahead (~2 MB per stage across the GPU, of ~50 MB of L2).
+// Not yet run on the GPU: bench/decode-phases.ts with MOPT_NVRTC_DEFINES=decode_step:DS_L2_AHEAD=12 times it.
+#ifndef DS_L2_AHEAD
+#define DS_L2_AHEAD 0
+#endif
+
+/** Where stage g of this CTA's stream reads from: false past the step's last stage. */
+MOPT_DEV bool stage_source(const DsArgs& A, const WRing& R, u32_t g, const unsigned char*& p0, const unsigned char*& p1, u32_t& bytes) {
+  const DsLayer* layers = reinterpret_cast<const DsLayer*>(A.layers);
+  u32_t per_layer = 0;  // every layer streams the same shapes
+  for (int k = 0; k < DS_LAYER_SEGS; k++) per_layer += slice_of(layer_seg(A, layers[0], k), R).stages();
+  const i64_t l = per_layer == 0 ? A.nlayers : g / per_layer;  // 0: this CTA has no rows of a layer (tiny models)
+  u32_t within = l < A.nlayers ? g % per_layer : g - (u32_t)A.nlayers * per_layer;
+  for (int k = 0; k < DS_LAYER_SEGS + 1; k++) {
+    const DsSeg s = l < A.nlayers ? layer_seg(A, layers[l], k) : lm_seg(A);
+    const DsSlice sl = slice_of(s, R);
+    if (within < sl.stages()) {
+      const i64_t r = sl.r0 + within * sl.per, n = sl.r1 - r < sl.per ? sl.r1 - r : sl.per;
+      p0 = reinterpret_cast<const unsigned char*>(s.w0) + r * s.K * 2;
+      p1 = s.nw == 2 ? reinterpret_cast<const unsigned char*>(s.w1) + r * s.K * 2 : nullptr;
+      bytes = (u32_t)(n * s.K * 2);
+      return true;
     }
+    if (l >= A.nlayers || k == DS_LAYER_SEGS - 1) return false;
+    within -= sl.stages();
+  }
+  return false;
+}
+
+/** Producer: streams this CTA's slice of s into the ring as stages g, g + 1, ...; advances g past them. */
+MOPT_DEV void produce_seg(const DsArgs& A, const DsSeg& s, u32_t& g, u32_t& warmed, const WRing& R) {
+  const DsSlice sl = slice_of(s, R);
+  for (i64_t r = sl.r0; r < sl.r1; r += sl.per, g++) {
+    const i64_t n = sl.r1 - r < sl.per ? sl.r1 - r : sl.per;
+    const u32_t bytes = (u32_t)(n * s.K * 2);
+    for (; DS_L2_AHEAD > 0 && warmed <= g + DS_L2_AHEAD; warmed++) {
+      const unsigned char *p0, *p1;
+      u32_t b;
+      if (!stage_source(A, R, warmed, p0, p1, b)) break;
+      bulk_prefetch_l2(p0, b);
+      if (p1 != nullptr) bulk_prefetch_l2(p1, b);
+    }
+    if (g >= DS_INFLIGHT) wring_landed(R, g - DS_INFLIGHT);
+    unsigned char* dst = wring_claim(R, g, bytes * s.nw);
+    bulk_copy_g2s(dst, reinterpret_cast<const unsigned char*>(s.w0) + r * s.K * 2, bytes, R.full + g % R.slots);
+    if (s.nw == 2) bulk_copy_g2s(dst + R.stage / 2, reinterpret_cast<const unsigned char*>(s.w1) + r * s.K * 2, bytes, R.full + g % R.slots);
+    trace_stage(A, g, 0);
   }
 }
+
+/** The producer thread: every weight of the step, in the order the consumers take them. */
+MOPT_DEV void produce_step(const DsArgs& A, const WRing& R) {
+  const DsLayer* layers = reinterpret_cast<const DsLayer*>(A.layers);
+  u32_t g = 0, warmed = 0;
+  for (i64_t l = 0; l < A.nlayers; l++)
+    for (int k = 0; k < DS_LAYER_SEGS; k++) produce_seg(A, layer_seg(A, layers[l], k), g, warmed, R);
+  produce_seg(A, lm_seg(A), g, warmed, R);
+}
+
+#define DS_ROWS 4  // rows a warp dots at once (independent accumulators)
 
 /**
- * out(r, acc, pre) for each row r < rows of x (shared, K elements) @ W^T, rows spread over every warp of the
- * grid (weights(r, w) sets the NW row pointers of row r); acc is complete on every lane. pre = before(r) is
- * issued before the row's stream, so a load it makes (the residual) is in flight with it.
+ * Consumers: out(r, acc, pre) for each row r of this CTA's slice of x @ W^T (x in shared memory, K
+ * elements; acc[j] is row r of matrix j, complete on every lane). The warp owning stage g's slot takes it;
+ * pre = before(r), issued by lane i for the i-th row of a group before the dots, so a load it makes
+ * (the residual) is in flight with them. Advances g past the slice's stages.
  */
-template <class T, int NW, int U, class W, class B, class F>
-MOPT_DEV void gemv_phase(const typename T::S* xs, i64_t K, i64_t rows, W&& weights, B&& before, F&& out) {
+template <class T, int NW, class B, class F>
+MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, u32_t& g, const WRing& R, const typename T::S* xs, B&& before, F&& out) {
   typedef typename T::S S;
-  const int lane = threadIdx.x & 31;
-  const i64_t chunks = K / 8;
-  for (i64_t r = first_row(); r < rows; r += row_step()) {
-    const auto pre = before(r);
-    const S* w[NW];
-    weights(r, w);
-    float acc[NW];
-#pragma unroll
-    for (int j = 0; j < NW; j++) acc[j] = 0.f;
-    WRound<NW, U> wr;
-    for (i64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
-      load_round(wr, w, c0, chunks);
-      use_round<T>(acc, wr, xs, c0, chunks);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const DsSlice sl = slice_of(s, R);
+  const i64_t chunks = s.K / 8, half = R.stage / 4;  // half: the second matrix's offset in a stage (elements)
+  const U4* xv = reinterpret_cast<const U4*>(xs);
+  u32_t st = g;
+  for (i64_t r = sl.r0; r < sl.r1; r += sl.per, st++) {
+    if (st % R.slots != (u32_t)warp) continue;
+    const int n = (int)(sl.r1 - r < sl.per ? sl.r1 - r : sl.per);
+    const S* w = reinterpret_cast<const S*>(wring_acquire(R, st));
+    if (lane == 0) trace_stage(A, st, 1);
+#if DS_ABLATE_MATH
+    if (n > 0) {
+      __syncwarp();
+      if (lane == 0) wring_release(R, st), trace_stage(A, st, 2);
+      continue;
     }
+#endif
+    for (int i = 0; i < n; i += DS_ROWS) {
+      const u32_t pre = lane < DS_ROWS && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
+      float acc[NW][DS_ROWS];
 #pragma unroll
-    for (int j = 0; j < NW; j++) acc[j] = warp_sum(acc[j]);
-    out(r, acc, pre);
+      for (int j = 0; j < NW; j++)
+#pragma unroll
+        for (int q = 0; q < DS_ROWS; q++) acc[j][q] = 0.f;
+#pragma unroll 2
+      for (i64_t c = lane; c < chunks; c += 32) {
+        float af[8];
+        widen8<T>(ld_shared16(xv + c), af);
+#pragma unroll
+        for (int q = 0; q < DS_ROWS; q++) {
+          if (i + q >= n) break;
+#pragma unroll
+          for (int j = 0; j < NW; j++) {
+            float wf[8];
+            widen8<T>(ld_shared16(reinterpret_cast<const U4*>(w + j * half + (i64_t)(i + q) * s.K) + c), wf);
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[j][q] = fmaf(af[e], wf[e], acc[j][q]);
+          }
+        }
+      }
+#pragma unroll
+      for (int q = 0; q < DS_ROWS; q++) {
+        float a[NW];
+#pragma unroll
+        for (int j = 0; j < NW; j++) a[j] = warp_sum(acc[j][q]);
+        const u32_t p = __shfl_sync(MOPT_FULL_MASK, pre, q);
+        if (i + q < n) out(r + i + q, a, p);
+      }
+    }
+    __syncwarp();
+    if (lane == 0) wring_release(R, st), trace_stage(A, st, 2);
   }
+  g += sl.stages();
 }
-MOPT_DEV int no_pre(i64_t) { return 0; }
+MOPT_DEV u32_t no_pre(i64_t) { return 0; }
 
 /** The rotated pair (j, j + half) of x at table row p, as pointwise.cu rope_append_body: float64, one rounding. */
 template <class T>
@@ -215,6 +349,9 @@ MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S*
   o0 = T::store(a * c - b * sn);
   o1 = T::store(b * c + a * sn);
 }
+
+#define DS_KEYS 2     // keys a warp loads at once in the attention's scores
+#define DS_VALUES 16  // values a thread loads at once in the attention's weighted sum
 
 /** Phase B for one layer (see the top of the file). smem: [G][HD] rotated q, then [G][chunk_max] scores. */
 template <class T>
@@ -261,23 +398,33 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
         vd[j + half] = ld_cg_u16(vx + j + half);
       }
     }
-    __syncthreads();
-    // scores: one warp per key, lanes over the head dim
-    for (int t = t0 + warp; t < t1; t += DS_WARPS) {
-      const S* kr = kc + (i64_t)(g * cap + t) * HD;
-      float kv[4];
+    csync();
+    // scores: one warp per key, lanes over the head dim; a warp's next DS_KEYS keys are loaded before any is
+    // used (each load is an L2 round trip of ~1 us while the weight stream runs)
+    for (int tb = t0 + warp; tb < t1; tb += DS_WARPS * DS_KEYS) {
+      float kv[DS_KEYS][4];
 #pragma unroll
-      for (int u = 0; u < 4; u++) kv[u] = lane + 32 * u < HD ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
-      for (int h = 0; h < G; h++) {
-        float d = 0.f;
+      for (int j = 0; j < DS_KEYS; j++) {
+        const int t = tb + j * DS_WARPS;
+        const S* kr = kc + (i64_t)(g * cap + (t < t1 ? t : t0)) * HD;
 #pragma unroll
-        for (int u = 0; u < 4; u++)
-          if (lane + 32 * u < HD) d = fmaf(qs[h * HD + lane + 32 * u], kv[u], d);
-        d = warp_sum(d);
-        if (lane == 0) sc[h * cmax + (t - t0)] = d * scale;
+        for (int u = 0; u < 4; u++) kv[j][u] = lane + 32 * u < HD ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
+      }
+#pragma unroll
+      for (int j = 0; j < DS_KEYS; j++) {
+        const int t = tb + j * DS_WARPS;
+        if (t >= t1) break;
+        for (int h = 0; h < G; h++) {
+          float d = 0.f;
+#pragma unroll
+          for (int u = 0; u < 4; u++)
+            if (lane + 32 * u < HD) d = fmaf(qs[h * HD + lane + 32 * u], kv[j][u], d);
+          d = warp_sum(d);
+          if (lane == 0) sc[h * cmax + (t - t0)] = d * scale;
+        }
       }
     }
-    __syncthreads();
+    csync();
     // softmax per query head (warp h): exact max over the split, probabilities rounded to T as attention.cu
     if (warp < G) {
       float* row = sc + warp * cmax;
@@ -293,20 +440,20 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
       l = warp_sum(l);
       if (lane == 0) m_s[warp] = m, l_s[warp] = l;
     }
-    __syncthreads();
+    csync();
     for (int e = threadIdx.x; e < G * HD; e += DS_THREADS) {
       const int h = e / HD, c = e % HD;
       const float* p = sc + h * cmax;
       const S* vcol = vc + (i64_t)g * cap * HD + c;
       float o = 0.f;
       int t = t0;
-      // loads in batches of 8 before their use: the cg loads are volatile asm, issued in program order
-      for (; t + 8 <= t1; t += 8) {
-        u16_t vv[8];
+      // loads in batches of DS_VALUES before their use: the cg loads are volatile asm, issued in program order
+      for (; t + DS_VALUES <= t1; t += DS_VALUES) {
+        u16_t vv[DS_VALUES];
 #pragma unroll
-        for (int u = 0; u < 8; u++) vv[u] = ld_cg_u16(vcol + (i64_t)(t + u) * HD);
+        for (int u = 0; u < DS_VALUES; u++) vv[u] = ld_cg_u16(vcol + (i64_t)(t + u) * HD);
 #pragma unroll
-        for (int u = 0; u < 8; u++) o = fmaf(p[t + u - t0], T::load(vv[u]), o);
+        for (int u = 0; u < DS_VALUES; u++) o = fmaf(p[t + u - t0], T::load(vv[u]), o);
       }
       for (; t < t1; t++) o = fmaf(p[t - t0], T::load(ld_cg_u16(vcol + (i64_t)t * HD)), o);
       float* pr = part + ((g * G + h) * splits + s) * (HD + 2);
@@ -314,9 +461,9 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
       if (c == 0) pr[0] = t1 > t0 ? m_s[h] : NEG_INF, pr[1] = t1 > t0 ? l_s[h] : 0.f;
     }
     __threadfence();
-    __syncthreads();
+    csync();
     if (threadIdx.x == 0) last_s = atomicAdd(ctl + DS_CTL_ATTN + g, 1u) == (u32_t)(splits - 1);
-    __syncthreads();
+    csync();
     if (last_s) {
       // every split of this KV head is written: merge them (attention.cu attn_combine_body)
       __threadfence();
@@ -349,7 +496,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
       }
       if (threadIdx.x == 0) ctl[DS_CTL_ATTN + g] = 0;  // all splits arrived: ready for the next layer
     }
-    __syncthreads();  // the shared buffers are reused by the next item
+    csync();  // the shared buffers are reused by the next item
   }
 }
 
@@ -362,116 +509,113 @@ MOPT_DEV u64_t argmax_key(float v, i64_t r) {
 
 MOPT_DEV void stamp(const DsArgs& A, int k) {
   if (A.timing != 0 && blockIdx.x == 0 && threadIdx.x == 0) {
-    u64_t t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    reinterpret_cast<u64_t*>(A.timing)[k] = t;
+    u64_t* t = reinterpret_cast<u64_t*>(A.timing);
+    t[k] = global_ns();
+    const i64_t S = stamps_of(A), clocks = S + 3 * DS_TRACE_STAGES + S * gridDim.x;
+    if (k == 0) t[clocks] = clock64();
+    if (k == S - 1) t[clocks + 1] = clock64();
   }
 }
 
+/** The consumer warps' part of the step (see the top of the file). */
 template <class T>
-MOPT_DEV void decode_step_body(const DsArgs& A) {
+MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
   typedef typename T::S S;
   __shared__ float red[32];
   __shared__ u64_t best_s[DS_WARPS];
   __shared__ int last_s;
-  S* xs = reinterpret_cast<S*>(fused_smem);
+  S* xs = reinterpret_cast<S*>(fused_smem + A.vec_off);
+  float* attn_smem = reinterpret_cast<float*>(fused_smem + A.attn_off);
   u32_t* ctl = reinterpret_cast<u32_t*>(A.ctl);
   const DsLayer* layers = reinterpret_cast<const DsLayer*>(A.layers);
   S* h = reinterpret_cast<S*>(A.h);
   S* qkv = reinterpret_cast<S*>(A.qkv);
   S* act = reinterpret_cast<S*>(A.act);
-  const i64_t D = A.D, HD = A.HD, QD = A.H * HD, NQKV = QD + 2 * A.KV * HD;
+  const i64_t D = A.D, QD = A.H * A.HD, KVD = A.KV * A.HD;
   const i64_t pos = *reinterpret_cast<const int*>(A.pos);
   const i64_t id = *reinterpret_cast<const int*>(A.ids);
-  // the host checks both before queueing a step; a bad value (a caller writing the device buffers itself)
-  // fails the launch instead of reading or writing out of bounds
-  if (pos < 0 || pos >= A.cap || id < 0 || id >= A.V) __trap();
   const int lane = threadIdx.x & 31;
   stamp(A, 0);
 
   // lambdas capture by value: a by-reference capture would force the captured locals into local memory
-  auto residual = [=](i64_t r) { return ld_cg_u16(h + r); };
-  auto add_residual = [=](i64_t r, float (&acc)[1], u16_t res) {
-    if (lane == 0) h[r] = T::store(T::load(res) + T::load(T::store(acc[0])));
+  auto residual = [=](i64_t r) { return (u32_t)ld_cg_u16(h + r); };
+  auto add_residual = [=](i64_t r, float (&acc)[1], u32_t res) {
+    if (lane == 0) h[r] = T::store(T::load((u16_t)res) + T::load(T::store(acc[0])));
+  };
+  auto store_at = [=](S* out) {
+    return [=](i64_t r, float (&acc)[1], u32_t) { if (lane == 0) out[r] = T::store(acc[0]); };
   };
 
+  u32_t passed = 0;  // grid_sync's arrival target
   // h = embed[id]
   {
     const U4* src = reinterpret_cast<const U4*>(reinterpret_cast<const S*>(A.embed) + id * D);
-    for (i64_t v = global_thread(); v < D / 8; v += (i64_t)gridDim.x * DS_THREADS) reinterpret_cast<U4*>(h)[v] = src[v];
+    for (i64_t v = (i64_t)blockIdx.x * DS_THREADS + threadIdx.x; v < D / 8; v += (i64_t)gridDim.x * DS_THREADS) reinterpret_cast<U4*>(h)[v] = src[v];
   }
-  grid_sync(ctl);
+  grid_sync(ctl, A, 1, passed);
   stamp(A, 1);
 
+  u32_t g = 0;  // the stream's stage counter, advanced exactly as produce_step advances it
   for (i64_t l = 0; l < A.nlayers; l++) {
-    const S* wq = reinterpret_cast<const S*>(layers[l].wq);
-    const S* wk = reinterpret_cast<const S*>(layers[l].wk);
-    const S* wv = reinterpret_cast<const S*>(layers[l].wv);
-    const S* wo = reinterpret_cast<const S*>(layers[l].wo);
-    const S* wg = reinterpret_cast<const S*>(layers[l].wg);
-    const S* wu = reinterpret_cast<const S*>(layers[l].wu);
-    const S* wd = reinterpret_cast<const S*>(layers[l].wd);
-    const i64_t KVD = A.KV * HD, I = A.I;
+    const DsLayer& Ly = layers[l];
     // A: q | k | v of rmsnorm(h)
-    load_shared(xs, h, D);
-    norm_shared<T>(xs, reinterpret_cast<const S*>(layers[l].in_norm), A, red);
-    gemv_phase<T, 1, 8>(
-        xs, D, NQKV, [=](i64_t r, const S* (&w)[1]) { w[0] = r < QD ? wq + r * D : r < QD + KVD ? wk + (r - QD) * D : wv + (r - QD - KVD) * D; },
-        no_pre, [=](i64_t r, float (&acc)[1], int) { if (lane == 0) qkv[r] = T::store(acc[0]); });
-    prefetch_first(wo, D, QD, QD);  // o_proj is read after the attention, which leaves HBM idle: L2 holds it by then
-    grid_sync(ctl);
+    if (!DS_ABLATE_NORM) load_shared(xs, h, D), norm_shared<T>(xs, reinterpret_cast<const S*>(Ly.in_norm), A, red);
+    consume_seg<T, 1>(A, layer_seg(A, Ly, 0), g, R, xs, no_pre, store_at(qkv));
+    consume_seg<T, 1>(A, layer_seg(A, Ly, 1), g, R, xs, no_pre, store_at(qkv + QD));
+    consume_seg<T, 1>(A, layer_seg(A, Ly, 2), g, R, xs, no_pre, store_at(qkv + QD + KVD));
+    grid_sync(ctl, A, 2 + 5 * (int)l + 0, passed);
     stamp(A, 2 + 5 * (int)l + 0);
     // B: attention
-    attention_phase<T>(A, layers[l], (int)pos, reinterpret_cast<float*>(fused_smem), ctl);
-    grid_sync(ctl);
+    if (!DS_ABLATE_ATTN) attention_phase<T>(A, Ly, (int)pos, attn_smem, ctl);
+    grid_sync(ctl, A, 2 + 5 * (int)l + 1, passed);
     stamp(A, 2 + 5 * (int)l + 1);
     // C: h += attn @ Wo^T
     load_shared(xs, reinterpret_cast<const S*>(A.attn), QD);
-    gemv_phase<T, 1, 8>(xs, QD, D, [=](i64_t r, const S* (&w)[1]) { w[0] = wo + r * QD; }, residual, add_residual);
-    grid_sync(ctl);
+    consume_seg<T, 1>(A, layer_seg(A, Ly, 3), g, R, xs, residual, add_residual);
+    grid_sync(ctl, A, 2 + 5 * (int)l + 2, passed);
     stamp(A, 2 + 5 * (int)l + 2);
     // D: act = silu(x @ Wg^T) * (x @ Wu^T), x = rmsnorm(h)
-    load_shared(xs, h, D);
-    norm_shared<T>(xs, reinterpret_cast<const S*>(layers[l].post_norm), A, red);
-    gemv_phase<T, 2, 4>(
-        xs, D, I, [=](i64_t r, const S* (&w)[2]) { w[0] = wg + r * D, w[1] = wu + r * D; }, no_pre,
-        [=](i64_t r, float (&acc)[2], int) { if (lane == 0) act[r] = T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))); });
-    grid_sync(ctl);
+    if (!DS_ABLATE_NORM) load_shared(xs, h, D), norm_shared<T>(xs, reinterpret_cast<const S*>(Ly.post_norm), A, red);
+    consume_seg<T, 2>(A, layer_seg(A, Ly, 4), g, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
+      if (lane == 0) act[r] = T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1])));
+    });
+    grid_sync(ctl, A, 2 + 5 * (int)l + 3, passed);
     stamp(A, 2 + 5 * (int)l + 3);
     // E: h += act @ Wd^T
-    load_shared(xs, act, I);
-    gemv_phase<T, 1, 8>(xs, I, D, [=](i64_t r, const S* (&w)[1]) { w[0] = wd + r * I; }, residual, add_residual);
-    grid_sync(ctl);
+    load_shared(xs, act, A.I);
+    consume_seg<T, 1>(A, layer_seg(A, Ly, 5), g, R, xs, residual, add_residual);
+    grid_sync(ctl, A, 2 + 5 * (int)l + 4, passed);
     stamp(A, 2 + 5 * (int)l + 4);
   }
 
   // LM head of rmsnorm(h), argmax folded in
   load_shared(xs, h, D);
   norm_shared<T>(xs, reinterpret_cast<const S*>(A.final_norm), A, red);
-  const S* wl = reinterpret_cast<const S*>(A.lm_head);
   float* logits = reinterpret_cast<float*>(A.logits);
   u64_t best = 0;
-  gemv_phase<T, 1, 8>(xs, D, A.V, [=](i64_t r, const S* (&w)[1]) { w[0] = wl + r * D; }, no_pre, [=, &best](i64_t r, float (&acc)[1], int) {
+  consume_seg<T, 1>(A, lm_seg(A), g, R, xs, no_pre, [=, &best](i64_t r, float (&acc)[1], u32_t) {
     const float v = T::load(T::store(acc[0]));
     const u64_t key = argmax_key(v, r);
     best = key > best ? key : best;
     if (logits != nullptr && lane == 0) logits[r] = v;
   });
   if (lane == 0) best_s[threadIdx.x >> 5] = best;
-  __syncthreads();
+  csync();
   stamp(A, 2 + 5 * (int)A.nlayers);
   if (threadIdx.x == 0) {
+    cta_done(A, 2 + 5 * (int)A.nlayers);
     for (int w = 1; w < DS_WARPS; w++) best = best_s[w] > best ? best_s[w] : best;  // thread 0's own is best_s[0]
     atomicMax(reinterpret_cast<unsigned long long*>(ctl + DS_CTL_ARGMAX), (unsigned long long)best);
     __threadfence();
     last_s = atomicAdd(ctl + 2, 1u) == gridDim.x - 1;
   }
-  __syncthreads();
+  csync();
   if (last_s && threadIdx.x == 0) {
     // every CTA has offered its best: publish the token, reset the shared words for the next launch
     __threadfence();
     const u64_t key = atomicExch(reinterpret_cast<unsigned long long*>(ctl + DS_CTL_ARGMAX), 0ull);
     const int tok = (int)(0xffffffffu - (u32_t)(key & 0xffffffffu));
+    ctl[0] = 0;  // every CTA is past its last grid barrier (it has reached the LM head's end)
     ctl[2] = 0;
     reinterpret_cast<int*>(A.ids)[0] = tok;
     reinterpret_cast<int*>(A.next)[0] = tok;
@@ -480,7 +624,32 @@ MOPT_DEV void decode_step_body(const DsArgs& A) {
   }
 }
 
+template <class T>
+MOPT_DEV void decode_step_body(const DsArgs& A) {
+#if __CUDA_ARCH__ >= 900
+  __shared__ u64_t full_b[DS_WARPS], empty_b[DS_WARPS];
+  const i64_t pos = *reinterpret_cast<const int*>(A.pos);
+  const i64_t id = *reinterpret_cast<const int*>(A.ids);
+  // the host checks these before queueing a step; a bad value (a caller writing the device buffers itself,
+  // or a ring that does not fit) fails the launch instead of reading or writing out of bounds
+  if (pos < 0 || pos >= A.cap || id < 0 || id >= A.V || A.slots < 1 || A.slots > DS_WARPS || blockDim.x != DS_BLOCK) __trap();
+  const WRing R{fused_smem, full_b, empty_b, (u32_t)A.slots, (u32_t)A.stage};
+  if (threadIdx.x == 0) {
+    for (u32_t s = 0; s < R.slots; s++) mbar_init(R.full + s, 1), mbar_init(R.empty + s, 1);
+    mbar_init_fence();
+  }
+  __syncthreads();  // the last barrier of the whole CTA: from here the producer and the consumers run apart
+  if (threadIdx.x >= DS_THREADS) {
+    if (threadIdx.x == DS_THREADS) produce_step(A, R);
+    return;
+  }
+  consume_step<T>(A, R);
+#else
+  __trap();  // bulk copies and mbarrier transaction counts need sm_90 (decode-step.ts does not launch it below)
+#endif
+}
+
 #define MOPT_DEF_DECODE_STEP(T) \
-  extern "C" __global__ void __launch_bounds__(DS_THREADS, 1) decode_step_##T(DsArgs A) { decode_step_body<dt::T>(A); }
+  extern "C" __global__ void __launch_bounds__(DS_BLOCK, 1) decode_step_##T(DsArgs A) { decode_step_body<dt::T>(A); }
 MOPT_DEF_DECODE_STEP(bf16)
 MOPT_DEF_DECODE_STEP(f16)

@@ -45,19 +45,26 @@ MOPT_DEV C group_max(C v) {
   return v;
 }
 
+/** The whole CTA as the group a block_sum runs over (its default). */
+struct CtaSync {
+  __device__ __forceinline__ void operator()() const { __syncthreads(); }
+  __device__ __forceinline__ int warps() const { return blockDim.x >> 5; }
+};
+
 /**
- * Sum over the whole block (blockDim.x a multiple of 32); every thread gets the result. `part` is 32
- * elements of shared memory, free again when this returns (the trailing barrier orders its reuse).
+ * Sum over the block's threads (a multiple of 32; `sync` names the group: the whole CTA, or the first
+ * sync.warps() warps behind a named barrier); every thread of it gets the result. `part` is 32 elements of
+ * shared memory, free again when this returns (the trailing barrier orders its reuse).
  */
-template <class C>
-MOPT_DEV C block_sum(C v, C* part) {
+template <class C, class Sync = CtaSync>
+MOPT_DEV C block_sum(C v, C* part, Sync sync = Sync()) {
   v = warp_sum(v);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = sync.warps();
   if (lane == 0) part[warp] = v;
-  __syncthreads();
+  sync();
   C w = lane < warps ? part[lane] : C(0);
   w = warp_sum(w);
-  __syncthreads();
+  sync();
   return w;
 }
 

@@ -1,0 +1,99 @@
+// A ring of shared-memory stages that one producer thread fills with bulk copies from global memory
+// (cp.async.bulk, the Hopper TMA engine) while consumer warps read them: the streamed bytes arrive without
+// any consumer register holding them in flight, and the producer runs ahead of the consumers (across their
+// barriers) by as many stages as the ring holds. decode_step.cu streams a whole step's weights this way.
+//
+// Each stage has a "full" mbarrier (the producer arms it with the byte count; the copy engine completes it)
+// and an "empty" one (its consumer arrives when done reading). Stage g of the stream uses slot g % slots for
+// the (g / slots)-th time, so the waits alternate parity. A parity wait only tells the barrier's current phase
+// from the one before, so each slot's consumer must take its uses in order (one owner warp per slot).
+// sm_90 or later (the host checks before launching).
+#pragma once
+#include "fused.cuh"
+
+/** The 32-bit shared-window address of a shared-memory pointer (what the mbarrier and bulk-copy PTX take). */
+MOPT_DEV u32_t smem_addr(const void* p) {
+  u64_t a;
+  asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+  return (u32_t)a;
+}
+
+MOPT_DEV void mbar_init(u64_t* b, u32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count) : "memory");
+}
+/** Makes the inits visible to the copy engine (then a CTA barrier makes them visible to the threads). */
+MOPT_DEV void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+
+MOPT_DEV void mbar_arrive(u64_t* b) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
+}
+/** Arrives and tells the barrier to also wait for `bytes` of copies to land. */
+MOPT_DEV void mbar_arrive_expect_tx(u64_t* b, u32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)), "r"(bytes) : "memory");
+}
+MOPT_DEV bool mbar_try_wait(u64_t* b, u32_t parity) {
+  u32_t ok;
+  asm volatile(
+      "{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
+      : "=r"(ok)
+      : "r"(smem_addr(b)), "r"(parity)
+      : "memory");
+  return ok != 0;
+}
+/** Waits for the barrier's phase of this parity to complete; ~10 s without progress traps instead of hanging. */
+MOPT_DEV void mbar_wait(u64_t* b, u32_t parity) {
+  if (mbar_try_wait(b, parity)) return;
+  const long long t0 = clock64();
+  while (!mbar_try_wait(b, parity))
+    if (clock64() - t0 > (1ll << 34)) __trap();
+}
+
+/**
+ * 16 bytes of shared memory as one vector load. (Read through a U4 reference instead, the compiler may split
+ * it into four 32-bit loads, which for lanes 16 bytes apart are 4-way bank conflicts: 16x the wavefronts.)
+ * Volatile: it stays after the barrier wait that made the bytes valid.
+ */
+MOPT_DEV U4 ld_shared16(const void* p) {
+  U4 c;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "r"(smem_addr(p)));
+  return c;
+}
+
+/** bytes (a multiple of 16; both addresses 16-byte aligned) from global src to shared dst, completing on bar. */
+MOPT_DEV void bulk_copy_g2s(void* dst, const void* src, u32_t bytes, u64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+               ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar))
+               : "memory");
+}
+
+/** Starts loading bytes (a multiple of 16, 16-byte aligned) from global src into L2, nothing waiting on it. */
+MOPT_DEV void bulk_prefetch_l2(const void* src, u32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+}
+
+/** The ring's stages (slots * stage bytes of dynamic shared memory) and their barriers. */
+struct WRing {
+  unsigned char* base;
+  u64_t* full;
+  u64_t* empty;
+  u32_t slots;
+  u32_t stage;  // bytes, a multiple of 32
+};
+
+/** Producer side: waits until stage g's slot is free, then arms its full barrier for `bytes` of copies. */
+MOPT_DEV unsigned char* wring_claim(const WRing& R, u32_t g, u32_t bytes) {
+  const u32_t slot = g % R.slots, use = g / R.slots;
+  if (use > 0) mbar_wait(R.empty + slot, (use - 1) & 1);
+  mbar_arrive_expect_tx(R.full + slot, bytes);
+  return R.base + (u64_t)slot * R.stage;
+}
+/** Producer side: waits until stage g (issued, and not yet reissued) has landed. */
+MOPT_DEV void wring_landed(const WRing& R, u32_t g) { mbar_wait(R.full + g % R.slots, (g / R.slots) & 1); }
+/** Consumer side: waits until stage g has landed and returns it. */
+MOPT_DEV const unsigned char* wring_acquire(const WRing& R, u32_t g) {
+  const u32_t slot = g % R.slots;
+  mbar_wait(R.full + slot, (g / R.slots) & 1);
+  return R.base + (u64_t)slot * R.stage;
+}
+/** Consumer side, one lane after the warp is done reading stage g: its slot may be refilled. */
+MOPT_DEV void wring_release(const WRing& R, u32_t g) { mbar_arrive(R.empty + g % R.slots); }
