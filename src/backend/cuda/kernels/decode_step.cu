@@ -216,6 +216,8 @@ MOPT_DEV void trace_stage(const DsArgs& A, u32_t g, int k) {
 // attention and the barriers around it, ~17 us a layer) the ring fills in ~6 us and then this SM's share of
 // HBM idles; a bulk L2 prefetch would extend the lookahead (~2 MB per stage across the GPU, of ~50 MB of L2).
 // Not yet run on the GPU: bench/decode-phases.ts with MOPT_NVRTC_DEFINES=decode_step:DS_L2_AHEAD=12 times it.
+// (As written, stage_source recomputes every slice per warmed stage, ~50 64-bit divisions on the producer
+// thread; an incremental walk should replace it before it is timed.)
 #ifndef DS_L2_AHEAD
 #define DS_L2_AHEAD 0
 #endif
@@ -256,7 +258,9 @@ MOPT_DEV void produce_seg(const DsArgs& A, const DsSeg& s, u32_t& g, u32_t& warm
       bulk_prefetch_l2(p0, b);
       if (p1 != nullptr) bulk_prefetch_l2(p1, b);
     }
-    if (g >= DS_INFLIGHT) wring_landed(R, g - DS_INFLIGHT);
+    // with slots <= DS_INFLIGHT the ring itself bounds the copies in flight, and stage g - DS_INFLIGHT's slot
+    // may already be two uses on (a parity wait would then never end: models with ~23K+ intermediate sizes)
+    if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, g - DS_INFLIGHT);
     unsigned char* dst = wring_claim(R, g, bytes * s.nw);
     bulk_copy_g2s(dst, reinterpret_cast<const unsigned char*>(s.w0) + r * s.K * 2, bytes, R.full + g % R.slots);
     if (s.nw == 2) bulk_copy_g2s(dst + R.stage / 2, reinterpret_cast<const unsigned char*>(s.w1) + r * s.K * 2, bytes, R.full + g % R.slots);
