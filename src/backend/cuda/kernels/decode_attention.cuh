@@ -1,0 +1,165 @@
+// Phase B of the whole-step decode kernel (decode_step.cu): attention of the step's query over the KV cache,
+// split over the keys, with the new key and value written into the cache on the way.
+#pragma once
+#include "decode_step.cuh"
+
+
+/** The rotated pair (j, j + half) of x at table row p, as pointwise.cu rope_append_body: float64, one rounding. */
+template <class T>
+MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S* cos, const typename T::S* sin, i64_t j,
+                        typename T::S& o0, typename T::S& o1) {
+  const double c = T::load(cos[j]), sn = T::load(sin[j]);
+  const double a = T::load(x0), b = T::load(x1);
+  o0 = T::store(a * c - b * sn);
+  o1 = T::store(b * c + a * sn);
+}
+
+#define DS_KEYS 2     // keys a warp loads at once in the attention's scores
+#define DS_VALUES 16  // values a thread loads at once in the attention's weighted sum
+
+/** Phase B for one layer (see the top of the file). smem: [G][HD] rotated q, then [G][chunk_max] scores. */
+template <class T>
+MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float* smem, u32_t* ctl) {
+  typedef typename T::S S;
+  const float NEG_INF = -m_inf(0.f);
+  __shared__ float m_s[DS_WARPS], l_s[DS_WARPS];
+  __shared__ int last_s;
+  const int HD = (int)A.HD, half = HD / 2, G = (int)(A.H / A.KV), splits = (int)A.splits, ctx = pos + 1, cap = (int)A.cap, cmax = (int)A.chunk_max;
+  const int chunk = (ctx + splits - 1) / splits;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float scale = __int_as_float((int)A.scale);
+  const S* qkv = reinterpret_cast<const S*>(A.qkv);
+  const S* cosr = reinterpret_cast<const S*>(A.cos) + pos * half;
+  const S* sinr = reinterpret_cast<const S*>(A.sin) + pos * half;
+  S* kc = reinterpret_cast<S*>(Ly.kc);
+  S* vc = reinterpret_cast<S*>(Ly.vc);
+  float* part = reinterpret_cast<float*>(A.part);
+  float* qs = smem;
+  float* sc = smem + G * HD;
+  for (int item = blockIdx.x; item < (int)A.KV * splits; item += gridDim.x) {
+    const int g = item / splits, s = item % splits;
+    const int t0 = s * chunk, t1 = t0 + chunk < ctx ? t0 + chunk : ctx;
+    for (int e = threadIdx.x; e < G * half; e += DS_THREADS) {
+      const int h = e / half, j = e % half;
+      const S* x = qkv + (g * G + h) * HD;
+      S o0, o1;
+      rope_pair<T>(ld_cg_u16(x + j), ld_cg_u16(x + j + half), cosr, sinr, j, o0, o1);
+      qs[h * HD + j] = T::load(o0);
+      qs[h * HD + j + half] = T::load(o1);
+    }
+    if (t0 <= pos && pos < t1) {
+      // the new key (rotated) and value of this KV head, into the cache at pos
+      const S* kx = qkv + (int)A.H * HD + g * HD;
+      const S* vx = qkv + (int)(A.H + A.KV) * HD + g * HD;
+      S* kd = kc + (i64_t)(g * cap + pos) * HD;
+      S* vd = vc + (i64_t)(g * cap + pos) * HD;
+      for (int j = threadIdx.x; j < half; j += DS_THREADS) {
+        S o0, o1;
+        rope_pair<T>(ld_cg_u16(kx + j), ld_cg_u16(kx + j + half), cosr, sinr, j, o0, o1);
+        kd[j] = o0;
+        kd[j + half] = o1;
+        vd[j] = ld_cg_u16(vx + j);
+        vd[j + half] = ld_cg_u16(vx + j + half);
+      }
+    }
+    csync();
+    // scores: one warp per key, lanes over the head dim; a warp's next DS_KEYS keys are loaded before any is
+    // used (each load is an L2 round trip of ~1 us while the weight stream runs)
+    for (int tb = t0 + warp; tb < t1; tb += DS_WARPS * DS_KEYS) {
+      float kv[DS_KEYS][4];
+#pragma unroll
+      for (int j = 0; j < DS_KEYS; j++) {
+        const int t = tb + j * DS_WARPS;
+        const S* kr = kc + (i64_t)(g * cap + (t < t1 ? t : t0)) * HD;
+#pragma unroll
+        for (int u = 0; u < 4; u++) kv[j][u] = lane + 32 * u < HD ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
+      }
+#pragma unroll
+      for (int j = 0; j < DS_KEYS; j++) {
+        const int t = tb + j * DS_WARPS;
+        if (t >= t1) break;
+        for (int h = 0; h < G; h++) {
+          float d = 0.f;
+#pragma unroll
+          for (int u = 0; u < 4; u++)
+            if (lane + 32 * u < HD) d = fmaf(qs[h * HD + lane + 32 * u], kv[j][u], d);
+          d = warp_sum(d);
+          if (lane == 0) sc[h * cmax + (t - t0)] = d * scale;
+        }
+      }
+    }
+    csync();
+    // softmax per query head (warp h): exact max over the split, probabilities rounded to T as attention.cu
+    if (warp < G) {
+      float* row = sc + warp * cmax;
+      float m = NEG_INF;
+      for (int i = lane; i < t1 - t0; i += 32) m = row[i] > m ? row[i] : m;
+      m = group_max<32>(m);
+      float l = 0.f;
+      for (int i = lane; i < t1 - t0; i += 32) {
+        const float p = expf(row[i] - m);
+        l += p;
+        row[i] = round_to<T>(p);
+      }
+      l = warp_sum(l);
+      if (lane == 0) m_s[warp] = m, l_s[warp] = l;
+    }
+    csync();
+    for (int e = threadIdx.x; e < G * HD; e += DS_THREADS) {
+      const int h = e / HD, c = e % HD;
+      const float* p = sc + h * cmax;
+      const S* vcol = vc + (i64_t)g * cap * HD + c;
+      float o = 0.f;
+      int t = t0;
+      // loads in batches of DS_VALUES before their use: the cg loads are volatile asm, issued in program order
+      for (; t + DS_VALUES <= t1; t += DS_VALUES) {
+        u16_t vv[DS_VALUES];
+#pragma unroll
+        for (int u = 0; u < DS_VALUES; u++) vv[u] = ld_cg_u16(vcol + (i64_t)(t + u) * HD);
+#pragma unroll
+        for (int u = 0; u < DS_VALUES; u++) o = fmaf(p[t + u - t0], T::load(vv[u]), o);
+      }
+      for (; t < t1; t++) o = fmaf(p[t - t0], T::load(ld_cg_u16(vcol + (i64_t)t * HD)), o);
+      float* pr = part + ((g * G + h) * splits + s) * (HD + 2);
+      pr[2 + c] = o;
+      if (c == 0) pr[0] = t1 > t0 ? m_s[h] : NEG_INF, pr[1] = t1 > t0 ? l_s[h] : 0.f;
+    }
+    __threadfence();
+    csync();
+    if (threadIdx.x == 0) last_s = atomicAdd(ctl + DS_CTL_ATTN + g, 1u) == (u32_t)(splits - 1);
+    csync();
+    if (last_s) {
+      // every split of this KV head is written: merge them (attention.cu attn_combine_body)
+      __threadfence();
+      S* out = reinterpret_cast<S*>(A.attn);
+      for (int e = threadIdx.x; e < G * HD; e += DS_THREADS) {
+        const int h = e / HD, c = e % HD;
+        const float* pr = part + (g * G + h) * splits * (HD + 2);
+        float mm = NEG_INF, os = 0.f, ls = 0.f;
+        // batches of 8 splits, every load of a batch issued before any is used
+        for (int z0 = 0; z0 < splits; z0 += 8) {
+          float mz[8], lz[8], oz[8];
+#pragma unroll
+          for (int u = 0; u < 8; u++) {
+            const float* q = pr + (z0 + u < splits ? z0 + u : z0) * (HD + 2);
+            mz[u] = ld_cg_f32(q), lz[u] = ld_cg_f32(q + 1), oz[u] = ld_cg_f32(q + 2 + c);
+          }
+#pragma unroll
+          for (int u = 0; u < 8; u++) {
+            if (z0 + u >= splits || mz[u] == NEG_INF) continue;
+            // online merge: rescale what is summed so far when this split's maximum is larger
+            if (mz[u] > mm) {
+              const float f = mm == NEG_INF ? 0.f : expf(mm - mz[u]);
+              os *= f, ls *= f, mm = mz[u];
+            }
+            const float f = expf(mz[u] - mm);
+            os += oz[u] * f, ls += lz[u] * f;
+          }
+        }
+        out[(g * G + h) * HD + c] = T::store(ls > 0.f ? os / ls : 0.f);
+      }
+      if (threadIdx.x == 0) ctl[DS_CTL_ATTN + g] = 0;  // all splits arrived: ready for the next layer
+    }
+    csync();  // the shared buffers are reused by the next item
+  }
+}

@@ -1,0 +1,107 @@
+// Definitions the whole-step decode kernel (decode_step.cu) and its attention phase (decode_attention.cuh)
+// share: the CTA's roles, the argument structs the host fills (decode-step.ts), the consumer warps' barriers
+// (CTA and grid-wide), loads of data other CTAs wrote, and the timing records.
+#pragma once
+#include "fused.cuh"
+
+#define DS_WARPS 15    // consumer warps; warp DS_WARPS is the producer
+#define DS_THREADS 480 // consumer threads, 32 * DS_WARPS
+#define DS_BLOCK 512   // the CTA (a literal: test/backend/cuda-sources.test.ts reads the launch bounds)
+static_assert(DS_THREADS == 32 * DS_WARPS && DS_BLOCK == DS_THREADS + 32, "15 consumer warps and one producer warp");
+
+// Must match src/backend/cuda/decode-step.ts LAYER_FIELDS (every field an i64_t, in this order).
+struct DsLayer {
+  i64_t in_norm, wq, wk, wv, wo, post_norm, wg, wu, wd, kc, vc;
+};
+// Must match src/backend/cuda/decode-step.ts STEP_FIELDS (every field an i64_t, in this order).
+struct DsArgs {
+  i64_t layers, nlayers, D, H, KV, HD, I, V, cap;
+  i64_t embed, final_norm, lm_head, eps, norm_threads;  // eps: float64 bits; norm_threads: rmsnorm.cu's block size
+  i64_t cos, sin, pos, ids, produced, next, logits;      // produced, logits: 0 for none
+  i64_t h, qkv, attn, act, part, ctl;                   // device scratch (decode-step.ts sizes them)
+  i64_t splits, chunk_max, scale;                       // scale: float32 bits
+  // dynamic shared memory (bytes): the weight ring (slots stages of `stage` bytes) at 0, the activation
+  // vector at vec_off, the attention's scratch at attn_off
+  i64_t stage, slots, vec_off, attn_off;
+  // 0, or u64 [S + 3 * DS_TRACE_STAGES + S * grid], S = 2 + 5 * nlayers + 1: %globaltimer (ns) of CTA 0 at
+  // the start and after each phase, then of each of CTA 0's first DS_TRACE_STAGES ring stages when it was
+  // issued, landed and freed, then of each CTA when it finished each phase (before the barrier), then CTA 0's
+  // clock64 at the start and the end (the SM clock rate)
+  i64_t timing;
+};
+#define DS_TRACE_STAGES 4096
+// Ablations for bench/decode-phases.ts (MOPT_NVRTC_DEFINES): 1 skips that part of the work (results are
+// garbage) to time what is left. Always 0 in use.
+#ifndef DS_ABLATE_MATH
+#define DS_ABLATE_MATH 0
+#endif
+#ifndef DS_ABLATE_ATTN
+#define DS_ABLATE_ATTN 0
+#endif
+#ifndef DS_ABLATE_NORM
+#define DS_ABLATE_NORM 0
+#endif
+// ctl words: [0] grid barrier arrivals this launch, [2] CTAs done with the LM head, [4..5] argmax key
+// (u64), [8 + g] attention splits done for KV head g.
+#define DS_CTL_ARGMAX 4
+#define DS_CTL_ATTN 8
+
+/** Barrier of the consumer warps only (the producer thread never waits for them). */
+MOPT_DEV void csync() { asm volatile("bar.sync 1, %0;" ::"n"(DS_THREADS) : "memory"); }
+struct ConsumerSync {
+  __device__ __forceinline__ void operator()() const { csync(); }
+  __device__ __forceinline__ int warps() const { return DS_WARPS; }
+};
+
+MOPT_DEV u32_t ld_acquire_u32(const u32_t* p) {
+  u32_t v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+/** 16 bytes from L2 (data other CTAs of this launch wrote). */
+MOPT_DEV U4 ld_cg16(const void* p) {
+  U4 c;
+  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "l"(p));
+  return c;
+}
+MOPT_DEV u16_t ld_cg_u16(const void* p) {
+  u16_t v;
+  asm volatile("ld.global.cg.u16 %0, [%1];" : "=h"(v) : "l"(p));
+  return v;
+}
+MOPT_DEV float ld_cg_f32(const float* p) {
+  float v;
+  asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+  return v;
+}
+
+MOPT_DEV u64_t global_ns() {
+  u64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+MOPT_DEV i64_t stamps_of(const DsArgs& A) { return 3 + 5 * A.nlayers; }
+/** With timing, records when this CTA finished phase k (thread 0, after the CTA's own barrier). */
+MOPT_DEV void cta_done(const DsArgs& A, int k) {
+  if (A.timing != 0) reinterpret_cast<u64_t*>(A.timing)[stamps_of(A) + 3 * DS_TRACE_STAGES + (i64_t)k * gridDim.x + blockIdx.x] = global_ns();
+}
+
+/**
+ * Grid-wide barrier of the consumer warps after phase k: their writes before it are visible to all of them
+ * after it. ctl[0] counts arrivals over the whole launch (reset by the last CTA at its end), so a CTA's n-th
+ * barrier is complete once it reads n * grid: arriving is one release-add that nobody waits for, and the last
+ * arriver has nothing more to do (a reset-and-flip barrier costs it three more dependent L2 round trips, each
+ * ~1 us while the weight stream loads the memory system). `passed` is thread 0's count of barriers times grid.
+ */
+MOPT_DEV void grid_sync(u32_t* ctl, const DsArgs& A, int k, u32_t& passed) {
+  csync();
+  if (threadIdx.x == 0) {
+    cta_done(A, k);
+    passed += gridDim.x;
+    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(ctl), "r"(1u) : "memory");
+    const long long t0 = clock64();
+    while ((int)(ld_acquire_u32(ctl) - passed) < 0)
+      if (clock64() - t0 > (1ll << 34)) __trap();  // ~10 s: a CTA never arrived (not co-resident): fail, not hang
+  }
+  csync();
+}
