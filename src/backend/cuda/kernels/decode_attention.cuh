@@ -16,8 +16,17 @@ MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S*
 
 #define DS_KEYS 2     // keys a warp loads at once in the attention's scores
 #define DS_VALUES 16  // values a thread loads at once in the attention's weighted sum
+// Attention variant (an experiment until timed): 1 = a warp's first keys and a thread's first values are loaded
+// from the cache before q's round trip (q, K and V in one round trip instead of three); the new key and value
+// at pos come from shared memory.
+#ifndef DS_ATTN_HOIST
+#define DS_ATTN_HOIST 0
+#endif
 
-/** Phase B for one layer (see the top of the file). smem: [G][HD] rotated q, then [G][chunk_max] scores. */
+/**
+ * Phase B for one layer (see the top of the file). smem: [G][HD] rotated q, [G][chunk_max] scores, then the
+ * new key and value at pos ([HD] each, float).
+ */
 template <class T>
 MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float* smem, u32_t* ctl) {
   typedef typename T::S S;
@@ -36,9 +45,26 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
   float* part = reinterpret_cast<float*>(A.part);
   float* qs = smem;
   float* sc = smem + G * HD;
+  float* knew = sc + G * cmax;
+  float* vnew = knew + HD;
   for (int item = blockIdx.x; item < (int)A.KV * splits; item += gridDim.x) {
     const int g = item / splits, s = item % splits;
     const int t0 = s * chunk, t1 = t0 + chunk < ctx ? t0 + chunk : ctx;
+    float kv0[DS_KEYS][4];
+    u16_t vv0[DS_VALUES];
+    if (DS_ATTN_HOIST) {
+#pragma unroll
+      for (int j = 0; j < DS_KEYS; j++) {
+        const int t = t0 + warp + j * DS_WARPS;
+        const S* kr = kc + (i64_t)(g * cap + (t < t1 && t != pos ? t : 0)) * HD;
+#pragma unroll
+        for (int u = 0; u < 4; u++) kv0[j][u] = lane + 32 * u < HD && t < t1 && t != pos ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
+      }
+      const S* vcol = vc + (i64_t)g * cap * HD + threadIdx.x % HD;
+#pragma unroll
+      for (int u = 0; u < DS_VALUES; u++)
+        vv0[u] = (int)threadIdx.x < G * HD && t0 + u < t1 && t0 + u != pos ? ld_cg_u16(vcol + (i64_t)(t0 + u) * HD) : (u16_t)0;
+    }
     for (int e = threadIdx.x; e < G * half; e += DS_THREADS) {
       const int h = e / half, j = e % half;
       const S* x = qkv + (g * G + h) * HD;
@@ -58,8 +84,11 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
         rope_pair<T>(ld_cg_u16(kx + j), ld_cg_u16(kx + j + half), cosr, sinr, j, o0, o1);
         kd[j] = o0;
         kd[j + half] = o1;
-        vd[j] = ld_cg_u16(vx + j);
-        vd[j + half] = ld_cg_u16(vx + j + half);
+        const u16_t v0 = ld_cg_u16(vx + j), v1 = ld_cg_u16(vx + j + half);
+        vd[j] = v0;
+        vd[j + half] = v1;
+        knew[j] = T::load(o0), knew[j + half] = T::load(o1);
+        vnew[j] = T::load(v0), vnew[j + half] = T::load(v1);
       }
     }
     csync();
@@ -72,7 +101,10 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
         const int t = tb + j * DS_WARPS;
         const S* kr = kc + (i64_t)(g * cap + (t < t1 ? t : t0)) * HD;
 #pragma unroll
-        for (int u = 0; u < 4; u++) kv[j][u] = lane + 32 * u < HD ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
+        for (int u = 0; u < 4; u++) {
+          kv[j][u] = DS_ATTN_HOIST && tb == t0 + warp ? kv0[j][u] : lane + 32 * u < HD ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
+          if (DS_ATTN_HOIST && t == pos && t < t1 && lane + 32 * u < HD) kv[j][u] = knew[lane + 32 * u];
+        }
       }
 #pragma unroll
       for (int j = 0; j < DS_KEYS; j++) {
@@ -110,16 +142,18 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
       const float* p = sc + h * cmax;
       const S* vcol = vc + (i64_t)g * cap * HD + c;
       float o = 0.f;
-      int t = t0;
       // loads in batches of DS_VALUES before their use: the cg loads are volatile asm, issued in program order
-      for (; t + DS_VALUES <= t1; t += DS_VALUES) {
+      for (int tb = t0; tb < t1; tb += DS_VALUES) {
+        const bool pre = DS_ATTN_HOIST && tb == t0 && e == (int)threadIdx.x;
         u16_t vv[DS_VALUES];
 #pragma unroll
-        for (int u = 0; u < DS_VALUES; u++) vv[u] = ld_cg_u16(vcol + (i64_t)(t + u) * HD);
+        for (int u = 0; u < DS_VALUES; u++) vv[u] = pre ? vv0[u] : tb + u < t1 ? ld_cg_u16(vcol + (i64_t)(tb + u) * HD) : (u16_t)0;
 #pragma unroll
-        for (int u = 0; u < DS_VALUES; u++) o = fmaf(p[t + u - t0], T::load(vv[u]), o);
+        for (int u = 0; u < DS_VALUES; u++) {
+          if (tb + u >= t1) break;
+          o = fmaf(p[tb + u - t0], DS_ATTN_HOIST && tb + u == pos ? vnew[c] : T::load(vv[u]), o);
+        }
       }
-      for (; t < t1; t++) o = fmaf(p[t - t0], T::load(ld_cg_u16(vcol + (i64_t)t * HD)), o);
       float* pr = part + ((g * G + h) * splits + s) * (HD + 2);
       pr[2 + c] = o;
       if (c == 0) pr[0] = t1 > t0 ? m_s[h] : NEG_INF, pr[1] = t1 > t0 ? l_s[h] : 0.f;

@@ -115,68 +115,111 @@ MOPT_DEV void trace_stage(const DsArgs& A, u32_t g, int k) {
 // attention and the barriers around it, ~17 us a layer) the ring fills in ~6 us and then this SM's share of
 // HBM idles; a bulk L2 prefetch would extend the lookahead (~2 MB per stage across the GPU, of ~50 MB of L2).
 // Not yet run on the GPU: bench/decode-phases.ts with MOPT_NVRTC_DEFINES=decode_step:DS_L2_AHEAD=12 times it.
-// (As written, stage_source recomputes every slice per warmed stage, ~50 64-bit divisions on the producer
-// thread; an incremental walk should replace it before it is timed.)
 #ifndef DS_L2_AHEAD
 #define DS_L2_AHEAD 0
 #endif
 
-/** Where stage g of this CTA's stream reads from: false past the step's last stage. */
-MOPT_DEV bool stage_source(const DsArgs& A, const WRing& R, u32_t g, const unsigned char*& p0, const unsigned char*& p1, u32_t& bytes) {
+/**
+ * A walk over this CTA's stream, one stage at a time, in the order the consumers take them: layer l's
+ * matrices (k = 0 .. DS_LAYER_SEGS - 1), then the LM head (l == nlayers). The producer runs one for the copies
+ * and, with DS_L2_AHEAD, a second one ahead of it for the L2 prefetches; each slice is computed once per
+ * matrix, not per stage.
+ */
+struct StageWalk {
+  i64_t l = 0, r = 0;
+  int k = 0;
+  DsSeg s{};
+  DsSlice sl{0, 0, 1};
+  bool started = false;
+};
+/** The walk's next stage (its source rows of each matrix and their bytes); false past the step's end. */
+MOPT_DEV bool walk_next(const DsArgs& A, const WRing& R, StageWalk& w, const unsigned char*& p0, const unsigned char*& p1, u32_t& bytes) {
   const DsLayer* layers = reinterpret_cast<const DsLayer*>(A.layers);
-  u32_t per_layer = 0;  // every layer streams the same shapes
-  for (int k = 0; k < DS_LAYER_SEGS; k++) per_layer += slice_of(layer_seg(A, layers[0], k), R).stages();
-  const i64_t l = per_layer == 0 ? A.nlayers : g / per_layer;  // 0: this CTA has no rows of a layer (tiny models)
-  u32_t within = l < A.nlayers ? g % per_layer : g - (u32_t)A.nlayers * per_layer;
-  for (int k = 0; k < DS_LAYER_SEGS + 1; k++) {
-    const DsSeg s = l < A.nlayers ? layer_seg(A, layers[l], k) : lm_seg(A);
-    const DsSlice sl = slice_of(s, R);
-    if (within < sl.stages()) {
-      const i64_t r = sl.r0 + within * sl.per, n = sl.r1 - r < sl.per ? sl.r1 - r : sl.per;
-      p0 = reinterpret_cast<const unsigned char*>(s.w0) + r * s.K * 2;
-      p1 = s.nw == 2 ? reinterpret_cast<const unsigned char*>(s.w1) + r * s.K * 2 : nullptr;
-      bytes = (u32_t)(n * s.K * 2);
-      return true;
-    }
-    if (l >= A.nlayers || k == DS_LAYER_SEGS - 1) return false;
-    within -= sl.stages();
+  while (!w.started || w.r >= w.sl.r1) {
+    if (w.started && ++w.k == DS_LAYER_SEGS) w.k = 0, w.l++;
+    if (w.l > A.nlayers || (w.l == A.nlayers && w.k > 0)) return false;
+    w.started = true;
+    w.s = w.l < A.nlayers ? layer_seg(A, layers[w.l], w.k) : lm_seg(A);
+    w.sl = slice_of(w.s, R);
+    w.r = w.sl.r0;
   }
-  return false;
+  const i64_t n = w.sl.r1 - w.r < w.sl.per ? w.sl.r1 - w.r : w.sl.per;
+  p0 = reinterpret_cast<const unsigned char*>(w.s.w0) + w.r * w.s.K * 2;
+  p1 = w.s.nw == 2 ? reinterpret_cast<const unsigned char*>(w.s.w1) + w.r * w.s.K * 2 : nullptr;
+  bytes = (u32_t)(n * w.s.K * 2);
+  w.r += w.sl.per;
+  return true;
 }
 
-/** Producer: streams this CTA's slice of s into the ring as stages g, g + 1, ...; advances g past them. */
-MOPT_DEV void produce_seg(const DsArgs& A, const DsSeg& s, u32_t& g, u32_t& warmed, const WRing& R) {
-  const DsSlice sl = slice_of(s, R);
-  for (i64_t r = sl.r0; r < sl.r1; r += sl.per, g++) {
-    const i64_t n = sl.r1 - r < sl.per ? sl.r1 - r : sl.per;
-    const u32_t bytes = (u32_t)(n * s.K * 2);
-    for (; DS_L2_AHEAD > 0 && warmed <= g + DS_L2_AHEAD; warmed++) {
-      const unsigned char *p0, *p1;
+/** The producer thread: every weight of the step into the ring, in the order the consumers take them. */
+MOPT_DEV void produce_step(const DsArgs& A, const WRing& R) {
+  StageWalk copy, warm;
+  u32_t warmed = 0;
+  bool warming = DS_L2_AHEAD > 0;
+  const unsigned char *p0, *p1;
+  u32_t bytes;
+  for (u32_t g = 0; walk_next(A, R, copy, p0, p1, bytes); g++) {
+    for (; warming && warmed <= g + DS_L2_AHEAD; warmed++) {
+      const unsigned char *q0, *q1;
       u32_t b;
-      if (!stage_source(A, R, warmed, p0, p1, b)) break;
-      bulk_prefetch_l2(p0, b);
-      if (p1 != nullptr) bulk_prefetch_l2(p1, b);
+      if (!(warming = walk_next(A, R, warm, q0, q1, b))) break;
+      bulk_prefetch_l2(q0, b);
+      if (q1 != nullptr) bulk_prefetch_l2(q1, b);
     }
     // with slots <= DS_INFLIGHT the ring itself bounds the copies in flight, and stage g - DS_INFLIGHT's slot
-    // may already be two uses on (a parity wait would then never end: models with ~23K+ intermediate sizes)
+    // may already be two uses on (a parity wait would then never end)
     if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, g - DS_INFLIGHT);
-    unsigned char* dst = wring_claim(R, g, bytes * s.nw);
-    bulk_copy_g2s(dst, reinterpret_cast<const unsigned char*>(s.w0) + r * s.K * 2, bytes, R.full + g % R.slots);
-    if (s.nw == 2) bulk_copy_g2s(dst + R.stage / 2, reinterpret_cast<const unsigned char*>(s.w1) + r * s.K * 2, bytes, R.full + g % R.slots);
+    unsigned char* dst = wring_claim(R, g, bytes * (p1 != nullptr ? 2 : 1));
+    bulk_copy_g2s(dst, p0, bytes, R.full + g % R.slots);
+    if (p1 != nullptr) bulk_copy_g2s(dst + R.stage / 2, p1, bytes, R.full + g % R.slots);
     trace_stage(A, g, 0);
   }
 }
 
-/** The producer thread: every weight of the step, in the order the consumers take them. */
-MOPT_DEV void produce_step(const DsArgs& A, const WRing& R) {
-  const DsLayer* layers = reinterpret_cast<const DsLayer*>(A.layers);
-  u32_t g = 0, warmed = 0;
-  for (i64_t l = 0; l < A.nlayers; l++)
-    for (int k = 0; k < DS_LAYER_SEGS; k++) produce_seg(A, layer_seg(A, layers[l], k), g, warmed, R);
-  produce_seg(A, lm_seg(A), g, warmed, R);
-}
-
 #define DS_ROWS 4  // rows a warp dots at once (independent accumulators)
+// Dot loop variant (an experiment until timed): 1 = the 16-byte loads of U chunks of all rows issued before
+// their math, instead of each load used at once.
+#ifndef DS_DOT_V2
+#define DS_DOT_V2 0
+#endif
+
+/**
+ * acc[j][q] += x . row q of matrix j over this lane's chunks (c = lane, lane + 32, ... < chunks), in
+ * gemv.cuh gemv_dot's order; U rounds of every load are issued before their math. w0 / x0: shared-window
+ * addresses of row 0 of matrix 0 and of x; rows past `rows` are loaded (row 0 again) but not used.
+ */
+template <class T, int NW, int RW, int U>
+MOPT_DEV void dot_rows(float (&acc)[NW][RW], u32_t w0, u32_t x0, int rows, i64_t chunks, u32_t row_bytes, u32_t half_bytes, int lane) {
+  for (i64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
+    U4 xc[U], wc[RW][NW][U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const u32_t c = (u32_t)(c0 + 32 * u < chunks ? c0 + 32 * u : c0);
+      xc[u] = lds16(x0 + 16 * c);
+#pragma unroll
+      for (int q = 0; q < RW; q++)
+#pragma unroll
+        for (int j = 0; j < NW; j++) wc[q][j][u] = lds16(w0 + j * half_bytes + (q < rows ? q : 0) * row_bytes + 16 * c);
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      if (c0 + 32 * u >= chunks) break;
+      float af[8];
+      widen8<T>(xc[u], af);
+#pragma unroll
+      for (int q = 0; q < RW; q++) {
+        if (q >= rows) break;
+#pragma unroll
+        for (int j = 0; j < NW; j++) {
+          float wf[8];
+          widen8<T>(wc[q][j][u], wf);
+#pragma unroll
+          for (int e = 0; e < 8; e++) acc[j][q] = fmaf(af[e], wf[e], acc[j][q]);
+        }
+      }
+    }
+  }
+}
 
 /**
  * Consumers: out(r, acc, pre) for each row r of this CTA's slice of x @ W^T (x in shared memory, K
@@ -187,6 +230,7 @@ MOPT_DEV void produce_step(const DsArgs& A, const WRing& R) {
 template <class T, int NW, class B, class F>
 MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, u32_t& g, const WRing& R, const typename T::S* xs, B&& before, F&& out) {
   typedef typename T::S S;
+  constexpr int RW = NW == 2 ? 2 : DS_ROWS;  // rows of each matrix at once (registers: RW * NW accumulators)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const DsSlice sl = slice_of(s, R);
   const i64_t chunks = s.K / 8, half = R.stage / 4;  // half: the second matrix's offset in a stage (elements)
@@ -204,19 +248,22 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, u32_t& g, const WRing
       continue;
     }
 #endif
-    for (int i = 0; i < n; i += DS_ROWS) {
-      const u32_t pre = lane < DS_ROWS && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
-      float acc[NW][DS_ROWS];
+    for (int i = 0; i < n; i += RW) {
+      const u32_t pre = lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
+      float acc[NW][RW];
 #pragma unroll
       for (int j = 0; j < NW; j++)
 #pragma unroll
-        for (int q = 0; q < DS_ROWS; q++) acc[j][q] = 0.f;
+        for (int q = 0; q < RW; q++) acc[j][q] = 0.f;
+#if DS_DOT_V2
+      dot_rows<T, NW, RW, 2>(acc, smem_addr(w) + (u32_t)(i * s.K * 2), smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
+#else
 #pragma unroll 2
       for (i64_t c = lane; c < chunks; c += 32) {
         float af[8];
         widen8<T>(ld_shared16(xv + c), af);
 #pragma unroll
-        for (int q = 0; q < DS_ROWS; q++) {
+        for (int q = 0; q < RW; q++) {
           if (i + q >= n) break;
 #pragma unroll
           for (int j = 0; j < NW; j++) {
@@ -227,8 +274,9 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, u32_t& g, const WRing
           }
         }
       }
+#endif
 #pragma unroll
-      for (int q = 0; q < DS_ROWS; q++) {
+      for (int q = 0; q < RW; q++) {
         float a[NW];
 #pragma unroll
         for (int j = 0; j < NW; j++) a[j] = warp_sum(acc[j][q]);

@@ -49,15 +49,16 @@ MOPT_DEV void mbar_wait(u64_t* b, u32_t parity) {
 }
 
 /**
- * 16 bytes of shared memory as one vector load. (Read through a U4 reference instead, the compiler may split
+ * 16 bytes of shared memory (at shared-window address a, or at p) as one vector load. (Read through a U4 reference instead, the compiler may split
  * it into four 32-bit loads, which for lanes 16 bytes apart are 4-way bank conflicts: 16x the wavefronts.)
  * Volatile: it stays after the barrier wait that made the bytes valid.
  */
-MOPT_DEV U4 ld_shared16(const void* p) {
+MOPT_DEV U4 lds16(u32_t a) {
   U4 c;
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "r"(smem_addr(p)));
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "r"(a));
   return c;
 }
+MOPT_DEV U4 ld_shared16(const void* p) { return lds16(smem_addr(p)); }
 
 /** bytes (a multiple of 16; both addresses 16-byte aligned) from global src to shared dst, completing on bar. */
 MOPT_DEV void bulk_copy_g2s(void* dst, const void* src, u32_t bytes, u64_t* bar) {
