@@ -14,6 +14,28 @@ MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S*
   o1 = T::store(b * c + a * sn);
 }
 
+/**
+ * Softmax of G score rows of n (row h at sc + h * stride, warp h): exact maximum over the row, probabilities
+ * rounded to T as attention.cu; m_s[h] / l_s[h] get the row's maximum and sum.
+ */
+template <class T>
+MOPT_DEV void softmax_rows(float* sc, int stride, int n, int G, float* m_s, float* l_s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (warp >= G) return;
+  float* row = sc + warp * stride;
+  float m = -m_inf(0.f);
+  for (int i = lane; i < n; i += 32) m = row[i] > m ? row[i] : m;
+  m = group_max<32>(m);
+  float l = 0.f;
+  for (int i = lane; i < n; i += 32) {
+    const float p = expf(row[i] - m);
+    l += p;
+    row[i] = round_to<T>(p);
+  }
+  l = warp_sum(l);
+  if (lane == 0) m_s[warp] = m, l_s[warp] = l;
+}
+
 #define DS_KEYS 2     // keys a warp loads at once in the attention's scores
 #define DS_VALUES 16  // values a thread loads at once in the attention's weighted sum
 // Attention variant (an experiment until timed): 1 = a warp's first keys and a thread's first values are loaded
@@ -121,21 +143,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
       }
     }
     csync();
-    // softmax per query head (warp h): exact max over the split, probabilities rounded to T as attention.cu
-    if (warp < G) {
-      float* row = sc + warp * cmax;
-      float m = NEG_INF;
-      for (int i = lane; i < t1 - t0; i += 32) m = row[i] > m ? row[i] : m;
-      m = group_max<32>(m);
-      float l = 0.f;
-      for (int i = lane; i < t1 - t0; i += 32) {
-        const float p = expf(row[i] - m);
-        l += p;
-        row[i] = round_to<T>(p);
-      }
-      l = warp_sum(l);
-      if (lane == 0) m_s[warp] = m, l_s[warp] = l;
-    }
+    softmax_rows<T>(sc, cmax, t1 - t0, G, m_s, l_s);
     csync();
     for (int e = threadIdx.x; e < G * HD; e += DS_THREADS) {
       const int h = e / HD, c = e % HD;
@@ -196,4 +204,170 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
     }
     csync();  // the shared buffers are reused by the next item
   }
+}
+
+// Attention variant (an experiment until timed): 1 = while the context is short (ctx <= 15 * 1024 / HD keys),
+// one CTA per KV head holds all of its cached keys and values in registers (one load round trip with q's), so
+// no split is merged through global memory (a fence, a counter and a reload: three round trips fewer).
+#ifndef DS_ATTN_SINGLE
+#define DS_ATTN_SINGLE 0
+#endif
+
+MOPT_DEV u32_t ld_cg_u32(const void* p) {
+  u32_t v;
+  asm volatile("ld.global.cg.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
+}
+
+/**
+ * Phase B for KV head g in one CTA, every key in registers: warp w takes keys w, w + DS_WARPS, ... (KPW at
+ * most), lane l the head dims 2 (l + 32 i) and + 1 of them (W words). smem: [G][HD] rotated q, then the new
+ * key and value at pos ([HD] each); wide: [G][ctx] scores, then [DS_WARPS][G][HD] each warp's weighted values.
+ * Scores and values sum in another order than the split path (and attention.cu); the softmax takes the exact
+ * maximum.
+ */
+template <class T, int W>
+MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int g, float* smem, float* wide) {
+  typedef typename T::S S;
+  constexpr int HD = 64 * W, half = HD / 2, KPW = 16 / W, GM = 4 / W;  // GM: most query heads per KV head
+  __shared__ float m_s[DS_WARPS], l_s[DS_WARPS];
+  const int G = (int)(A.H / A.KV), ctx = pos + 1, cap = (int)A.cap;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float scale = __int_as_float((int)A.scale);
+  const S* qkv = reinterpret_cast<const S*>(A.qkv);
+  const S* cosr = reinterpret_cast<const S*>(A.cos) + pos * half;
+  const S* sinr = reinterpret_cast<const S*>(A.sin) + pos * half;
+  S* kc = reinterpret_cast<S*>(Ly.kc) + (i64_t)g * cap * HD;
+  S* vc = reinterpret_cast<S*>(Ly.vc) + (i64_t)g * cap * HD;
+  float* qs = smem;
+  float* knew = smem + G * HD;
+  float* vnew = knew + HD;
+  // every load of the phase before any use: this warp's cached keys and values, then q and the new key / value
+  u32_t kw[KPW][W], vw[KPW][W];
+#pragma unroll
+  for (int k = 0; k < KPW; k++) {
+    const int t = warp + DS_WARPS * k;
+#pragma unroll
+    for (int w = 0; w < W; w++) {
+      kw[k][w] = t < pos ? ld_cg_u32(kc + (i64_t)t * HD + 2 * (lane + 32 * w)) : 0u;
+      vw[k][w] = t < pos ? ld_cg_u32(vc + (i64_t)t * HD + 2 * (lane + 32 * w)) : 0u;
+    }
+  }
+  for (int e = threadIdx.x; e < G * half; e += DS_THREADS) {
+    const int h = e / half, j = e % half;
+    const S* x = qkv + (g * G + h) * HD;
+    S o0, o1;
+    rope_pair<T>(ld_cg_u16(x + j), ld_cg_u16(x + j + half), cosr, sinr, j, o0, o1);
+    qs[h * HD + j] = T::load(o0);
+    qs[h * HD + j + half] = T::load(o1);
+  }
+  for (int j = threadIdx.x; j < half; j += DS_THREADS) {
+    const S* kx = qkv + (int)A.H * HD + g * HD;
+    const S* vx = qkv + (int)(A.H + A.KV) * HD + g * HD;
+    S o0, o1;
+    rope_pair<T>(ld_cg_u16(kx + j), ld_cg_u16(kx + j + half), cosr, sinr, j, o0, o1);
+    const u16_t v0 = ld_cg_u16(vx + j), v1 = ld_cg_u16(vx + j + half);
+    kc[(i64_t)pos * HD + j] = o0, kc[(i64_t)pos * HD + j + half] = o1;
+    vc[(i64_t)pos * HD + j] = v0, vc[(i64_t)pos * HD + j + half] = v1;
+    knew[j] = T::load(o0), knew[j + half] = T::load(o1);
+    vnew[j] = T::load(v0), vnew[j + half] = T::load(v1);
+  }
+  csync();
+  // the two values of word w of key k (t == pos: the new key / value)
+  auto pair = [=](const u32_t (&words)[KPW][W], const float* fresh, int k, int w, int t, float& a, float& b) {
+    const int d = 2 * (lane + 32 * w);
+    if (t == pos) {
+      a = fresh[d], b = fresh[d + 1];
+    } else {
+      a = T::load((u16_t)(words[k][w] & 0xffffu)), b = T::load((u16_t)(words[k][w] >> 16));
+    }
+  };
+  // scores
+  float* sc = wide;
+#pragma unroll
+  for (int k = 0; k < KPW; k++) {
+    const int t = warp + DS_WARPS * k;
+    if (t >= ctx) break;
+    for (int h = 0; h < G; h++) {
+      float d = 0.f;
+#pragma unroll
+      for (int w = 0; w < W; w++) {
+        float a, b;
+        pair(kw, knew, k, w, t, a, b);
+        const int c = 2 * (lane + 32 * w);
+        d = fmaf(qs[h * HD + c], a, d);
+        d = fmaf(qs[h * HD + c + 1], b, d);
+      }
+      d = warp_sum(d);
+      if (lane == 0) sc[h * ctx + t] = d * scale;
+    }
+  }
+  csync();
+  softmax_rows<T>(sc, ctx, ctx, G, m_s, l_s);
+  csync();
+  // weighted values: each warp over its keys, into registers
+  float o[GM][2 * W];
+#pragma unroll
+  for (int h = 0; h < GM; h++)
+#pragma unroll
+    for (int i = 0; i < 2 * W; i++) o[h][i] = 0.f;
+#pragma unroll
+  for (int k = 0; k < KPW; k++) {
+    const int t = warp + DS_WARPS * k;
+    if (t >= ctx) break;
+#pragma unroll
+    for (int w = 0; w < W; w++) {
+      float a, b;
+      pair(vw, vnew, k, w, t, a, b);
+#pragma unroll
+      for (int h = 0; h < GM; h++) {
+        if (h >= G) break;
+        const float p = sc[h * ctx + t];
+        o[h][2 * w] = fmaf(p, a, o[h][2 * w]);
+        o[h][2 * w + 1] = fmaf(p, b, o[h][2 * w + 1]);
+      }
+    }
+  }
+  csync();  // the scores are read: their space takes the warps' sums
+  float* opart = wide;
+#pragma unroll
+  for (int h = 0; h < GM; h++) {
+    if (h >= G) break;
+#pragma unroll
+    for (int w = 0; w < W; w++) {
+      const int c = 2 * (lane + 32 * w);
+      opart[(warp * G + h) * HD + c] = o[h][2 * w];
+      opart[(warp * G + h) * HD + c + 1] = o[h][2 * w + 1];
+    }
+  }
+  csync();
+  S* out = reinterpret_cast<S*>(A.attn);
+  for (int e = threadIdx.x; e < G * HD; e += DS_THREADS) {
+    const int h = e / HD, c = e % HD;
+    float sum = 0.f;
+    for (int w = 0; w < DS_WARPS; w++) sum += opart[(w * G + h) * HD + c];
+    out[(g * G + h) * HD + c] = T::store(l_s[h] > 0.f ? sum / l_s[h] : 0.f);
+  }
+  csync();  // the shared buffers are reused by the next KV head
+}
+
+/**
+ * Phase B: the register path (attention_single) while the context and shapes allow it (DS_ATTN_SINGLE),
+ * else the split path. wide: the activation vector's shared memory (free during this phase), wide_bytes long.
+ */
+template <class T>
+MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int pos, float* smem, float* wide, i64_t wide_bytes, u32_t* ctl) {
+  const int G = (int)(A.H / A.KV), HD = (int)A.HD, ctx = pos + 1;
+  const i64_t wide_floats = (i64_t)(ctx > DS_WARPS * HD ? ctx : DS_WARPS * HD) * G;  // scores, then the warps' sums
+  if (DS_ATTN_SINGLE && G * HD <= 256 && 4 * wide_floats <= wide_bytes) {
+    if (HD == 64 && ctx <= DS_WARPS * 16) {
+      for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 1>(A, Ly, pos, g, smem, wide);
+      return;
+    }
+    if (HD == 128 && ctx <= DS_WARPS * 8) {
+      for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 2>(A, Ly, pos, g, smem, wide);
+      return;
+    }
+  }
+  attention_phase<T>(A, Ly, pos, smem, ctl);
 }

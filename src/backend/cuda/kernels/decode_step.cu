@@ -357,7 +357,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
     grid_sync(ctl, A, 2 + 5 * (int)l + 0, passed);
     stamp(A, 2 + 5 * (int)l + 0);
     // B: attention
-    if (!DS_ABLATE_ATTN) attention_phase<T>(A, Ly, (int)pos, attn_smem, ctl);
+    if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl);
     grid_sync(ctl, A, 2 + 5 * (int)l + 1, passed);
     stamp(A, 2 + 5 * (int)l + 1);
     // C: h += attn @ Wo^T
