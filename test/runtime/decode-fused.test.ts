@@ -81,6 +81,8 @@ const SHAPES = [
   { what: 'head dim 32, multi-head (no grouping)', hidden: 128, heads: 4, kv: 4, headDim: 32, tie: true },
   // each CTA's weight stream runs through the kernel's shared-memory ring several times per step
   { what: 'wider, 4 layers, 8K vocab', hidden: 512, heads: 8, kv: 2, headDim: 64, tie: false, inter: 2048, vocab: 8192, layers: 4 },
+  // a short context and an intermediate size wide enough for the kernel's register attention path (DS_ATTN_SINGLE)
+  { what: 'short context, wide MLP', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: true, inter: 8192, prompt: 40 },
 ];
 
 forEachBackend('whole-step decode logits equal the multi-kernel step within bf16 rounding (random models, long prompt)', ({ name }) => {
@@ -101,7 +103,7 @@ forEachBackend('whole-step decode logits equal the multi-kernel step within bf16
       }
       assert.equal(fusable(model), true, s.what);
       // 300 prompt tokens: every attention split of the kernel holds several keys
-      const prompt = Array.from({ length: 300 }, (_, i) => (i * 37 + 11) % 1000);
+      const prompt = Array.from({ length: s.prompt ?? 300 }, (_, i) => (i * 37 + 11) % 1000);
       const rows = (fused: boolean): Float32Array[] =>
         T.noGrad(() => {
           const cache = model.newCache(1, 340);

@@ -50,7 +50,7 @@ MOPT_DEV void softmax_rows(float* sc, int stride, int n, int G, float* m_s, floa
  * new key and value at pos ([HD] each, float).
  */
 template <class T>
-MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float* smem, u32_t* ctl) {
+MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int pos, float* smem, u32_t* ctl, const XVec& qkv, const XVec& out) {
   typedef typename T::S S;
   const float NEG_INF = -m_inf(0.f);
   __shared__ float m_s[DS_WARPS], l_s[DS_WARPS];
@@ -59,7 +59,6 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
   const int chunk = (ctx + splits - 1) / splits;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float scale = __int_as_float((int)A.scale);
-  const S* qkv = reinterpret_cast<const S*>(A.qkv);
   const S* cosr = reinterpret_cast<const S*>(A.cos) + pos * half;
   const S* sinr = reinterpret_cast<const S*>(A.sin) + pos * half;
   S* kc = reinterpret_cast<S*>(Ly.kc);
@@ -89,24 +88,23 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
     }
     for (int e = threadIdx.x; e < G * half; e += DS_THREADS) {
       const int h = e / half, j = e % half;
-      const S* x = qkv + (g * G + h) * HD;
+      const i64_t x = (g * G + h) * HD;
       S o0, o1;
-      rope_pair<T>(ld_cg_u16(x + j), ld_cg_u16(x + j + half), cosr, sinr, j, o0, o1);
+      rope_pair<T>(qkv.get(x + j), qkv.get(x + j + half), cosr, sinr, j, o0, o1);
       qs[h * HD + j] = T::load(o0);
       qs[h * HD + j + half] = T::load(o1);
     }
     if (t0 <= pos && pos < t1) {
       // the new key (rotated) and value of this KV head, into the cache at pos
-      const S* kx = qkv + (int)A.H * HD + g * HD;
-      const S* vx = qkv + (int)(A.H + A.KV) * HD + g * HD;
+      const i64_t kx = (int)A.H * HD + g * HD, vx = (int)(A.H + A.KV) * HD + g * HD;
       S* kd = kc + (i64_t)(g * cap + pos) * HD;
       S* vd = vc + (i64_t)(g * cap + pos) * HD;
       for (int j = threadIdx.x; j < half; j += DS_THREADS) {
         S o0, o1;
-        rope_pair<T>(ld_cg_u16(kx + j), ld_cg_u16(kx + j + half), cosr, sinr, j, o0, o1);
+        rope_pair<T>(qkv.get(kx + j), qkv.get(kx + j + half), cosr, sinr, j, o0, o1);
         kd[j] = o0;
         kd[j + half] = o1;
-        const u16_t v0 = ld_cg_u16(vx + j), v1 = ld_cg_u16(vx + j + half);
+        const u16_t v0 = qkv.get(vx + j), v1 = qkv.get(vx + j + half);
         vd[j] = v0;
         vd[j + half] = v1;
         knew[j] = T::load(o0), knew[j + half] = T::load(o1);
@@ -168,12 +166,12 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
     }
     __threadfence();
     csync();
-    if (threadIdx.x == 0) last_s = atomicAdd(ctl + DS_CTL_ATTN + g, 1u) == (u32_t)(splits - 1);
+    // the counters run over the whole launch (the last CTA resets them at its end)
+    if (threadIdx.x == 0) last_s = atomicAdd(ctl + DS_CTL_ATTN + g, 1u) == (u32_t)((layer + 1) * splits - 1);
     csync();
     if (last_s) {
       // every split of this KV head is written: merge them (attention.cu attn_combine_body)
       __threadfence();
-      S* out = reinterpret_cast<S*>(A.attn);
       for (int e = threadIdx.x; e < G * HD; e += DS_THREADS) {
         const int h = e / HD, c = e % HD;
         const float* pr = part + (g * G + h) * splits * (HD + 2);
@@ -198,9 +196,8 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
             os += oz[u] * f, ls += lz[u] * f;
           }
         }
-        out[(g * G + h) * HD + c] = T::store(ls > 0.f ? os / ls : 0.f);
+        out.put((g * G + h) * HD + c, T::store(ls > 0.f ? os / ls : 0.f));
       }
-      if (threadIdx.x == 0) ctl[DS_CTL_ATTN + g] = 0;  // all splits arrived: ready for the next layer
     }
     csync();  // the shared buffers are reused by the next item
   }
@@ -213,12 +210,6 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int pos, float
 #define DS_ATTN_SINGLE 0
 #endif
 
-MOPT_DEV u32_t ld_cg_u32(const void* p) {
-  u32_t v;
-  asm volatile("ld.global.cg.u32 %0, [%1];" : "=r"(v) : "l"(p));
-  return v;
-}
-
 /**
  * Phase B for KV head g in one CTA, every key in registers: warp w takes keys w, w + DS_WARPS, ... (KPW at
  * most), lane l the head dims 2 (l + 32 i) and + 1 of them (W words). smem: [G][HD] rotated q, then the new
@@ -227,14 +218,13 @@ MOPT_DEV u32_t ld_cg_u32(const void* p) {
  * maximum.
  */
 template <class T, int W>
-MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int g, float* smem, float* wide) {
+MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int g, float* smem, float* wide, const XVec& qkv, const XVec& out) {
   typedef typename T::S S;
   constexpr int HD = 64 * W, half = HD / 2, KPW = 16 / W, GM = 4 / W;  // GM: most query heads per KV head
   __shared__ float m_s[DS_WARPS], l_s[DS_WARPS];
   const int G = (int)(A.H / A.KV), ctx = pos + 1, cap = (int)A.cap;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float scale = __int_as_float((int)A.scale);
-  const S* qkv = reinterpret_cast<const S*>(A.qkv);
   const S* cosr = reinterpret_cast<const S*>(A.cos) + pos * half;
   const S* sinr = reinterpret_cast<const S*>(A.sin) + pos * half;
   S* kc = reinterpret_cast<S*>(Ly.kc) + (i64_t)g * cap * HD;
@@ -255,18 +245,17 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
   }
   for (int e = threadIdx.x; e < G * half; e += DS_THREADS) {
     const int h = e / half, j = e % half;
-    const S* x = qkv + (g * G + h) * HD;
+    const i64_t x = (g * G + h) * HD;
     S o0, o1;
-    rope_pair<T>(ld_cg_u16(x + j), ld_cg_u16(x + j + half), cosr, sinr, j, o0, o1);
+    rope_pair<T>(qkv.get(x + j), qkv.get(x + j + half), cosr, sinr, j, o0, o1);
     qs[h * HD + j] = T::load(o0);
     qs[h * HD + j + half] = T::load(o1);
   }
   for (int j = threadIdx.x; j < half; j += DS_THREADS) {
-    const S* kx = qkv + (int)A.H * HD + g * HD;
-    const S* vx = qkv + (int)(A.H + A.KV) * HD + g * HD;
+    const i64_t kx = (int)A.H * HD + g * HD, vx = (int)(A.H + A.KV) * HD + g * HD;
     S o0, o1;
-    rope_pair<T>(ld_cg_u16(kx + j), ld_cg_u16(kx + j + half), cosr, sinr, j, o0, o1);
-    const u16_t v0 = ld_cg_u16(vx + j), v1 = ld_cg_u16(vx + j + half);
+    rope_pair<T>(qkv.get(kx + j), qkv.get(kx + j + half), cosr, sinr, j, o0, o1);
+    const u16_t v0 = qkv.get(vx + j), v1 = qkv.get(vx + j + half);
     kc[(i64_t)pos * HD + j] = o0, kc[(i64_t)pos * HD + j + half] = o1;
     vc[(i64_t)pos * HD + j] = v0, vc[(i64_t)pos * HD + j + half] = v1;
     knew[j] = T::load(o0), knew[j + half] = T::load(o1);
@@ -341,12 +330,11 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
     }
   }
   csync();
-  S* out = reinterpret_cast<S*>(A.attn);
   for (int e = threadIdx.x; e < G * HD; e += DS_THREADS) {
     const int h = e / HD, c = e % HD;
     float sum = 0.f;
     for (int w = 0; w < DS_WARPS; w++) sum += opart[(w * G + h) * HD + c];
-    out[(g * G + h) * HD + c] = T::store(l_s[h] > 0.f ? sum / l_s[h] : 0.f);
+    out.put((g * G + h) * HD + c, T::store(l_s[h] > 0.f ? sum / l_s[h] : 0.f));
   }
   csync();  // the shared buffers are reused by the next KV head
 }
@@ -356,18 +344,19 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
  * else the split path. wide: the activation vector's shared memory (free during this phase), wide_bytes long.
  */
 template <class T>
-MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int pos, float* smem, float* wide, i64_t wide_bytes, u32_t* ctl) {
+MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int layer, int pos, float* smem, float* wide, i64_t wide_bytes, u32_t* ctl,
+                              const XVec& qkv, const XVec& out) {
   const int G = (int)(A.H / A.KV), HD = (int)A.HD, ctx = pos + 1;
   const i64_t wide_floats = (i64_t)(ctx > DS_WARPS * HD ? ctx : DS_WARPS * HD) * G;  // scores, then the warps' sums
   if (DS_ATTN_SINGLE && G * HD <= 256 && 4 * wide_floats <= wide_bytes) {
     if (HD == 64 && ctx <= DS_WARPS * 16) {
-      for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 1>(A, Ly, pos, g, smem, wide);
+      for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out);
       return;
     }
     if (HD == 128 && ctx <= DS_WARPS * 8) {
-      for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 2>(A, Ly, pos, g, smem, wide);
+      for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 2>(A, Ly, pos, g, smem, wide, qkv, out);
       return;
     }
   }
-  attention_phase<T>(A, Ly, pos, smem, ctl);
+  attention_phase<T>(A, Ly, layer, pos, smem, ctl, qkv, out);
 }

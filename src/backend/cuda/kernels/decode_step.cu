@@ -47,10 +47,33 @@
 #include "decode_attention.cuh"
 #include "weight_ring.cuh"
 
-/** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory. */
+/** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory (tagged: as they arrive). */
 template <class S>
-MOPT_DEV void load_shared(S* dst, const S* src, i64_t n) {
-  for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(reinterpret_cast<const U4*>(src) + v);
+MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
+  if (src.tagged == nullptr) {
+    for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(reinterpret_cast<const U4*>(src.plain) + v);
+  } else {
+    for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) {
+      const U4* w = reinterpret_cast<const U4*>(src.tagged + 8 * v);
+      U4 a = ld_cg16(w), b = ld_cg16(w + 1);
+      const long long t0 = clock64();
+      for (;;) {
+        bool ok = true;
+#pragma unroll
+        for (int i = 0; i < 4; i++) ok = ok && (a.w[i] >> 16) == src.tag && (b.w[i] >> 16) == src.tag;
+        if (ok) break;
+        if (clock64() - t0 > (1ll << 34)) __trap();  // ~10 s: a writer never came
+        a = ld_cg16(w), b = ld_cg16(w + 1);
+      }
+      U4 c;
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        c.w[i] = (a.w[2 * i] & 0xffffu) | (a.w[2 * i + 1] << 16);
+        c.w[2 + i] = (b.w[2 * i] & 0xffffu) | (b.w[2 * i + 1] << 16);
+      }
+      reinterpret_cast<U4*>(dst)[v] = c;
+    }
+  }
   csync();
 }
 
@@ -319,68 +342,88 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
   float* attn_smem = reinterpret_cast<float*>(fused_smem + A.attn_off);
   u32_t* ctl = reinterpret_cast<u32_t*>(A.ctl);
   const DsLayer* layers = reinterpret_cast<const DsLayer*>(A.layers);
-  S* h = reinterpret_cast<S*>(A.h);
-  S* qkv = reinterpret_cast<S*>(A.qkv);
-  S* act = reinterpret_cast<S*>(A.act);
   const i64_t D = A.D, QD = A.H * A.HD, KVD = A.KV * A.HD;
   const i64_t pos = *reinterpret_cast<const int*>(A.pos);
   const i64_t id = *reinterpret_cast<const int*>(A.ids);
   const int lane = threadIdx.x & 31;
   stamp(A, 0);
 
-  // lambdas capture by value: a by-reference capture would force the captured locals into local memory
-  auto residual = [=](i64_t r) { return (u32_t)ld_cg_u16(h + r); };
-  auto add_residual = [=](i64_t r, float (&acc)[1], u32_t res) {
-    if (lane == 0) h[r] = T::store(T::load((u16_t)res) + T::load(T::store(acc[0])));
+  // the exchanged vectors (XVec): phase k's output carries tag(k); with DS_LL, h alternates between two
+  // buffers (the layer's input in 0, the o_proj residual stream in 1)
+  const bool ll = DS_LL && A.D >= gridDim.x && A.I >= gridDim.x;
+  const u32_t launch = ctl[1];  // launches so far (the previous launch's last CTA advanced it)
+  auto tag = [=](i64_t k) { return 1u + (u32_t)(((u64_t)launch * (u64_t)stamps_of(A) + (u64_t)k) % 65535u); };
+  auto hvec = [=](int buf, i64_t k) { return XVec{reinterpret_cast<u16_t*>(A.h), ll ? reinterpret_cast<u32_t*>(A.h_t) + buf * D : nullptr, tag(k)}; };
+  auto xvec = [=](i64_t plain, i64_t tagged, i64_t k) { return XVec{reinterpret_cast<u16_t*>(plain), ll ? reinterpret_cast<u32_t*>(tagged) : nullptr, tag(k)}; };
+  u32_t passed = 0;  // grid_sync's arrival target
+  // the end of phase k: a grid barrier, or (DS_LL) only this CTA's, its readers wait for the tags
+  auto end_phase = [&](int k) {
+    if (ll) {
+      csync();
+      if (threadIdx.x == 0) cta_done(A, k);
+    } else {
+      grid_sync(ctl, A, k, passed);
+    }
+    stamp(A, k);
   };
-  auto store_at = [=](S* out) {
-    return [=](i64_t r, float (&acc)[1], u32_t) { if (lane == 0) out[r] = T::store(acc[0]); };
+  // lambdas capture by value: a by-reference capture would force the captured locals into local memory
+  auto residual = [=](const XVec& in) { return [=](i64_t r) { return (u32_t)in.get(r); }; };
+  auto add_residual = [=](const XVec& out) {
+    return [=](i64_t r, float (&acc)[1], u32_t res) {
+      if (lane == 0) out.put(r, T::store(T::load((u16_t)res) + T::load(T::store(acc[0]))));
+    };
+  };
+  auto store_at = [=](const XVec& out, i64_t off) {
+    return [=](i64_t r, float (&acc)[1], u32_t) { if (lane == 0) out.put(off + r, T::store(acc[0])); };
   };
 
-  u32_t passed = 0;  // grid_sync's arrival target
   // h = embed[id]
   {
+    const XVec h0 = hvec(0, 1);
     const U4* src = reinterpret_cast<const U4*>(reinterpret_cast<const S*>(A.embed) + id * D);
-    for (i64_t v = (i64_t)blockIdx.x * DS_THREADS + threadIdx.x; v < D / 8; v += (i64_t)gridDim.x * DS_THREADS) reinterpret_cast<U4*>(h)[v] = src[v];
+    for (i64_t v = (i64_t)blockIdx.x * DS_THREADS + threadIdx.x; v < D / 8; v += (i64_t)gridDim.x * DS_THREADS) {
+      const U4 c = src[v];
+      if (!ll) reinterpret_cast<U4*>(h0.plain)[v] = c;
+      else
+#pragma unroll
+        for (int i = 0; i < 8; i++) h0.put(8 * v + i, (u16_t)(c.w[i / 2] >> (16 * (i % 2))));
+    }
   }
-  grid_sync(ctl, A, 1, passed);
-  stamp(A, 1);
+  end_phase(1);
 
   u32_t g = 0;  // the stream's stage counter, advanced exactly as produce_step advances it
   for (i64_t l = 0; l < A.nlayers; l++) {
     const DsLayer& Ly = layers[l];
+    const int k0 = 2 + 5 * (int)l;  // phase A's index; the layer's input h is phase k0 - 1's output
+    const XVec h_in = hvec(0, k0 - 1), qkv = xvec(A.qkv, A.qkv_t, k0), attn = xvec(A.attn, A.attn_t, k0 + 1);
+    const XVec h_mid = hvec(1, k0 + 2), act = xvec(A.act, A.act_t, k0 + 3), h_out = hvec(0, k0 + 4);
     // A: q | k | v of rmsnorm(h)
-    if (!DS_ABLATE_NORM) load_shared(xs, h, D), norm_shared<T>(xs, reinterpret_cast<const S*>(Ly.in_norm), A, red);
-    consume_seg<T, 1>(A, layer_seg(A, Ly, 0), g, R, xs, no_pre, store_at(qkv));
-    consume_seg<T, 1>(A, layer_seg(A, Ly, 1), g, R, xs, no_pre, store_at(qkv + QD));
-    consume_seg<T, 1>(A, layer_seg(A, Ly, 2), g, R, xs, no_pre, store_at(qkv + QD + KVD));
-    grid_sync(ctl, A, 2 + 5 * (int)l + 0, passed);
-    stamp(A, 2 + 5 * (int)l + 0);
+    if (!DS_ABLATE_NORM) load_shared(xs, h_in, D), norm_shared<T>(xs, reinterpret_cast<const S*>(Ly.in_norm), A, red);
+    consume_seg<T, 1>(A, layer_seg(A, Ly, 0), g, R, xs, no_pre, store_at(qkv, 0));
+    consume_seg<T, 1>(A, layer_seg(A, Ly, 1), g, R, xs, no_pre, store_at(qkv, QD));
+    consume_seg<T, 1>(A, layer_seg(A, Ly, 2), g, R, xs, no_pre, store_at(qkv, QD + KVD));
+    end_phase(k0);
     // B: attention
-    if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl);
-    grid_sync(ctl, A, 2 + 5 * (int)l + 1, passed);
-    stamp(A, 2 + 5 * (int)l + 1);
+    if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)l, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl, qkv, attn);
+    end_phase(k0 + 1);
     // C: h += attn @ Wo^T
-    load_shared(xs, reinterpret_cast<const S*>(A.attn), QD);
-    consume_seg<T, 1>(A, layer_seg(A, Ly, 3), g, R, xs, residual, add_residual);
-    grid_sync(ctl, A, 2 + 5 * (int)l + 2, passed);
-    stamp(A, 2 + 5 * (int)l + 2);
+    load_shared(xs, attn, QD);
+    consume_seg<T, 1>(A, layer_seg(A, Ly, 3), g, R, xs, residual(h_in), add_residual(h_mid));
+    end_phase(k0 + 2);
     // D: act = silu(x @ Wg^T) * (x @ Wu^T), x = rmsnorm(h)
-    if (!DS_ABLATE_NORM) load_shared(xs, h, D), norm_shared<T>(xs, reinterpret_cast<const S*>(Ly.post_norm), A, red);
+    if (!DS_ABLATE_NORM) load_shared(xs, h_mid, D), norm_shared<T>(xs, reinterpret_cast<const S*>(Ly.post_norm), A, red);
     consume_seg<T, 2>(A, layer_seg(A, Ly, 4), g, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
-      if (lane == 0) act[r] = T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1])));
+      if (lane == 0) act.put(r, T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))));
     });
-    grid_sync(ctl, A, 2 + 5 * (int)l + 3, passed);
-    stamp(A, 2 + 5 * (int)l + 3);
+    end_phase(k0 + 3);
     // E: h += act @ Wd^T
     load_shared(xs, act, A.I);
-    consume_seg<T, 1>(A, layer_seg(A, Ly, 5), g, R, xs, residual, add_residual);
-    grid_sync(ctl, A, 2 + 5 * (int)l + 4, passed);
-    stamp(A, 2 + 5 * (int)l + 4);
+    consume_seg<T, 1>(A, layer_seg(A, Ly, 5), g, R, xs, residual(h_mid), add_residual(h_out));
+    end_phase(k0 + 4);
   }
 
   // LM head of rmsnorm(h), argmax folded in
-  load_shared(xs, h, D);
+  load_shared(xs, hvec(0, 1 + 5 * A.nlayers), D);
   norm_shared<T>(xs, reinterpret_cast<const S*>(A.final_norm), A, red);
   float* logits = reinterpret_cast<float*>(A.logits);
   u64_t best = 0;
@@ -406,8 +449,10 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
     __threadfence();
     const u64_t key = atomicExch(reinterpret_cast<unsigned long long*>(ctl + DS_CTL_ARGMAX), 0ull);
     const int tok = (int)(0xffffffffu - (u32_t)(key & 0xffffffffu));
-    ctl[0] = 0;  // every CTA is past its last grid barrier (it has reached the LM head's end)
+    ctl[0] = 0;  // every CTA is past its last grid barrier and attention phase (it has reached the LM head's end)
+    ctl[1] = launch + 1;
     ctl[2] = 0;
+    for (i64_t kv = 0; kv < A.KV; kv++) ctl[DS_CTL_ATTN + kv] = 0;
     reinterpret_cast<int*>(A.ids)[0] = tok;
     reinterpret_cast<int*>(A.next)[0] = tok;
     if (A.produced != 0) reinterpret_cast<int*>(A.produced)[pos] = tok;
