@@ -55,7 +55,7 @@ MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
   } else {
     for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) {
       const U4* w = reinterpret_cast<const U4*>(src.tagged + 8 * v);
-      U4 a = ld_cg16(w), b = ld_cg16(w + 1);
+      U4 a = ld_relaxed16(w), b = ld_relaxed16(w + 1);
       const long long t0 = clock64();
       for (;;) {
         bool ok = true;
@@ -63,7 +63,7 @@ MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
         for (int i = 0; i < 4; i++) ok = ok && (a.w[i] >> 16) == src.tag && (b.w[i] >> 16) == src.tag;
         if (ok) break;
         if (clock64() - t0 > (1ll << 34)) __trap();  // ~10 s: a writer never came
-        a = ld_cg16(w), b = ld_cg16(w + 1);
+        a = ld_relaxed16(w), b = ld_relaxed16(w + 1);
       }
       U4 c;
 #pragma unroll
@@ -350,7 +350,8 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
 
   // the exchanged vectors (XVec): phase k's output carries tag(k); with DS_LL, h alternates between two
   // buffers (the layer's input in 0, the o_proj residual stream in 1)
-  const bool ll = DS_LL && A.D >= gridDim.x && A.I >= gridDim.x;
+  // (not with the attention or math ablations: nothing would write what the next phase waits for)
+  const bool ll = DS_LL && !DS_ABLATE_ATTN && !DS_ABLATE_MATH && A.D >= gridDim.x && A.I >= gridDim.x;
   const u32_t launch = ctl[1];  // launches so far (the previous launch's last CTA advanced it)
   auto tag = [=](i64_t k) { return 1u + (u32_t)(((u64_t)launch * (u64_t)stamps_of(A) + (u64_t)k) % 65535u); };
   auto hvec = [=](int buf, i64_t k) { return XVec{reinterpret_cast<u16_t*>(A.h), ll ? reinterpret_cast<u32_t*>(A.h_t) + buf * D : nullptr, tag(k)}; };
@@ -450,7 +451,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
     const u64_t key = atomicExch(reinterpret_cast<unsigned long long*>(ctl + DS_CTL_ARGMAX), 0ull);
     const int tok = (int)(0xffffffffu - (u32_t)(key & 0xffffffffu));
     ctl[0] = 0;  // every CTA is past its last grid barrier and attention phase (it has reached the LM head's end)
-    ctl[1] = launch + 1;
+    ctl[1] = (launch + 1) % 65535u;  // tags repeat every 65535 launches anyway; a wrap at 2^32 would not
     ctl[2] = 0;
     for (i64_t kv = 0; kv < A.KV; kv++) ctl[DS_CTL_ATTN + kv] = 0;
     reinterpret_cast<int*>(A.ids)[0] = tok;

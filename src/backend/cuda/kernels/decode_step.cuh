@@ -125,6 +125,20 @@ MOPT_DEV void grid_sync(u32_t* ctl, const DsArgs& A, int k, u32_t& passed) {
 #define DS_LL 0
 #endif
 
+// The tagged words are read and written as relaxed gpu-scope operations: a poll of plain (weak) loads would be a
+// data race in the PTX memory model, free to be merged across iterations.
+MOPT_DEV u32_t ld_relaxed_u32(const u32_t* p) {
+  u32_t v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+MOPT_DEV U4 ld_relaxed16(const void* p) {
+  U4 c;
+  asm volatile("ld.relaxed.gpu.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "l"(p) : "memory");
+  return c;
+}
+MOPT_DEV void st_relaxed_u32(u32_t* p, u32_t v) { asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory"); }
+
 /** A vector exchanged between phases: plain 16-bit values (behind a grid barrier), or tagged words (DS_LL). */
 struct XVec {
   u16_t* plain;
@@ -132,16 +146,16 @@ struct XVec {
   u32_t tag;      // the writing phase's tag
   __device__ __forceinline__ void put(i64_t i, u16_t v) const {
     if (tagged == nullptr) plain[i] = v;
-    else tagged[i] = (u32_t)v | (tag << 16);
+    else st_relaxed_u32(tagged + i, (u32_t)v | (tag << 16));
   }
   /** Element i (tagged: once its writer has stored it; ~10 s without it traps instead of hanging). */
   __device__ __forceinline__ u16_t get(i64_t i) const {
     if (tagged == nullptr) return ld_cg_u16(plain + i);
-    u32_t w = ld_cg_u32(tagged + i);
+    u32_t w = ld_relaxed_u32(tagged + i);
     if ((w >> 16) != tag) {
       const long long t0 = clock64();
       do {
-        w = ld_cg_u32(tagged + i);
+        w = ld_relaxed_u32(tagged + i);
         if (clock64() - t0 > (1ll << 34)) __trap();
       } while ((w >> 16) != tag);
     }
