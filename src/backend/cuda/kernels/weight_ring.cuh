@@ -31,13 +31,28 @@ MOPT_DEV void mbar_arrive(u64_t* b) {
 MOPT_DEV void mbar_arrive_expect_tx(u64_t* b, u32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)), "r"(bytes) : "memory");
 }
+// Wait variant (an experiment until timed): 1 = try_wait with a suspend-time hint (10 ms, as CUTLASS's
+// ClusterBarrier::wait), so a waiting warp sleeps until the phase completes; without it the try_wait may return
+// after a short system limit, and the waiting warps' spin loops take issue slots from the warps doing math on
+// the same SM sub-partition (a warp took 2.3-3.6 us to dot one 16 KB stage, ~5x the instruction count's time).
+#ifndef WRING_WAIT_HINT
+#define WRING_WAIT_HINT 0
+#endif
 MOPT_DEV bool mbar_try_wait(u64_t* b, u32_t parity) {
   u32_t ok;
+#if WRING_WAIT_HINT
+  asm volatile(
+      "{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n\tselp.u32 %0, 1, 0, p;\n\t}"
+      : "=r"(ok)
+      : "r"(smem_addr(b)), "r"(parity), "r"(10000000u)
+      : "memory");
+#else
   asm volatile(
       "{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
       : "=r"(ok)
       : "r"(smem_addr(b)), "r"(parity)
       : "memory");
+#endif
   return ok != 0;
 }
 /** Waits for the barrier's phase of this parity to complete; ~10 s without progress traps instead of hanging. */
