@@ -10,9 +10,10 @@
 // them, into a ring of shared-memory stages with bulk copies (weight_ring.cuh), while DS_WARPS consumer warps
 // run the phases: each waits for a stage, dots it with the activation vector (in shared memory) and frees it.
 // The stream stalls only when the ring is full, so a barrier, the attention phase or an RMSNorm costs HBM
-// time only beyond the ring's depth (~190 KB per SM, ~6 us of HBM time). Measured before this design (one
-// warp per weight row, loads into registers): 829-900 tok/s on Llama-3.2-1B; preloading into registers or
-// L2 before each barrier was slower there (bench/decode-phases.ts, docs/benchmarks.md).
+// time only beyond the ring's depth (~200 KB per SM, ~6.5 us of this SM's HBM share). On the H200 with
+// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 842 tok/s; the ring does fill during the attention
+// phase (~17 us a layer). The design before (one warp per weight row, loads into registers) measured 829-900;
+// preloading into registers or L2 before each barrier was slower there.
 //
 // Per layer (grid barrier after each phase):
 //   A  x = rmsnorm(h) * input_norm (every CTA forms it in shared memory); q|k|v = x @ [Wq; Wk; Wv]^T -> qkv
@@ -111,52 +112,12 @@ MOPT_DEV void trace_stage(const DsArgs& A, u32_t g, int k) {
 #define DS_INFLIGHT 3
 #endif
 
-// Stages the producer warms L2 with ahead of the ring (an experiment, off): while the consumers stall (the
-// attention and the barriers around it, ~17 us a layer) the ring fills in ~6 us and then this SM's share of
-// HBM idles; a bulk L2 prefetch would extend the lookahead (~2 MB per stage across the GPU, of ~50 MB of L2).
-// Not yet run on the GPU: bench/decode-phases.ts with MOPT_NVRTC_DEFINES=decode_step:DS_L2_AHEAD=12 times it.
-// (As written, stage_source recomputes every slice per warmed stage, ~50 64-bit divisions on the producer
-// thread; an incremental walk should replace it before it is timed.)
-#ifndef DS_L2_AHEAD
-#define DS_L2_AHEAD 0
-#endif
-
-/** Where stage g of this CTA's stream reads from: false past the step's last stage. */
-MOPT_DEV bool stage_source(const DsArgs& A, const WRing& R, u32_t g, const unsigned char*& p0, const unsigned char*& p1, u32_t& bytes) {
-  const DsLayer* layers = reinterpret_cast<const DsLayer*>(A.layers);
-  u32_t per_layer = 0;  // every layer streams the same shapes
-  for (int k = 0; k < DS_LAYER_SEGS; k++) per_layer += slice_of(layer_seg(A, layers[0], k), R).stages();
-  const i64_t l = per_layer == 0 ? A.nlayers : g / per_layer;  // 0: this CTA has no rows of a layer (tiny models)
-  u32_t within = l < A.nlayers ? g % per_layer : g - (u32_t)A.nlayers * per_layer;
-  for (int k = 0; k < DS_LAYER_SEGS + 1; k++) {
-    const DsSeg s = l < A.nlayers ? layer_seg(A, layers[l], k) : lm_seg(A);
-    const DsSlice sl = slice_of(s, R);
-    if (within < sl.stages()) {
-      const i64_t r = sl.r0 + within * sl.per, n = sl.r1 - r < sl.per ? sl.r1 - r : sl.per;
-      p0 = reinterpret_cast<const unsigned char*>(s.w0) + r * s.K * 2;
-      p1 = s.nw == 2 ? reinterpret_cast<const unsigned char*>(s.w1) + r * s.K * 2 : nullptr;
-      bytes = (u32_t)(n * s.K * 2);
-      return true;
-    }
-    if (l >= A.nlayers || k == DS_LAYER_SEGS - 1) return false;
-    within -= sl.stages();
-  }
-  return false;
-}
-
 /** Producer: streams this CTA's slice of s into the ring as stages g, g + 1, ...; advances g past them. */
-MOPT_DEV void produce_seg(const DsArgs& A, const DsSeg& s, u32_t& g, u32_t& warmed, const WRing& R) {
+MOPT_DEV void produce_seg(const DsArgs& A, const DsSeg& s, u32_t& g, const WRing& R) {
   const DsSlice sl = slice_of(s, R);
   for (i64_t r = sl.r0; r < sl.r1; r += sl.per, g++) {
     const i64_t n = sl.r1 - r < sl.per ? sl.r1 - r : sl.per;
     const u32_t bytes = (u32_t)(n * s.K * 2);
-    for (; DS_L2_AHEAD > 0 && warmed <= g + DS_L2_AHEAD; warmed++) {
-      const unsigned char *p0, *p1;
-      u32_t b;
-      if (!stage_source(A, R, warmed, p0, p1, b)) break;
-      bulk_prefetch_l2(p0, b);
-      if (p1 != nullptr) bulk_prefetch_l2(p1, b);
-    }
     // with slots <= DS_INFLIGHT the ring itself bounds the copies in flight, and stage g - DS_INFLIGHT's slot
     // may already be two uses on (a parity wait would then never end: models with ~23K+ intermediate sizes)
     if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, g - DS_INFLIGHT);
@@ -170,10 +131,10 @@ MOPT_DEV void produce_seg(const DsArgs& A, const DsSeg& s, u32_t& g, u32_t& warm
 /** The producer thread: every weight of the step, in the order the consumers take them. */
 MOPT_DEV void produce_step(const DsArgs& A, const WRing& R) {
   const DsLayer* layers = reinterpret_cast<const DsLayer*>(A.layers);
-  u32_t g = 0, warmed = 0;
+  u32_t g = 0;
   for (i64_t l = 0; l < A.nlayers; l++)
-    for (int k = 0; k < DS_LAYER_SEGS; k++) produce_seg(A, layer_seg(A, layers[l], k), g, warmed, R);
-  produce_seg(A, lm_seg(A), g, warmed, R);
+    for (int k = 0; k < DS_LAYER_SEGS; k++) produce_seg(A, layer_seg(A, layers[l], k), g, R);
+  produce_seg(A, lm_seg(A), g, R);
 }
 
 #define DS_ROWS 4  // rows a warp dots at once (independent accumulators)
@@ -197,13 +158,6 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, u32_t& g, const WRing
     const int n = (int)(sl.r1 - r < sl.per ? sl.r1 - r : sl.per);
     const S* w = reinterpret_cast<const S*>(wring_acquire(R, st));
     if (lane == 0) trace_stage(A, st, 1);
-#if DS_ABLATE_MATH
-    if (n > 0) {
-      __syncwarp();
-      if (lane == 0) wring_release(R, st), trace_stage(A, st, 2);
-      continue;
-    }
-#endif
     for (int i = 0; i < n; i += DS_ROWS) {
       const u32_t pre = lane < DS_ROWS && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
       float acc[NW][DS_ROWS];

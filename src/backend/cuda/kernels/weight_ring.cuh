@@ -66,11 +66,6 @@ MOPT_DEV void bulk_copy_g2s(void* dst, const void* src, u32_t bytes, u64_t* bar)
                : "memory");
 }
 
-/** Starts loading bytes (a multiple of 16, 16-byte aligned) from global src into L2, nothing waiting on it. */
-MOPT_DEV void bulk_prefetch_l2(const void* src, u32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
-}
-
 /** The ring's stages (slots * stage bytes of dynamic shared memory) and their barriers. */
 struct WRing {
   unsigned char* base;
