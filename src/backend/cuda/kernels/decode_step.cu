@@ -10,9 +10,10 @@
 // them, into a ring of shared-memory stages with bulk copies (weight_ring.cuh), while DS_WARPS consumer warps
 // run the phases: each waits for a stage, dots it with the activation vector (in shared memory) and frees it.
 // The stream stalls only when the ring is full, so a barrier, the attention phase or an RMSNorm costs HBM
-// time only beyond the ring's depth (~190 KB per SM, ~6 us of HBM time). Measured before this design (one
-// warp per weight row, loads into registers): 829-900 tok/s on Llama-3.2-1B; preloading into registers or
-// L2 before each barrier was slower there (bench/decode-phases.ts, docs/benchmarks.md).
+// time only beyond the ring's depth (~200 KB per SM, ~6.5 us of this SM's HBM share). On the H200 with
+// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 842 tok/s; the ring does fill during the attention
+// phase (~17 us a layer). The design before (one warp per weight row, loads into registers) measured 829-900;
+// preloading into registers or L2 before each barrier was slower there.
 //
 // Per layer (grid barrier after each phase):
 //   A  x = rmsnorm(h) * input_norm (every CTA forms it in shared memory); q|k|v = x @ [Wq; Wk; Wv]^T -> qkv
@@ -264,13 +265,6 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, u32_t& g, const WRing
     const int n = (int)(sl.r1 - r < sl.per ? sl.r1 - r : sl.per);
     const S* w = reinterpret_cast<const S*>(wring_acquire(R, st));
     if (lane == 0) trace_stage(A, st, 1);
-#if DS_ABLATE_MATH
-    if (n > 0) {
-      __syncwarp();
-      if (lane == 0) wring_release(R, st), trace_stage(A, st, 2);
-      continue;
-    }
-#endif
     for (int i = 0; i < n; i += RW) {
       const u32_t pre = lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
       float acc[NW][RW];
@@ -350,8 +344,8 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
 
   // the exchanged vectors (XVec): phase k's output carries tag(k); with DS_LL, h alternates between two
   // buffers (the layer's input in 0, the o_proj residual stream in 1)
-  // (not with the attention or math ablations: nothing would write what the next phase waits for)
-  const bool ll = DS_LL && !DS_ABLATE_ATTN && !DS_ABLATE_MATH && A.D >= gridDim.x && A.I >= gridDim.x;
+  // (not with the attention ablation: nothing would write what the next phase waits for)
+  const bool ll = DS_LL && !DS_ABLATE_ATTN && A.D >= gridDim.x && A.I >= gridDim.x;
   const u32_t launch = ctl[1];  // launches so far (the previous launch's last CTA advanced it)
   auto tag = [=](i64_t k) { return 1u + (u32_t)(((u64_t)launch * (u64_t)stamps_of(A) + (u64_t)k) % 65535u); };
   auto hvec = [=](int buf, i64_t k) { return XVec{reinterpret_cast<u16_t*>(A.h), ll ? reinterpret_cast<u32_t*>(A.h_t) + buf * D : nullptr, tag(k)}; };

@@ -35,9 +35,6 @@ struct DsArgs {
 #define DS_TRACE_STAGES 4096
 // Ablations for bench/decode-phases.ts (MOPT_NVRTC_DEFINES): 1 skips that part of the work (results are
 // garbage) to time what is left. Always 0 in use.
-#ifndef DS_ABLATE_MATH
-#define DS_ABLATE_MATH 0
-#endif
 #ifndef DS_ABLATE_ATTN
 #define DS_ABLATE_ATTN 0
 #endif
