@@ -2,7 +2,7 @@
 # The whole-step decode kernel's compile-time variants side by side on the GPU machine, from the repository root
 # (carry .gpu and dist):
 #
-#   bash bench/decode-step-variants.sh "" "DS_DOT_V2=1" "DS_L2_AHEAD=12 DS_INFLIGHT=4" ...
+#   bash bench/decode-step-variants.sh "" "DS_INFLIGHT=2" "DS_INFLIGHT=4" ...
 #
 # Each argument is one variant: macros for kernels/decode_step.cu (empty = the defaults). For each, the model
 # (MODEL, default /tmp/llama1b, built first when missing) runs bench/decode-phases.ts (STEPS steps, default 64)
@@ -20,7 +20,7 @@ for variant in "$@"; do
   defines=""
   for d in $variant; do defines="$defines decode_step:$d"; done
   echo "== variant $n: ${variant:-defaults}"
-  MOPT_NVRTC_DEFINES="$defines" timeout -k 5 150 bash .gpu/run.sh node dist/bench/decode-phases.js --model "$MODEL" --steps "$STEPS" --trace "$OUT/step-$n.json" > "$OUT/step-$n.log" 2>&1 \
+  MOPT_NVRTC_DEFINES="$defines" timeout -k 5 "${VARIANT_TIMEOUT:-150}" bash .gpu/run.sh node dist/bench/decode-phases.js --model "$MODEL" --steps "$STEPS" --trace "$OUT/step-$n.json" > "$OUT/step-$n.log" 2>&1 \
     || echo "   failed (exit $?): $OUT/step-$n.log"
   grep -E "fused step|median|one layer|clock" "$OUT/step-$n.log" | sort -u | sed 's/^/   /'
   n=$((n + 1))

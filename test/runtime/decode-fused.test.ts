@@ -81,7 +81,7 @@ const SHAPES = [
   { what: 'head dim 32, multi-head (no grouping)', hidden: 128, heads: 4, kv: 4, headDim: 32, tie: true },
   // each CTA's weight stream runs through the kernel's shared-memory ring several times per step
   { what: 'wider, 4 layers, 8K vocab', hidden: 512, heads: 8, kv: 2, headDim: 64, tie: false, inter: 2048, vocab: 8192, layers: 4 },
-  // a short context and an intermediate size wide enough for the kernel's register attention path (DS_ATTN_SINGLE)
+  // a short context and an intermediate size wide enough for the kernel's register attention path (attention_single)
   { what: 'short context, wide MLP', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: true, inter: 8192, prompt: 40 },
 ];
 

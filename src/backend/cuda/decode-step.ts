@@ -21,8 +21,7 @@ export const STEP_FIELDS = [
   'cos', 'sin', 'pos', 'ids', 'produced', 'next', 'logits',
   'h', 'qkv', 'attn', 'act', 'part', 'ctl',
   'splits', 'chunk_max', 'scale',
-  'stage', 'slots', 'vec_off', 'attn_off',
-  'h_t', 'qkv_t', 'attn_t', 'act_t', 'timing',
+  'stage', 'slots', 'vec_off', 'attn_off', 'timing',
 ] as const;
 /** decode_step.cu DS_BLOCK (the CTA) and DS_WARPS (its consumer warps; the last warp is the producer) */
 const THREADS = 512;
@@ -63,6 +62,7 @@ export class CudaDecodeSteps {
     const QD = H * HD;
     const G = H / KV;
     if (!Number.isInteger(G) || G > WARPS || HD % 2 !== 0 || HD > 128 || D % 8 !== 0 || I % 8 !== 0 || QD % 8 !== 0 || s.layers.length === 0) return null;
+    if (Math.max(V, D, I, QD) >= 2 ** 31) return null; // the kernel's row slices are 32-bit (decode_step.cu DsSlice)
     const ok = (v: View | null, dtype: string, shape: readonly number[]): boolean =>
       v !== null &&
       v.storage.dtype === dtype &&
@@ -125,12 +125,6 @@ export class CudaDecodeSteps {
       return b.ptr;
     };
     const a = (v: View): number => this.l.addr(v);
-    // DS_LL's tagged vectors: zero is no phase's tag
-    const zeroed = (bytes: number): number => {
-      const p = block(bytes);
-      host.driver.memsetD8(p, 0, Math.ceil(bytes / 16) * 16);
-      return p;
-    };
     const table = new BigInt64Array(s.layers.length * LAYER_FIELDS.length);
     s.layers.forEach((L, i) => {
       const row = [L.inputNorm, L.q, L.k, L.v, L.o, L.postNorm, L.gate, L.up, L.down, L.kCache, L.vCache].map((v) => BigInt(a(v)));
@@ -157,9 +151,7 @@ export class CudaDecodeSteps {
       h: BigInt(block(2 * D)), qkv: BigInt(block(2 * (QD + 2 * KV * HD))), attn: BigInt(block(2 * QD)), act: BigInt(block(2 * I)),
       part: BigInt(block(4 * H * splits * (HD + 2))), ctl: BigInt(ctl),
       splits: BigInt(splits), chunk_max: BigInt(chunkMax), scale: BigInt(scale.getInt32(0, true)),
-      stage: BigInt(plan.stage), slots: BigInt(plan.slots), vec_off: BigInt(plan.vecOff), attn_off: BigInt(plan.attnOff),
-      h_t: BigInt(zeroed(4 * 2 * D)), qkv_t: BigInt(zeroed(4 * (QD + 2 * KV * HD))), attn_t: BigInt(zeroed(4 * QD)), act_t: BigInt(zeroed(4 * I)),
-      timing: BigInt(timing),
+      stage: BigInt(plan.stage), slots: BigInt(plan.slots), vec_off: BigInt(plan.vecOff), attn_off: BigInt(plan.attnOff), timing: BigInt(timing),
     };
     const bytes = new Uint8Array(8 * STEP_FIELDS.length);
     const view = new DataView(bytes.buffer);

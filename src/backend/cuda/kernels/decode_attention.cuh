@@ -1,8 +1,9 @@
 // Phase B of the whole-step decode kernel (decode_step.cu): attention of the step's query over the KV cache,
-// split over the keys, with the new key and value written into the cache on the way.
+// with the new key and value written into the cache on the way. While the context is short, one CTA per KV
+// head holds all its keys and values in registers (attention_single); else the keys are split over CTAs and
+// the splits merged through global memory (attention_phase).
 #pragma once
 #include "decode_step.cuh"
-
 
 /** The rotated pair (j, j + half) of x at table row p, as pointwise.cu rope_append_body: float64, one rounding. */
 template <class T>
@@ -38,24 +39,14 @@ MOPT_DEV void softmax_rows(float* sc, int stride, int n, int G, float* m_s, floa
 
 #define DS_KEYS 2     // keys a warp loads at once in the attention's scores
 #define DS_VALUES 16  // values a thread loads at once in the attention's weighted sum
-// Attention variant (an experiment until timed): 1 = a warp's first keys and a thread's first values are loaded
-// from the cache before q's round trip (q, K and V in one round trip instead of three); the new key and value
-// at pos come from shared memory.
-#ifndef DS_ATTN_HOIST
-#define DS_ATTN_HOIST 0
-#endif
-
-/**
- * Phase B for one layer (see the top of the file). smem: [G][HD] rotated q, [G][chunk_max] scores, then the
- * new key and value at pos ([HD] each, float).
- */
+/** Phase B for one layer, split over the keys (see the top of the file). smem: [G][HD] rotated q, [G][chunk_max] scores. */
 template <class T>
 MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int pos, float* smem, u32_t* ctl, const XVec& qkv, const XVec& out) {
   typedef typename T::S S;
   const float NEG_INF = -m_inf(0.f);
   __shared__ float m_s[DS_WARPS], l_s[DS_WARPS];
   __shared__ int last_s;
-  const int HD = (int)A.HD, half = HD / 2, G = (int)(A.H / A.KV), splits = (int)A.splits, ctx = pos + 1, cap = (int)A.cap, cmax = (int)A.chunk_max;
+  const int HD = (int)A.HD, half = HD / 2, G = (int)A.H / (int)A.KV, splits = (int)A.splits, ctx = pos + 1, cap = (int)A.cap, cmax = (int)A.chunk_max;
   const int chunk = (ctx + splits - 1) / splits;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float scale = __int_as_float((int)A.scale);
@@ -66,26 +57,9 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
   float* part = reinterpret_cast<float*>(A.part);
   float* qs = smem;
   float* sc = smem + G * HD;
-  float* knew = sc + G * cmax;
-  float* vnew = knew + HD;
   for (int item = blockIdx.x; item < (int)A.KV * splits; item += gridDim.x) {
     const int g = item / splits, s = item % splits;
     const int t0 = s * chunk, t1 = t0 + chunk < ctx ? t0 + chunk : ctx;
-    float kv0[DS_KEYS][4];
-    u16_t vv0[DS_VALUES];
-    if (DS_ATTN_HOIST) {
-#pragma unroll
-      for (int j = 0; j < DS_KEYS; j++) {
-        const int t = t0 + warp + j * DS_WARPS;
-        const S* kr = kc + (i64_t)(g * cap + (t < t1 && t != pos ? t : 0)) * HD;
-#pragma unroll
-        for (int u = 0; u < 4; u++) kv0[j][u] = lane + 32 * u < HD && t < t1 && t != pos ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
-      }
-      const S* vcol = vc + (i64_t)g * cap * HD + threadIdx.x % HD;
-#pragma unroll
-      for (int u = 0; u < DS_VALUES; u++)
-        vv0[u] = (int)threadIdx.x < G * HD && t0 + u < t1 && t0 + u != pos ? ld_cg_u16(vcol + (i64_t)(t0 + u) * HD) : (u16_t)0;
-    }
     for (int e = threadIdx.x; e < G * half; e += DS_THREADS) {
       const int h = e / half, j = e % half;
       const i64_t x = (g * G + h) * HD;
@@ -107,8 +81,6 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
         const u16_t v0 = qkv.get(vx + j), v1 = qkv.get(vx + j + half);
         vd[j] = v0;
         vd[j + half] = v1;
-        knew[j] = T::load(o0), knew[j + half] = T::load(o1);
-        vnew[j] = T::load(v0), vnew[j + half] = T::load(v1);
       }
     }
     csync();
@@ -121,15 +93,13 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
         const int t = tb + j * DS_WARPS;
         const S* kr = kc + (i64_t)(g * cap + (t < t1 ? t : t0)) * HD;
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
-          kv[j][u] = DS_ATTN_HOIST && tb == t0 + warp ? kv0[j][u] : lane + 32 * u < HD ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
-          if (DS_ATTN_HOIST && t == pos && t < t1 && lane + 32 * u < HD) kv[j][u] = knew[lane + 32 * u];
-        }
+        for (int u = 0; u < 4; u++) kv[j][u] = lane + 32 * u < HD ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
       }
 #pragma unroll
       for (int j = 0; j < DS_KEYS; j++) {
         const int t = tb + j * DS_WARPS;
         if (t >= t1) break;
+#pragma unroll 1
         for (int h = 0; h < G; h++) {
           float d = 0.f;
 #pragma unroll
@@ -150,14 +120,13 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
       float o = 0.f;
       // loads in batches of DS_VALUES before their use: the cg loads are volatile asm, issued in program order
       for (int tb = t0; tb < t1; tb += DS_VALUES) {
-        const bool pre = DS_ATTN_HOIST && tb == t0 && e == (int)threadIdx.x;
         u16_t vv[DS_VALUES];
 #pragma unroll
-        for (int u = 0; u < DS_VALUES; u++) vv[u] = pre ? vv0[u] : tb + u < t1 ? ld_cg_u16(vcol + (i64_t)(tb + u) * HD) : (u16_t)0;
+        for (int u = 0; u < DS_VALUES; u++) vv[u] = tb + u < t1 ? ld_cg_u16(vcol + (i64_t)(tb + u) * HD) : (u16_t)0;
 #pragma unroll
         for (int u = 0; u < DS_VALUES; u++) {
           if (tb + u >= t1) break;
-          o = fmaf(p[tb + u - t0], DS_ATTN_HOIST && tb + u == pos ? vnew[c] : T::load(vv[u]), o);
+          o = fmaf(p[tb + u - t0], T::load(vv[u]), o);
         }
       }
       float* pr = part + ((g * G + h) * splits + s) * (HD + 2);
@@ -203,13 +172,6 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
   }
 }
 
-// Attention variant (an experiment until timed): 1 = while the context is short (ctx <= 15 * 1024 / HD keys),
-// one CTA per KV head holds all of its cached keys and values in registers (one load round trip with q's), so
-// no split is merged through global memory (a fence, a counter and a reload: three round trips fewer).
-#ifndef DS_ATTN_SINGLE
-#define DS_ATTN_SINGLE 0
-#endif
-
 /**
  * Phase B for KV head g in one CTA, every key in registers: warp w takes keys w, w + DS_WARPS, ... (KPW at
  * most), lane l the head dims 2 (l + 32 i) and + 1 of them (W words). smem: [G][HD] rotated q, then the new
@@ -222,7 +184,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
   typedef typename T::S S;
   constexpr int HD = 64 * W, half = HD / 2, KPW = 16 / W, GM = 4 / W;  // GM: most query heads per KV head
   __shared__ float m_s[DS_WARPS], l_s[DS_WARPS];
-  const int G = (int)(A.H / A.KV), ctx = pos + 1, cap = (int)A.cap;
+  const int G = (int)A.H / (int)A.KV, ctx = pos + 1, cap = (int)A.cap;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float scale = __int_as_float((int)A.scale);
   const S* cosr = reinterpret_cast<const S*>(A.cos) + pos * half;
@@ -277,6 +239,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
   for (int k = 0; k < KPW; k++) {
     const int t = warp + DS_WARPS * k;
     if (t >= ctx) break;
+#pragma unroll 1  // unrolled (16 keys x 4 heads) it was 128 KB of code, past the instruction cache
     for (int h = 0; h < G; h++) {
       float d = 0.f;
 #pragma unroll
@@ -340,15 +303,16 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
 }
 
 /**
- * Phase B: the register path (attention_single) while the context and shapes allow it (DS_ATTN_SINGLE),
+ * Phase B: the register path (attention_single) while the context and shapes allow it (on the H200 with
+ * Llama-3.2-1B it cut the step from 1,178 to 1,108 us: three global round trips fewer than merging splits),
  * else the split path. wide: the activation vector's shared memory (free during this phase), wide_bytes long.
  */
 template <class T>
 MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int layer, int pos, float* smem, float* wide, i64_t wide_bytes, u32_t* ctl,
                               const XVec& qkv, const XVec& out) {
-  const int G = (int)(A.H / A.KV), HD = (int)A.HD, ctx = pos + 1;
+  const int G = (int)A.H / (int)A.KV, HD = (int)A.HD, ctx = pos + 1;
   const i64_t wide_floats = (i64_t)(ctx > DS_WARPS * HD ? ctx : DS_WARPS * HD) * G;  // scores, then the warps' sums
-  if (DS_ATTN_SINGLE && G * HD <= 256 && 4 * wide_floats <= wide_bytes) {
+  if (G * HD <= 256 && 4 * wide_floats <= wide_bytes) {
     if (HD == 64 && ctx <= DS_WARPS * 16) {
       for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out);
       return;

@@ -48,41 +48,25 @@
 #include "decode_attention.cuh"
 #include "weight_ring.cuh"
 
-/** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory (tagged: as they arrive). */
+/** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory. */
 template <class S>
 MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
-  if (src.tagged == nullptr) {
-    for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(reinterpret_cast<const U4*>(src.plain) + v);
-  } else {
-    for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) {
-      const U4* w = reinterpret_cast<const U4*>(src.tagged + 8 * v);
-      U4 a = ld_relaxed16(w), b = ld_relaxed16(w + 1);
-      const long long t0 = clock64();
-      for (;;) {
-        bool ok = true;
-#pragma unroll
-        for (int i = 0; i < 4; i++) ok = ok && (a.w[i] >> 16) == src.tag && (b.w[i] >> 16) == src.tag;
-        if (ok) break;
-        if (clock64() - t0 > (1ll << 34)) __trap();  // ~10 s: a writer never came
-        a = ld_relaxed16(w), b = ld_relaxed16(w + 1);
-      }
-      U4 c;
-#pragma unroll
-      for (int i = 0; i < 2; i++) {
-        c.w[i] = (a.w[2 * i] & 0xffffu) | (a.w[2 * i + 1] << 16);
-        c.w[2 + i] = (b.w[2 * i] & 0xffffu) | (b.w[2 * i + 1] << 16);
-      }
-      reinterpret_cast<U4*>(dst)[v] = c;
-    }
-  }
+  for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(reinterpret_cast<const U4*>(src.plain) + v);
   csync();
 }
 
-/** xs = rmsnorm(xs) * w in place (xs in shared memory, D elements), bit for bit as rmsnorm.cu. */
+/**
+ * xs = rmsnorm(src) * w (D elements into shared memory), bit for bit as rmsnorm.cu. The norm weight is
+ * prefetched into L1 alongside src's load (each thread the chunks it scales), so its L2 round trip is not a
+ * second one after the reduction.
+ */
 template <class T>
-MOPT_DEV void norm_shared(typename T::S* xs, const typename T::S* w, const DsArgs& A, float* red) {
+MOPT_DEV void load_norm_shared(typename T::S* xs, const XVec& src, const typename T::S* w, const DsArgs& A, float* red) {
   typedef typename T::S S;
   constexpr int N = VecN<S>::N;
+  static_assert(N == 8, "16-byte chunks of 16-bit values, as load_shared's");
+  for (i64_t v = threadIdx.x; v < A.D / N; v += DS_THREADS) asm volatile("prefetch.global.L1 [%0];" ::"l"(w + v * N));
+  load_shared(xs, src, A.D);
   const float rs = rms_rstd<float>(block_sum(rms_sumsq_vec<T>(xs, A.D, (int)A.norm_threads), red, ConsumerSync()), A.D, __longlong_as_double(A.eps));
   for (i64_t v = threadIdx.x; v < A.D / N; v += DS_THREADS) {
     const Vec<S, N> xv = vec_load<N>(xs, v), wv = vec_load<N>(w, v);
@@ -114,13 +98,27 @@ MOPT_DEV DsSeg layer_seg(const DsArgs& A, const DsLayer& L, int k) {
 #define DS_LAYER_SEGS 6
 MOPT_DEV DsSeg lm_seg(const DsArgs& A) { return DsSeg{A.lm_head, 0, A.V, A.D, 1}; }
 
-/** This CTA's rows [r0, r1) of a matrix and how many rows one stage holds (of each matrix, for nw = 2). */
+#define DS_SEGS 7  // the slices: q, k, v, o, gate|up, down (the same in every layer), then the LM head's
+
+/**
+ * This CTA's rows [r0, r1) of a matrix, the rows one stage holds (of each matrix, for nw = 2), the slice's
+ * stage count and that count mod the ring's slots. (The host keeps every row count below 2^31.)
+ */
 struct DsSlice {
-  i64_t r0, r1, per;
-  __device__ __forceinline__ u32_t stages() const { return (u32_t)((r1 - r0 + per - 1) / per); }
+  u32_t r0, r1, per, stages, smod;
 };
-MOPT_DEV DsSlice slice_of(const DsSeg& s, const WRing& R) {
-  return DsSlice{s.rows * blockIdx.x / gridDim.x, s.rows * (blockIdx.x + 1) / gridDim.x, (i64_t)R.stage / (s.nw * s.K * 2)};
+/**
+ * The step's DS_SEGS slices into shared memory, once per launch, by threads 0 .. DS_SEGS - 1 (the caller then
+ * syncs the CTA). Recomputed in every phase, their 64-bit divisions held each consumer warp ~0.8 us per matrix
+ * before it could take its first stage (decode-phases traces: the v stage's warp started 2.4 us after q's).
+ */
+MOPT_DEV void plan_slices(const DsArgs& A, const WRing& R, DsSlice* out) {
+  const int k = (int)threadIdx.x;
+  if (k >= DS_SEGS) return;
+  const DsSeg s = k < DS_LAYER_SEGS ? layer_seg(A, DsLayer{}, k) : lm_seg(A);
+  const i64_t r0 = s.rows * blockIdx.x / gridDim.x, r1 = s.rows * (blockIdx.x + 1) / gridDim.x, per = (i64_t)R.stage / (s.nw * s.K * 2);
+  const i64_t stages = (r1 - r0 + per - 1) / per;
+  out[k] = DsSlice{(u32_t)r0, (u32_t)r1, (u32_t)per, (u32_t)stages, (u32_t)(stages % R.slots)};
 }
 
 /** With timing, CTA 0 records event k (0 issued, 1 landed, 2 freed) of ring stage g. */
@@ -135,39 +133,30 @@ MOPT_DEV void trace_stage(const DsArgs& A, u32_t g, int k) {
 #define DS_INFLIGHT 3
 #endif
 
-// Stages the producer warms L2 with ahead of the ring (an experiment, off): while the consumers stall (the
-// attention and the barriers around it, ~17 us a layer) the ring fills in ~6 us and then this SM's share of
-// HBM idles; a bulk L2 prefetch would extend the lookahead (~2 MB per stage across the GPU, of ~50 MB of L2).
-// Not yet run on the GPU: bench/decode-phases.ts with MOPT_NVRTC_DEFINES=decode_step:DS_L2_AHEAD=12 times it.
-#ifndef DS_L2_AHEAD
-#define DS_L2_AHEAD 0
-#endif
-
 /**
  * A walk over this CTA's stream, one stage at a time, in the order the consumers take them: layer l's
- * matrices (k = 0 .. DS_LAYER_SEGS - 1), then the LM head (l == nlayers). The producer runs one for the copies
- * and, with DS_L2_AHEAD, a second one ahead of it for the L2 prefetches; each slice is computed once per
- * matrix, not per stage.
+ * matrices (k = 0 .. DS_LAYER_SEGS - 1), then the LM head (l == nlayers); each slice is computed once per
+ * matrix, not per stage (64-bit divisions).
  */
 struct StageWalk {
   i64_t l = 0, r = 0;
   int k = 0;
   DsSeg s{};
-  DsSlice sl{0, 0, 1};
+  DsSlice sl{0, 0, 1, 0, 0};
   bool started = false;
 };
 /** The walk's next stage (its source rows of each matrix and their bytes); false past the step's end. */
-MOPT_DEV bool walk_next(const DsArgs& A, const WRing& R, StageWalk& w, const unsigned char*& p0, const unsigned char*& p1, u32_t& bytes) {
+MOPT_DEV bool walk_next(const DsArgs& A, const DsSlice* slices, StageWalk& w, const unsigned char*& p0, const unsigned char*& p1, u32_t& bytes) {
   const DsLayer* layers = reinterpret_cast<const DsLayer*>(A.layers);
   while (!w.started || w.r >= w.sl.r1) {
     if (w.started && ++w.k == DS_LAYER_SEGS) w.k = 0, w.l++;
     if (w.l > A.nlayers || (w.l == A.nlayers && w.k > 0)) return false;
     w.started = true;
     w.s = w.l < A.nlayers ? layer_seg(A, layers[w.l], w.k) : lm_seg(A);
-    w.sl = slice_of(w.s, R);
+    w.sl = slices[w.l < A.nlayers ? w.k : DS_SEGS - 1];
     w.r = w.sl.r0;
   }
-  const i64_t n = w.sl.r1 - w.r < w.sl.per ? w.sl.r1 - w.r : w.sl.per;
+  const i64_t n = w.sl.r1 - w.r < w.sl.per ? w.sl.r1 - w.r : (i64_t)w.sl.per;
   p0 = reinterpret_cast<const unsigned char*>(w.s.w0) + w.r * w.s.K * 2;
   p1 = w.s.nw == 2 ? reinterpret_cast<const unsigned char*>(w.s.w1) + w.r * w.s.K * 2 : nullptr;
   bytes = (u32_t)(n * w.s.K * 2);
@@ -176,20 +165,11 @@ MOPT_DEV bool walk_next(const DsArgs& A, const WRing& R, StageWalk& w, const uns
 }
 
 /** The producer thread: every weight of the step into the ring, in the order the consumers take them. */
-MOPT_DEV void produce_step(const DsArgs& A, const WRing& R) {
-  StageWalk copy, warm;
-  u32_t warmed = 0;
-  bool warming = DS_L2_AHEAD > 0;
+MOPT_DEV void produce_step(const DsArgs& A, const WRing& R, const DsSlice* slices) {
+  StageWalk copy;
   const unsigned char *p0, *p1;
   u32_t bytes;
-  for (u32_t g = 0; walk_next(A, R, copy, p0, p1, bytes); g++) {
-    for (; warming && warmed <= g + DS_L2_AHEAD; warmed++) {
-      const unsigned char *q0, *q1;
-      u32_t b;
-      if (!(warming = walk_next(A, R, warm, q0, q1, b))) break;
-      bulk_prefetch_l2(q0, b);
-      if (q1 != nullptr) bulk_prefetch_l2(q1, b);
-    }
+  for (u32_t g = 0; walk_next(A, slices, copy, p0, p1, bytes); g++) {
     // with slots <= DS_INFLIGHT the ring itself bounds the copies in flight, and stage g - DS_INFLIGHT's slot
     // may already be two uses on (a parity wait would then never end)
     if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, g - DS_INFLIGHT);
@@ -201,16 +181,11 @@ MOPT_DEV void produce_step(const DsArgs& A, const WRing& R) {
 }
 
 #define DS_ROWS 4  // rows a warp dots at once (independent accumulators)
-// Dot loop variant (an experiment until timed): 1 = the 16-byte loads of U chunks of all rows issued before
-// their math, instead of each load used at once.
-#ifndef DS_DOT_V2
-#define DS_DOT_V2 0
-#endif
-
 /**
  * acc[j][q] += x . row q of matrix j over this lane's chunks (c = lane, lane + 32, ... < chunks), in
  * gemv.cuh gemv_dot's order; U rounds of every load are issued before their math. w0 / x0: shared-window
- * addresses of row 0 of matrix 0 and of x; rows past `rows` are loaded (row 0 again) but not used.
+ * addresses of row 0 of matrix 0 and of x; rows past `rows` are not loaded (a stage of one row of K = 8192,
+ * as down_proj's, would otherwise read shared memory four times over).
  */
 template <class T, int NW, int RW, int U>
 MOPT_DEV void dot_rows(float (&acc)[NW][RW], u32_t w0, u32_t x0, int rows, i64_t chunks, u32_t row_bytes, u32_t half_bytes, int lane) {
@@ -223,7 +198,7 @@ MOPT_DEV void dot_rows(float (&acc)[NW][RW], u32_t w0, u32_t x0, int rows, i64_t
 #pragma unroll
       for (int q = 0; q < RW; q++)
 #pragma unroll
-        for (int j = 0; j < NW; j++) wc[q][j][u] = lds16(w0 + j * half_bytes + (q < rows ? q : 0) * row_bytes + 16 * c);
+        for (int j = 0; j < NW; j++) wc[q][j][u] = q < rows ? lds16(w0 + j * half_bytes + q * row_bytes + 16 * c) : U4{};
     }
 #pragma unroll
     for (int u = 0; u < U; u++) {
@@ -245,66 +220,57 @@ MOPT_DEV void dot_rows(float (&acc)[NW][RW], u32_t w0, u32_t x0, int rows, i64_t
   }
 }
 
+/** A consumer warp's place in the stream: the stage counter, it mod the ring's slots, and the uses so far of its slot. */
+struct DsCursor {
+  u32_t g, gmod, uses;
+};
+
 /**
- * Consumers: out(r, acc, pre) for each row r of this CTA's slice of x @ W^T (x in shared memory, K
- * elements; acc[j] is row r of matrix j, complete on every lane). The warp owning stage g's slot takes it;
- * pre = before(r), issued by lane i for the i-th row of a group before the dots, so a load it makes
- * (the residual) is in flight with them. Advances g past the slice's stages.
+ * Consumers: out(r, acc, pre) for each row r of this CTA's slice sl of x @ W^T (x in shared memory, K
+ * elements; acc[j] is row r of matrix j, complete on every lane). Warp w takes the slice's stages of slot w
+ * (stage g uses slot g % slots), its uses of the slot in order, so the parity to wait for is its use count's;
+ * pre = before(r), issued by lane i for the i-th row of a group before the dots, so a load it makes (the
+ * residual) is in flight with them. Advances the cursor past the slice's stages.
  */
 template <class T, int NW, class B, class F>
-MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, u32_t& g, const WRing& R, const typename T::S* xs, B&& before, F&& out) {
+MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, DsCursor& cur, const WRing& R, const typename T::S* xs, B&& before, F&& out) {
   typedef typename T::S S;
   constexpr int RW = NW == 2 ? 2 : DS_ROWS;  // rows of each matrix at once (registers: RW * NW accumulators)
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const DsSlice sl = slice_of(s, R);
-  const i64_t chunks = s.K / 8, half = R.stage / 4;  // half: the second matrix's offset in a stage (elements)
-  const U4* xv = reinterpret_cast<const U4*>(xs);
-  u32_t st = g;
-  for (i64_t r = sl.r0; r < sl.r1; r += sl.per, st++) {
-    if (st % R.slots != (u32_t)warp) continue;
-    const int n = (int)(sl.r1 - r < sl.per ? sl.r1 - r : sl.per);
-    const S* w = reinterpret_cast<const S*>(wring_acquire(R, st));
-    if (lane == 0) trace_stage(A, st, 1);
-    for (int i = 0; i < n; i += RW) {
-      const u32_t pre = lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
-      float acc[NW][RW];
+  const int lane = threadIdx.x & 31;
+  const u32_t warp = threadIdx.x >> 5, slots = R.slots;
+  const i64_t chunks = s.K / 8;
+  if (warp < slots) {
+    for (u32_t j = warp >= cur.gmod ? warp - cur.gmod : warp + slots - cur.gmod; j < sl.stages; j += slots) {
+      const u32_t st = cur.g + j;
+      const i64_t r = (i64_t)sl.r0 + (i64_t)j * sl.per;
+      const int n = (int)(sl.r1 - r < sl.per ? sl.r1 - r : (i64_t)sl.per);
+      const S* w = reinterpret_cast<const S*>(wring_acquire_slot(R, warp, cur.uses & 1));
+      cur.uses++;
+      if (lane == 0) trace_stage(A, st, 1);
+      for (int i = 0; i < n; i += RW) {
+        const u32_t pre = lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
+        float acc[NW][RW];
 #pragma unroll
-      for (int j = 0; j < NW; j++)
+        for (int jj = 0; jj < NW; jj++)
 #pragma unroll
-        for (int q = 0; q < RW; q++) acc[j][q] = 0.f;
-#if DS_DOT_V2
-      dot_rows<T, NW, RW, 2>(acc, smem_addr(w) + (u32_t)(i * s.K * 2), smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
-#else
-#pragma unroll 2
-      for (i64_t c = lane; c < chunks; c += 32) {
-        float af[8];
-        widen8<T>(ld_shared16(xv + c), af);
+          for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
+        dot_rows<T, NW, RW, 2>(acc, smem_addr(w) + (u32_t)(i * s.K * 2), smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
 #pragma unroll
         for (int q = 0; q < RW; q++) {
-          if (i + q >= n) break;
+          float a[NW];
 #pragma unroll
-          for (int j = 0; j < NW; j++) {
-            float wf[8];
-            widen8<T>(ld_shared16(reinterpret_cast<const U4*>(w + j * half + (i64_t)(i + q) * s.K) + c), wf);
-#pragma unroll
-            for (int e = 0; e < 8; e++) acc[j][q] = fmaf(af[e], wf[e], acc[j][q]);
-          }
+          for (int jj = 0; jj < NW; jj++) a[jj] = warp_sum(acc[jj][q]);
+          const u32_t p = __shfl_sync(MOPT_FULL_MASK, pre, q);
+          if (i + q < n) out(r + i + q, a, p);
         }
       }
-#endif
-#pragma unroll
-      for (int q = 0; q < RW; q++) {
-        float a[NW];
-#pragma unroll
-        for (int j = 0; j < NW; j++) a[j] = warp_sum(acc[j][q]);
-        const u32_t p = __shfl_sync(MOPT_FULL_MASK, pre, q);
-        if (i + q < n) out(r + i + q, a, p);
-      }
+      __syncwarp();
+      if (lane == 0) wring_release_slot(R, warp), trace_stage(A, st, 2);
     }
-    __syncwarp();
-    if (lane == 0) wring_release(R, st), trace_stage(A, st, 2);
   }
-  g += sl.stages();
+  cur.g += sl.stages;
+  cur.gmod += sl.smod;
+  if (cur.gmod >= slots) cur.gmod -= slots;
 }
 MOPT_DEV u32_t no_pre(i64_t) { return 0; }
 
@@ -327,7 +293,7 @@ MOPT_DEV void stamp(const DsArgs& A, int k) {
 
 /** The consumer warps' part of the step (see the top of the file). */
 template <class T>
-MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
+MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slices) {
   typedef typename T::S S;
   __shared__ float red[32];
   __shared__ u64_t best_s[DS_WARPS];
@@ -342,23 +308,12 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
   const int lane = threadIdx.x & 31;
   stamp(A, 0);
 
-  // the exchanged vectors (XVec): phase k's output carries tag(k); with DS_LL, h alternates between two
-  // buffers (the layer's input in 0, the o_proj residual stream in 1)
-  // (not with the attention ablation: nothing would write what the next phase waits for)
-  const bool ll = DS_LL && !DS_ABLATE_ATTN && A.D >= gridDim.x && A.I >= gridDim.x;
-  const u32_t launch = ctl[1];  // launches so far (the previous launch's last CTA advanced it)
-  auto tag = [=](i64_t k) { return 1u + (u32_t)(((u64_t)launch * (u64_t)stamps_of(A) + (u64_t)k) % 65535u); };
-  auto hvec = [=](int buf, i64_t k) { return XVec{reinterpret_cast<u16_t*>(A.h), ll ? reinterpret_cast<u32_t*>(A.h_t) + buf * D : nullptr, tag(k)}; };
-  auto xvec = [=](i64_t plain, i64_t tagged, i64_t k) { return XVec{reinterpret_cast<u16_t*>(plain), ll ? reinterpret_cast<u32_t*>(tagged) : nullptr, tag(k)}; };
+  // the vectors the phases exchange (h is the residual stream throughout)
+  auto vec = [](i64_t p) { return XVec{reinterpret_cast<u16_t*>(p)}; };
+  const XVec h = vec(A.h), qkv = vec(A.qkv), attn = vec(A.attn), act = vec(A.act);
   u32_t passed = 0;  // grid_sync's arrival target
-  // the end of phase k: a grid barrier, or (DS_LL) only this CTA's, its readers wait for the tags
   auto end_phase = [&](int k) {
-    if (ll) {
-      csync();
-      if (threadIdx.x == 0) cta_done(A, k);
-    } else {
-      grid_sync(ctl, A, k, passed);
-    }
+    grid_sync(ctl, A, k, passed);
     stamp(A, k);
   };
   // lambdas capture by value: a by-reference capture would force the captured locals into local memory
@@ -374,55 +329,45 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
 
   // h = embed[id]
   {
-    const XVec h0 = hvec(0, 1);
     const U4* src = reinterpret_cast<const U4*>(reinterpret_cast<const S*>(A.embed) + id * D);
-    for (i64_t v = (i64_t)blockIdx.x * DS_THREADS + threadIdx.x; v < D / 8; v += (i64_t)gridDim.x * DS_THREADS) {
-      const U4 c = src[v];
-      if (!ll) reinterpret_cast<U4*>(h0.plain)[v] = c;
-      else
-#pragma unroll
-        for (int i = 0; i < 8; i++) h0.put(8 * v + i, (u16_t)(c.w[i / 2] >> (16 * (i % 2))));
-    }
+    for (i64_t v = (i64_t)blockIdx.x * DS_THREADS + threadIdx.x; v < D / 8; v += (i64_t)gridDim.x * DS_THREADS) reinterpret_cast<U4*>(h.plain)[v] = src[v];
   }
   end_phase(1);
 
-  u32_t g = 0;  // the stream's stage counter, advanced exactly as produce_step advances it
+  DsCursor cur{0, 0, 0};  // advanced exactly as produce_step advances its stage counter
   for (i64_t l = 0; l < A.nlayers; l++) {
     const DsLayer& Ly = layers[l];
-    const int k0 = 2 + 5 * (int)l;  // phase A's index; the layer's input h is phase k0 - 1's output
-    const XVec h_in = hvec(0, k0 - 1), qkv = xvec(A.qkv, A.qkv_t, k0), attn = xvec(A.attn, A.attn_t, k0 + 1);
-    const XVec h_mid = hvec(1, k0 + 2), act = xvec(A.act, A.act_t, k0 + 3), h_out = hvec(0, k0 + 4);
+    const int k0 = 2 + 5 * (int)l;  // phase A's index
     // A: q | k | v of rmsnorm(h)
-    if (!DS_ABLATE_NORM) load_shared(xs, h_in, D), norm_shared<T>(xs, reinterpret_cast<const S*>(Ly.in_norm), A, red);
-    consume_seg<T, 1>(A, layer_seg(A, Ly, 0), g, R, xs, no_pre, store_at(qkv, 0));
-    consume_seg<T, 1>(A, layer_seg(A, Ly, 1), g, R, xs, no_pre, store_at(qkv, QD));
-    consume_seg<T, 1>(A, layer_seg(A, Ly, 2), g, R, xs, no_pre, store_at(qkv, QD + KVD));
+    if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.in_norm), A, red);
+#pragma unroll 1
+    for (int k = 0; k < 3; k++) consume_seg<T, 1>(A, layer_seg(A, Ly, k), slices[k], cur, R, xs, no_pre, store_at(qkv, k == 0 ? 0 : k == 1 ? QD : QD + KVD));
     end_phase(k0);
     // B: attention
     if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)l, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl, qkv, attn);
     end_phase(k0 + 1);
-    // C: h += attn @ Wo^T
-    load_shared(xs, attn, QD);
-    consume_seg<T, 1>(A, layer_seg(A, Ly, 3), g, R, xs, residual(h_in), add_residual(h_mid));
-    end_phase(k0 + 2);
-    // D: act = silu(x @ Wg^T) * (x @ Wu^T), x = rmsnorm(h)
-    if (!DS_ABLATE_NORM) load_shared(xs, h_mid, D), norm_shared<T>(xs, reinterpret_cast<const S*>(Ly.post_norm), A, red);
-    consume_seg<T, 2>(A, layer_seg(A, Ly, 4), g, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
-      if (lane == 0) act.put(r, T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))));
-    });
-    end_phase(k0 + 3);
-    // E: h += act @ Wd^T
-    load_shared(xs, act, A.I);
-    consume_seg<T, 1>(A, layer_seg(A, Ly, 5), g, R, xs, residual(h_mid), add_residual(h_out));
-    end_phase(k0 + 4);
+    // C (m = 0): h += attn @ Wo^T; D: act = silu(x @ Wg^T) * (x @ Wu^T), x = rmsnorm(h); E (m = 1): h += act @ Wd^T.
+    // C and E share one call site (one copy of the dot loop: the step's code must stay in the instruction cache)
+#pragma unroll 1
+    for (int m = 0; m < 2; m++) {
+      if (m == 1) {
+        if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.post_norm), A, red);
+        consume_seg<T, 2>(A, layer_seg(A, Ly, 4), slices[4], cur, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
+          if (lane == 0) act.put(r, T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))));
+        });
+        end_phase(k0 + 3);
+      }
+      load_shared(xs, m == 0 ? attn : act, m == 0 ? QD : A.I);
+      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(h), add_residual(h));
+      end_phase(k0 + 2 + 2 * m);
+    }
   }
 
   // LM head of rmsnorm(h), argmax folded in
-  load_shared(xs, hvec(0, 1 + 5 * A.nlayers), D);
-  norm_shared<T>(xs, reinterpret_cast<const S*>(A.final_norm), A, red);
+  load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(A.final_norm), A, red);
   float* logits = reinterpret_cast<float*>(A.logits);
   u64_t best = 0;
-  consume_seg<T, 1>(A, lm_seg(A), g, R, xs, no_pre, [=, &best](i64_t r, float (&acc)[1], u32_t) {
+  consume_seg<T, 1>(A, lm_seg(A), slices[DS_SEGS - 1], cur, R, xs, no_pre, [=, &best](i64_t r, float (&acc)[1], u32_t) {
     const float v = T::load(T::store(acc[0]));
     const u64_t key = argmax_key(v, r);
     best = key > best ? key : best;
@@ -445,7 +390,6 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R) {
     const u64_t key = atomicExch(reinterpret_cast<unsigned long long*>(ctl + DS_CTL_ARGMAX), 0ull);
     const int tok = (int)(0xffffffffu - (u32_t)(key & 0xffffffffu));
     ctl[0] = 0;  // every CTA is past its last grid barrier and attention phase (it has reached the LM head's end)
-    ctl[1] = (launch + 1) % 65535u;  // tags repeat every 65535 launches anyway; a wrap at 2^32 would not
     ctl[2] = 0;
     for (i64_t kv = 0; kv < A.KV; kv++) ctl[DS_CTL_ATTN + kv] = 0;
     reinterpret_cast<int*>(A.ids)[0] = tok;
@@ -459,6 +403,7 @@ template <class T>
 MOPT_DEV void decode_step_body(const DsArgs& A) {
 #if __CUDA_ARCH__ >= 900
   __shared__ u64_t full_b[DS_WARPS], empty_b[DS_WARPS];
+  __shared__ DsSlice slices[DS_SEGS];
   const i64_t pos = *reinterpret_cast<const int*>(A.pos);
   const i64_t id = *reinterpret_cast<const int*>(A.ids);
   // the host checks these before queueing a step; a bad value (a caller writing the device buffers itself,
@@ -469,12 +414,13 @@ MOPT_DEV void decode_step_body(const DsArgs& A) {
     for (u32_t s = 0; s < R.slots; s++) mbar_init(R.full + s, 1), mbar_init(R.empty + s, 1);
     mbar_init_fence();
   }
+  plan_slices(A, R, slices);
   __syncthreads();  // the last barrier of the whole CTA: from here the producer and the consumers run apart
   if (threadIdx.x >= DS_THREADS) {
-    if (threadIdx.x == DS_THREADS) produce_step(A, R);
+    if (threadIdx.x == DS_THREADS) produce_step(A, R, slices);
     return;
   }
-  consume_step<T>(A, R);
+  consume_step<T>(A, R, slices);
 #else
   __trap();  // bulk copies and mbarrier transaction counts need sm_90 (decode-step.ts does not launch it below)
 #endif

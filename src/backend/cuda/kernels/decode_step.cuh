@@ -23,9 +23,6 @@ struct DsArgs {
   // dynamic shared memory (bytes): the weight ring (slots stages of `stage` bytes) at 0, the activation
   // vector at vec_off, the attention's scratch at attn_off
   i64_t stage, slots, vec_off, attn_off;
-  // DS_LL's tagged copies of the exchanged vectors (u32 words: [2][D] h, [H*HD + 2*KV*HD] q|k|v, [H*HD] the
-  // attention output, [I] the SwiGLU output), zeroed by the host
-  i64_t h_t, qkv_t, attn_t, act_t;
   // 0, or u64 [S + 3 * DS_TRACE_STAGES + S * grid], S = 2 + 5 * nlayers + 1: %globaltimer (ns) of CTA 0 at
   // the start and after each phase, then of each of CTA 0's first DS_TRACE_STAGES ring stages when it was
   // issued, landed and freed, then of each CTA when it finished each phase (before the barrier), then CTA 0's
@@ -41,7 +38,7 @@ struct DsArgs {
 #ifndef DS_ABLATE_NORM
 #define DS_ABLATE_NORM 0
 #endif
-// ctl words: [0] grid barrier arrivals this launch, [1] launches so far, [2] CTAs done with the LM head, [4..5] argmax key
+// ctl words: [0] grid barrier arrivals this launch, [2] CTAs done with the LM head, [4..5] argmax key
 // (u64), [8 + g] attention splits done for KV head g.
 #define DS_CTL_ARGMAX 4
 #define DS_CTL_ATTN 8
@@ -111,51 +108,9 @@ MOPT_DEV void grid_sync(u32_t* ctl, const DsArgs& A, int k, u32_t& passed) {
   csync();
 }
 
-// Low-latency exchange (an experiment until timed): 1 = the vectors one phase writes and the next reads (h,
-// q|k|v, the attention output, the SwiGLU output) travel as 32-bit words holding the 16-bit value and a 16-bit
-// tag of the phase that wrote it, as NCCL's LL protocol (a 32-bit store is seen whole or not at all): a reader
-// polls until every tag is current, so the data's arrival is the barrier and no grid barrier runs. Two
-// buffers alternate for h. Safe while every CTA has rows in o_proj, gate/up and down (hidden and
-// intermediate sizes >= the grid; else the barrier path runs): a CTA can only get a phase's whole input after
-// every CTA has finished reading the buffer it is about to overwrite.
-#ifndef DS_LL
-#define DS_LL 0
-#endif
-
-// The tagged words are read and written as relaxed gpu-scope operations: a poll of plain (weak) loads would be a
-// data race in the PTX memory model, free to be merged across iterations.
-MOPT_DEV u32_t ld_relaxed_u32(const u32_t* p) {
-  u32_t v;
-  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-MOPT_DEV U4 ld_relaxed16(const void* p) {
-  U4 c;
-  asm volatile("ld.relaxed.gpu.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "l"(p) : "memory");
-  return c;
-}
-MOPT_DEV void st_relaxed_u32(u32_t* p, u32_t v) { asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory"); }
-
-/** A vector exchanged between phases: plain 16-bit values (behind a grid barrier), or tagged words (DS_LL). */
+/** A vector one phase writes and the next reads (behind a grid barrier): 16-bit values in global memory. */
 struct XVec {
   u16_t* plain;
-  u32_t* tagged;  // nullptr: the barrier path
-  u32_t tag;      // the writing phase's tag
-  __device__ __forceinline__ void put(i64_t i, u16_t v) const {
-    if (tagged == nullptr) plain[i] = v;
-    else st_relaxed_u32(tagged + i, (u32_t)v | (tag << 16));
-  }
-  /** Element i (tagged: once its writer has stored it; ~10 s without it traps instead of hanging). */
-  __device__ __forceinline__ u16_t get(i64_t i) const {
-    if (tagged == nullptr) return ld_cg_u16(plain + i);
-    u32_t w = ld_relaxed_u32(tagged + i);
-    if ((w >> 16) != tag) {
-      const long long t0 = clock64();
-      do {
-        w = ld_relaxed_u32(tagged + i);
-        if (clock64() - t0 > (1ll << 34)) __trap();
-      } while ((w >> 16) != tag);
-    }
-    return (u16_t)(w & 0xffffu);
-  }
+  __device__ __forceinline__ void put(i64_t i, u16_t v) const { plain[i] = v; }
+  __device__ __forceinline__ u16_t get(i64_t i) const { return ld_cg_u16(plain + i); }
 };

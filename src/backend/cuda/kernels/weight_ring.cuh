@@ -31,28 +31,15 @@ MOPT_DEV void mbar_arrive(u64_t* b) {
 MOPT_DEV void mbar_arrive_expect_tx(u64_t* b, u32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)), "r"(bytes) : "memory");
 }
-// Wait variant (an experiment until timed): 1 = try_wait with a suspend-time hint (10 ms, as CUTLASS's
-// ClusterBarrier::wait), so a waiting warp sleeps until the phase completes; without it the try_wait may return
-// after a short system limit, and the waiting warps' spin loops take issue slots from the warps doing math on
-// the same SM sub-partition (a warp took 2.3-3.6 us to dot one 16 KB stage, ~5x the instruction count's time).
-#ifndef WRING_WAIT_HINT
-#define WRING_WAIT_HINT 0
-#endif
+// try_wait with a suspend-time hint (10 ms, as CUTLASS's ClusterBarrier::wait): a waiting warp sleeps until the
+// phase completes instead of spinning on issue slots the warps doing math need.
 MOPT_DEV bool mbar_try_wait(u64_t* b, u32_t parity) {
   u32_t ok;
-#if WRING_WAIT_HINT
   asm volatile(
       "{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n\tselp.u32 %0, 1, 0, p;\n\t}"
       : "=r"(ok)
       : "r"(smem_addr(b)), "r"(parity), "r"(10000000u)
       : "memory");
-#else
-  asm volatile(
-      "{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
-      : "=r"(ok)
-      : "r"(smem_addr(b)), "r"(parity)
-      : "memory");
-#endif
   return ok != 0;
 }
 /** Waits for the barrier's phase of this parity to complete; ~10 s without progress traps instead of hanging. */
@@ -64,8 +51,9 @@ MOPT_DEV void mbar_wait(u64_t* b, u32_t parity) {
 }
 
 /**
- * 16 bytes of shared memory (at shared-window address a, or at p) as one vector load. (Read through a U4 reference instead, the compiler may split
- * it into four 32-bit loads, which for lanes 16 bytes apart are 4-way bank conflicts: 16x the wavefronts.)
+ * 16 bytes of shared memory (at shared-window address a, or at p) as one vector load. (Read through a U4
+ * reference instead, the compiler may split it into four 32-bit loads, which for lanes 16 bytes apart are
+ * 4-way bank conflicts: 16x the wavefronts.)
  * Volatile: it stays after the barrier wait that made the bytes valid.
  */
 MOPT_DEV U4 lds16(u32_t a) {
@@ -80,11 +68,6 @@ MOPT_DEV void bulk_copy_g2s(void* dst, const void* src, u32_t bytes, u64_t* bar)
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
                ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar))
                : "memory");
-}
-
-/** Starts loading bytes (a multiple of 16, 16-byte aligned) from global src into L2, nothing waiting on it. */
-MOPT_DEV void bulk_prefetch_l2(const void* src, u32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
 }
 
 /** The ring's stages (slots * stage bytes of dynamic shared memory) and their barriers. */
@@ -105,11 +88,10 @@ MOPT_DEV unsigned char* wring_claim(const WRing& R, u32_t g, u32_t bytes) {
 }
 /** Producer side: waits until stage g (issued, and not yet reissued) has landed. */
 MOPT_DEV void wring_landed(const WRing& R, u32_t g) { mbar_wait(R.full + g % R.slots, (g / R.slots) & 1); }
-/** Consumer side: waits until stage g has landed and returns it. */
-MOPT_DEV const unsigned char* wring_acquire(const WRing& R, u32_t g) {
-  const u32_t slot = g % R.slots;
-  mbar_wait(R.full + slot, (g / R.slots) & 1);
+/** Consumer side, the owner of a slot: waits for the slot's use of this parity to land and returns it. */
+MOPT_DEV const unsigned char* wring_acquire_slot(const WRing& R, u32_t slot, u32_t parity) {
+  mbar_wait(R.full + slot, parity);
   return R.base + (u64_t)slot * R.stage;
 }
-/** Consumer side, one lane after the warp is done reading stage g: its slot may be refilled. */
-MOPT_DEV void wring_release(const WRing& R, u32_t g) { mbar_arrive(R.empty + g % R.slots); }
+/** Consumer side, one lane after the warp is done reading its slot's stage: the slot may be refilled. */
+MOPT_DEV void wring_release_slot(const WRing& R, u32_t slot) { mbar_arrive(R.empty + slot); }
