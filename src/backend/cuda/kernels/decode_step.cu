@@ -11,15 +11,20 @@
 // run the phases: each waits for a stage, dots it with the activation vector (in shared memory) and frees it.
 // The stream stalls only when the ring is full, so a barrier, the attention phase or an RMSNorm costs HBM
 // time only beyond the ring's depth (~200 KB per SM, ~6.5 us of this SM's HBM share). On the H200 with
-// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 842 tok/s; the ring does fill during the attention
-// phase (~17 us a layer). The design before (one warp per weight row, loads into registers) measured 829-900;
-// preloading into registers or L2 before each barrier was slower there.
+// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 963 us a step = 1,038 tok/s, a layer 52 us
+// against ~29 us of HBM time. Latency, not bandwidth, is what is left: Nsight Compute finds the schedulers
+// issuing on a third of the cycles, and warps mostly waiting at CTA barriers. Lessons kept in the code: the
+// step's code must stay small (one call site per kind of dot, no unrolled per-head loops: it was 408 KB),
+// and nothing on a phase's path may divide 64-bit integers (the slices are planned once per launch).
+// Tried and slower (docs/benchmarks.md): L2 prefetch ahead of the ring, tagged low-latency vectors instead of
+// grid barriers, hoisting the attention's cache loads above q's.
 //
 // Per layer (grid barrier after each phase):
 //   A  x = rmsnorm(h) * input_norm (every CTA forms it in shared memory); q|k|v = x @ [Wq; Wk; Wv]^T -> qkv
-//   B  attention: one work item per (KV head, split of the keys 0..pos); the item holding pos rotates the new
-//      key, writes it and the value into the cache; partial softmax states go to `part`, and the last item of
-//      a KV head to finish (a counter) merges them into attn
+//   B  attention (decode_attention.cuh): while the context is short, one CTA per KV head with every key and
+//      value in registers; else one work item per (KV head, split of the keys 0..pos), partial softmax states
+//      in `part`, and the last item of a KV head to finish (a counter) merges them into attn. The CTA holding
+//      pos rotates the new key and writes it and the value into the cache
 //   C  h = h + attn @ Wo^T
 //   D  x = rmsnorm(h) * post_norm; act = silu(x @ Wg^T) * (x @ Wu^T)
 //   E  h = h + act @ Wd^T
