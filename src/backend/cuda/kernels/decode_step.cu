@@ -174,13 +174,14 @@ MOPT_DEV void produce_step(const DsArgs& A, const WRing& R, const DsSlice* slice
   StageWalk copy;
   const unsigned char *p0, *p1;
   u32_t bytes;
-  for (u32_t g = 0; walk_next(A, slices, copy, p0, p1, bytes); g++) {
+  WSlot at, lag;  // stage g's slot and use, and stage g - DS_INFLIGHT's (no division per stage)
+  for (u32_t g = 0; walk_next(A, slices, copy, p0, p1, bytes); g++, at.next(R.slots)) {
     // with slots <= DS_INFLIGHT the ring itself bounds the copies in flight, and stage g - DS_INFLIGHT's slot
     // may already be two uses on (a parity wait would then never end)
-    if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, g - DS_INFLIGHT);
-    unsigned char* dst = wring_claim(R, g, bytes * (p1 != nullptr ? 2 : 1));
-    bulk_copy_g2s(dst, p0, bytes, R.full + g % R.slots);
-    if (p1 != nullptr) bulk_copy_g2s(dst + R.stage / 2, p1, bytes, R.full + g % R.slots);
+    if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, lag), lag.next(R.slots);
+    unsigned char* dst = wring_claim(R, at, bytes * (p1 != nullptr ? 2 : 1));
+    bulk_copy_g2s(dst, p0, bytes, R.full + at.slot);
+    if (p1 != nullptr) bulk_copy_g2s(dst + R.stage / 2, p1, bytes, R.full + at.slot);
     trace_stage(A, g, 0);
   }
 }
