@@ -186,6 +186,52 @@ MOPT_DEV void produce_step(const DsArgs& A, const WRing& R, const DsSlice* slice
   }
 }
 
+// Attention-phase L2 warming (an experiment, 0 = off): after phase B's work, each CTA's consumer warps issue
+// L2 prefetches (per-thread prefetch.global.L2, not the copy engine) for this many stages past what the ring
+// can hold. During q/k/v, attention and o_proj (~20 us a layer) the ring is full and this SM's share of HBM
+// idles ~14 us; staged in L2, the stages after refill the ring at L2 speed. (cp.async.bulk.prefetch.L2 from the
+// producer, whenever the ring was full, slowed every phase: docs/benchmarks.md 2026-11-29 10:50.)
+#ifndef DS_ATTN_L2PF
+#define DS_ATTN_L2PF 0
+#endif
+
+/** Stage t of this CTA's stream: its source rows of each matrix and their bytes; false past the step's end. */
+MOPT_DEV bool stage_src(const DsArgs& A, const DsSlice* slices, u32_t t, const unsigned char*& p0, const unsigned char*& p1, u32_t& bytes) {
+  u32_t per_layer = 0;
+#pragma unroll 1
+  for (int k = 0; k < DS_LAYER_SEGS; k++) per_layer += slices[k].stages;
+  const u32_t l = per_layer > 0 ? t / per_layer : (u32_t)A.nlayers;
+  u32_t j = t - l * per_layer;
+  int k = 0;
+  if (l < (u32_t)A.nlayers) {
+    while (j >= slices[k].stages) j -= slices[k].stages, k++;
+  } else {
+    if (l > (u32_t)A.nlayers || j >= slices[DS_SEGS - 1].stages) return false;
+    k = DS_SEGS - 1;
+  }
+  const DsSeg s = k < DS_LAYER_SEGS ? layer_seg(A, reinterpret_cast<const DsLayer*>(A.layers)[l], k) : lm_seg(A);
+  const DsSlice& sl = slices[k];
+  const i64_t r = (i64_t)sl.r0 + (i64_t)j * sl.per, n = sl.r1 - r < sl.per ? sl.r1 - r : (i64_t)sl.per;
+  p0 = reinterpret_cast<const unsigned char*>(s.w0) + r * s.K * 2;
+  p1 = s.nw == 2 ? reinterpret_cast<const unsigned char*>(s.w1) + r * s.K * 2 : nullptr;
+  bytes = (u32_t)(n * s.K * 2);
+  return true;
+}
+
+/** Consumer warps: L2 prefetches of stages [first, first + count), warp w taking stages first + w, + DS_WARPS, ... */
+MOPT_DEV void warm_l2(const DsArgs& A, const DsSlice* slices, u32_t first, u32_t count) {
+  const u32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (u32_t t = first + warp; t < first + count; t += DS_WARPS) {
+    const unsigned char *p0, *p1;
+    u32_t bytes;
+    if (!stage_src(A, slices, t, p0, p1, bytes)) return;
+    for (u32_t b = 128 * lane; b < bytes; b += 128 * 32) {
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(p0 + b));
+      if (p1 != nullptr) asm volatile("prefetch.global.L2 [%0];" ::"l"(p1 + b));
+    }
+  }
+}
+
 #define DS_ROWS 4  // rows a warp dots at once (independent accumulators)
 /**
  * acc[j][q] += x . row q of matrix j over this lane's chunks (c = lane, lane + 32, ... < chunks), in
@@ -226,6 +272,38 @@ MOPT_DEV void dot_rows(float (&acc)[NW][RW], u32_t w0, u32_t x0, int rows, i64_t
   }
 }
 
+// One-row stages (an experiment, 0 = off): a stage holding a single row (K >= 4,097 at 16 KB stages, as
+// Llama-3.2-1B's down_proj) is dotted as four interleaved chains per lane, not one chain of K / 256 FMAs. The
+// sum's order then differs from gemv.cuh gemv_dot's (results within float32 rounding of the multi-kernel step).
+#ifndef DS_SPLIT1
+#define DS_SPLIT1 0
+#endif
+
+/** One row's dot x . w over this lane's chunks c = lane + 32 i, chunk i into chain i % 4 (shared-window addresses). */
+template <class T>
+MOPT_DEV float dot_one_split(u32_t w0, u32_t x0, i64_t chunks, int lane) {
+  float a[4] = {0.f, 0.f, 0.f, 0.f};
+  for (i64_t c0 = lane; c0 < chunks; c0 += 32 * 4) {
+    U4 xc[4], wc[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const u32_t c = (u32_t)(c0 + 32 * u < chunks ? c0 + 32 * u : c0);
+      xc[u] = lds16(x0 + 16 * c);
+      wc[u] = lds16(w0 + 16 * c);
+    }
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      if (c0 + 32 * u >= chunks) break;
+      float xf[8], wf[8];
+      widen8<T>(xc[u], xf);
+      widen8<T>(wc[u], wf);
+#pragma unroll
+      for (int e = 0; e < 8; e++) a[u] = fmaf(xf[e], wf[e], a[u]);
+    }
+  }
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 /** A consumer warp's place in the stream: the stage counter, it mod the ring's slots, and the uses so far of its slot. */
 struct DsCursor {
   u32_t g, gmod, uses;
@@ -253,7 +331,13 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       const S* w = reinterpret_cast<const S*>(wring_acquire_slot(R, warp, cur.uses & 1));
       cur.uses++;
       if (lane == 0) trace_stage(A, st, 1);
-      for (int i = 0; i < n; i += RW) {
+      if (DS_SPLIT1 && NW == 1 && n == 1) {
+        const u32_t pre = lane == 0 ? (u32_t)before(r) : 0u;
+        float a[NW];
+        a[0] = warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane));
+        out(r, a, __shfl_sync(MOPT_FULL_MASK, pre, 0));
+      }
+      for (int i = 0; i < (DS_SPLIT1 && NW == 1 && n == 1 ? 0 : n); i += RW) {
         const u32_t pre = lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
         float acc[NW][RW];
 #pragma unroll
@@ -351,6 +435,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     end_phase(k0);
     // B: attention
     if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)l, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl, qkv, attn);
+    if (DS_ATTN_L2PF > 0) warm_l2(A, slices, cur.g + R.slots, DS_ATTN_L2PF);  // the ring holds stages cur.g .. + slots - 1
     end_phase(k0 + 1);
     // C (m = 0): h += attn @ Wo^T; D: act = silu(x @ Wg^T) * (x @ Wu^T), x = rmsnorm(h); E (m = 1): h += act @ Wd^T.
     // C and E share one call site (one copy of the dot loop: the step's code must stay in the instruction cache)
