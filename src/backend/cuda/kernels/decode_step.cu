@@ -200,13 +200,14 @@ MOPT_DEV bool stage_src(const DsArgs& A, const DsSlice* slices, u32_t t, const u
   u32_t per_layer = 0;
 #pragma unroll 1
   for (int k = 0; k < DS_LAYER_SEGS; k++) per_layer += slices[k].stages;
-  const u32_t l = per_layer > 0 ? t / per_layer : (u32_t)A.nlayers;
+  u32_t l = per_layer > 0 ? t / per_layer : (u32_t)A.nlayers;
+  if (l > (u32_t)A.nlayers) l = (u32_t)A.nlayers;  // the LM head may hold more stages than a layer
   u32_t j = t - l * per_layer;
   int k = 0;
   if (l < (u32_t)A.nlayers) {
     while (j >= slices[k].stages) j -= slices[k].stages, k++;
   } else {
-    if (l > (u32_t)A.nlayers || j >= slices[DS_SEGS - 1].stages) return false;
+    if (j >= slices[DS_SEGS - 1].stages) return false;
     k = DS_SEGS - 1;
   }
   const DsSeg s = k < DS_LAYER_SEGS ? layer_seg(A, reinterpret_cast<const DsLayer*>(A.layers)[l], k) : lm_seg(A);
@@ -225,9 +226,11 @@ MOPT_DEV void warm_l2(const DsArgs& A, const DsSlice* slices, u32_t first, u32_t
     const unsigned char *p0, *p1;
     u32_t bytes;
     if (!stage_src(A, slices, t, p0, p1, bytes)) return;
-    for (u32_t b = 128 * lane; b < bytes; b += 128 * 32) {
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(p0 + b));
-      if (p1 != nullptr) asm volatile("prefetch.global.L2 [%0];" ::"l"(p1 + b));
+    // from the 128-byte line holding each start (rows start 16-byte aligned)
+    const u32_t m0 = (u32_t)(reinterpret_cast<u64_t>(p0) & 127), m1 = (u32_t)(reinterpret_cast<u64_t>(p1) & 127);
+    for (u32_t b = 128 * lane; b < bytes + (m0 > m1 ? m0 : m1); b += 128 * 32) {
+      if (b < bytes + m0) asm volatile("prefetch.global.L2 [%0];" ::"l"(p0 - m0 + b));
+      if (p1 != nullptr && b < bytes + m1) asm volatile("prefetch.global.L2 [%0];" ::"l"(p1 - m1 + b));
     }
   }
 }
