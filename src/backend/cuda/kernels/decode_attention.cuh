@@ -15,6 +15,21 @@ MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S*
   o1 = T::store(b * c + a * sn);
 }
 
+/** The G query heads of KV head g, rotated at table rows cos / sin, into shared memory as float ([G][HD]). */
+template <class T>
+MOPT_DEV void rope_q_shared(const XVec& qkv, int g, int G, int HD, const typename T::S* cosr, const typename T::S* sinr, float* qs) {
+  typedef typename T::S S;
+  const int half = HD / 2;
+  for (int e = threadIdx.x; e < G * half; e += DS_THREADS) {
+    const int h = e / half, j = e % half;
+    const i64_t x = (g * G + h) * HD;
+    S o0, o1;
+    rope_pair<T>(qkv.get(x + j), qkv.get(x + j + half), cosr, sinr, j, o0, o1);
+    qs[h * HD + j] = T::load(o0);
+    qs[h * HD + j + half] = T::load(o1);
+  }
+}
+
 /**
  * Softmax of G score rows of n (row h at sc + h * stride, warp h): exact maximum over the row, probabilities
  * rounded to T as attention.cu; m_s[h] / l_s[h] get the row's maximum and sum.
@@ -60,14 +75,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
   for (int item = blockIdx.x; item < (int)A.KV * splits; item += gridDim.x) {
     const int g = item / splits, s = item % splits;
     const int t0 = s * chunk, t1 = t0 + chunk < ctx ? t0 + chunk : ctx;
-    for (int e = threadIdx.x; e < G * half; e += DS_THREADS) {
-      const int h = e / half, j = e % half;
-      const i64_t x = (g * G + h) * HD;
-      S o0, o1;
-      rope_pair<T>(qkv.get(x + j), qkv.get(x + j + half), cosr, sinr, j, o0, o1);
-      qs[h * HD + j] = T::load(o0);
-      qs[h * HD + j + half] = T::load(o1);
-    }
+    rope_q_shared<T>(qkv, g, G, HD, cosr, sinr, qs);
     if (t0 <= pos && pos < t1) {
       // the new key (rotated) and value of this KV head, into the cache at pos
       const i64_t kx = (int)A.H * HD + g * HD, vx = (int)(A.H + A.KV) * HD + g * HD;
@@ -212,14 +220,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
       vw[k][w] = t < pos ? ld_cg_u32(vc + (i64_t)t * HD + 2 * (lane + 32 * w)) : 0u;
     }
   }
-  for (int e = threadIdx.x; e < G * half; e += DS_THREADS) {
-    const int h = e / half, j = e % half;
-    const i64_t x = (g * G + h) * HD;
-    S o0, o1;
-    rope_pair<T>(qkv.get(x + j), qkv.get(x + j + half), cosr, sinr, j, o0, o1);
-    qs[h * HD + j] = T::load(o0);
-    qs[h * HD + j + half] = T::load(o1);
-  }
+  rope_q_shared<T>(qkv, g, G, HD, cosr, sinr, qs);
   for (int j = threadIdx.x; j < half; j += DS_THREADS) {
     const i64_t kx = (int)A.H * HD + g * HD, vx = (int)(A.H + A.KV) * HD + g * HD;
     S o0, o1;
