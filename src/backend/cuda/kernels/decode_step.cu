@@ -117,11 +117,21 @@ struct DsSlice {
  * syncs the CTA). Recomputed in every phase, their 64-bit divisions held each consumer warp ~0.8 us per matrix
  * before it could take its first stage (decode-phases traces: the v stage's warp started 2.4 us after q's).
  */
+// Rows per stage of q, k, v and o_proj (an experiment, 0 = as many as a stage holds): their stages are in the
+// ring before their phase starts, so a phase takes as long as one warp needs for one stage (4 rows of 2,048 in
+// Llama-3.2-1B, ~2 us); with fewer rows per stage more warps share the phase, at the cost of ring bytes held
+// through the attention phase.
+#ifndef DS_QKVO_ROWS
+#define DS_QKVO_ROWS 0
+#endif
+
 MOPT_DEV void plan_slices(const DsArgs& A, const WRing& R, DsSlice* out) {
   const int k = (int)threadIdx.x;
   if (k >= DS_SEGS) return;
   const DsSeg s = k < DS_LAYER_SEGS ? layer_seg(A, DsLayer{}, k) : lm_seg(A);
-  const i64_t r0 = s.rows * blockIdx.x / gridDim.x, r1 = s.rows * (blockIdx.x + 1) / gridDim.x, per = (i64_t)R.stage / (s.nw * s.K * 2);
+  const i64_t r0 = s.rows * blockIdx.x / gridDim.x, r1 = s.rows * (blockIdx.x + 1) / gridDim.x;
+  i64_t per = (i64_t)R.stage / (s.nw * s.K * 2);
+  if (DS_QKVO_ROWS > 0 && k < 4 && per > DS_QKVO_ROWS) per = DS_QKVO_ROWS;
   const i64_t stages = (r1 - r0 + per - 1) / per;
   out[k] = DsSlice{(u32_t)r0, (u32_t)r1, (u32_t)per, (u32_t)stages, (u32_t)(stages % R.slots)};
 }
