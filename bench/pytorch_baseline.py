@@ -228,7 +228,10 @@ def workload_decode(model, device, clock, a) -> dict:
 
     peak_reset(device)
     t0 = time.perf_counter()
-    gen(min(16, a.new_tokens))  # warm-up: kernels, cache classes, generation config
+    # warm-up at the timed length: kernels, cache classes, generation config. (A 16-token warm-up left the first
+    # 256-token run 3-4x slower than the others on the H200, 2026-11-29, and the report flagged every decode
+    # ratio unstable.)
+    gen(a.new_tokens)
     clock.sync()
     warm_s = time.perf_counter() - t0
     runs = []

@@ -150,8 +150,8 @@ MOPT_DEV void trace_stage(const DsArgs& A, u32_t g, int k) {
 
 /**
  * A walk over this CTA's stream, one stage at a time, in the order the consumers take them: layer l's
- * matrices (k = 0 .. DS_LAYER_SEGS - 1), then the LM head (l == nlayers); each slice is computed once per
- * matrix, not per stage (64-bit divisions).
+ * matrices (k = 0 .. DS_LAYER_SEGS - 1), then the LM head (l == nlayers), each matrix's rows from
+ * plan_slices' table.
  */
 struct StageWalk {
   i64_t l = 0, r = 0;
