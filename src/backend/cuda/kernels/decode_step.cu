@@ -117,12 +117,12 @@ struct DsSlice {
  * syncs the CTA). Recomputed in every phase, their 64-bit divisions held each consumer warp ~0.8 us per matrix
  * before it could take its first stage (decode-phases traces: the v stage's warp started 2.4 us after q's).
  */
-// Rows per stage of q, k, v and o_proj (an experiment, 0 = as many as a stage holds): their stages are in the
-// ring before their phase starts, so a phase takes as long as one warp needs for one stage (4 rows of 2,048 in
-// Llama-3.2-1B, ~2 us); with fewer rows per stage more warps share the phase, at the cost of ring bytes held
-// through the attention phase.
+// Most rows per stage of q, k, v and o_proj (0 = as many as a stage holds): their stages are in the ring before
+// their phase starts, so a phase takes as long as one warp needs for its stages (4 rows of 2,048 in
+// Llama-3.2-1B, ~2 us a stage); with 2 rows per stage more warps share the phase, at the cost of ring bytes held
+// through the attention phase (H200: 886 -> 879 us a step; 1 row per stage: slower).
 #ifndef DS_QKVO_ROWS
-#define DS_QKVO_ROWS 0
+#define DS_QKVO_ROWS 2
 #endif
 
 MOPT_DEV void plan_slices(const DsArgs& A, const WRing& R, DsSlice* out) {
@@ -184,64 +184,23 @@ MOPT_DEV void produce_step(const DsArgs& A, const WRing& R, const DsSlice* slice
   StageWalk copy;
   const unsigned char *p0, *p1;
   u32_t bytes;
-  WSlot at, lag;  // stage g's slot and use, and stage g - DS_INFLIGHT's (no division per stage)
-  for (u32_t g = 0; walk_next(A, slices, copy, p0, p1, bytes); g++, at.next(R.slots)) {
+  WSlot at, lag, prev;  // stage g's slot and use, stage g - DS_INFLIGHT's and g - 1's (no division per stage)
+  for (u32_t g = 0; walk_next(A, slices, copy, p0, p1, bytes); prev = at, g++, at.next(R.slots)) {
     // with slots <= DS_INFLIGHT the ring itself bounds the copies in flight, and stage g - DS_INFLIGHT's slot
     // may already be two uses on (a parity wait would then never end)
     if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, lag), lag.next(R.slots);
+    // while this CTA waits at a grid barrier: one copy in flight (decode_step.cuh set_at_barrier)
+    if (g > 0 && at_barrier() != 0) {
+      if (DS_BAR_PAUSE) {
+        while (at_barrier() != 0) __nanosleep(64);
+      } else if (R.slots > 1) {
+        wring_landed(R, prev);
+      }
+    }
     unsigned char* dst = wring_claim(R, at, bytes * (p1 != nullptr ? 2 : 1));
     bulk_copy_g2s(dst, p0, bytes, R.full + at.slot);
     if (p1 != nullptr) bulk_copy_g2s(dst + R.stage / 2, p1, bytes, R.full + at.slot);
     trace_stage(A, g, 0);
-  }
-}
-
-// Attention-phase L2 warming (an experiment, 0 = off): after phase B's work, each CTA's consumer warps issue
-// L2 prefetches (per-thread prefetch.global.L2, not the copy engine) for this many stages past what the ring
-// can hold. During q/k/v, attention and o_proj (~20 us a layer) the ring is full and this SM's share of HBM
-// idles ~14 us; staged in L2, the stages after refill the ring at L2 speed. (cp.async.bulk.prefetch.L2 from the
-// producer, whenever the ring was full, slowed every phase: docs/benchmarks.md 2026-11-29 10:50.)
-#ifndef DS_ATTN_L2PF
-#define DS_ATTN_L2PF 0
-#endif
-
-/** Stage t of this CTA's stream: its source rows of each matrix and their bytes; false past the step's end. */
-MOPT_DEV bool stage_src(const DsArgs& A, const DsSlice* slices, u32_t t, const unsigned char*& p0, const unsigned char*& p1, u32_t& bytes) {
-  u32_t per_layer = 0;
-#pragma unroll 1
-  for (int k = 0; k < DS_LAYER_SEGS; k++) per_layer += slices[k].stages;
-  u32_t l = per_layer > 0 ? t / per_layer : (u32_t)A.nlayers;
-  if (l > (u32_t)A.nlayers) l = (u32_t)A.nlayers;  // the LM head may hold more stages than a layer
-  u32_t j = t - l * per_layer;
-  int k = 0;
-  if (l < (u32_t)A.nlayers) {
-    while (j >= slices[k].stages) j -= slices[k].stages, k++;
-  } else {
-    if (j >= slices[DS_SEGS - 1].stages) return false;
-    k = DS_SEGS - 1;
-  }
-  const DsSeg s = k < DS_LAYER_SEGS ? layer_seg(A, reinterpret_cast<const DsLayer*>(A.layers)[l], k) : lm_seg(A);
-  const DsSlice& sl = slices[k];
-  const i64_t r = (i64_t)sl.r0 + (i64_t)j * sl.per, n = sl.r1 - r < sl.per ? sl.r1 - r : (i64_t)sl.per;
-  p0 = reinterpret_cast<const unsigned char*>(s.w0) + r * s.K * 2;
-  p1 = s.nw == 2 ? reinterpret_cast<const unsigned char*>(s.w1) + r * s.K * 2 : nullptr;
-  bytes = (u32_t)(n * s.K * 2);
-  return true;
-}
-
-/** Consumer warps: L2 prefetches of stages [first, first + count), warp w taking stages first + w, + DS_WARPS, ... */
-MOPT_DEV void warm_l2(const DsArgs& A, const DsSlice* slices, u32_t first, u32_t count) {
-  const u32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (u32_t t = first + warp; t < first + count; t += DS_WARPS) {
-    const unsigned char *p0, *p1;
-    u32_t bytes;
-    if (!stage_src(A, slices, t, p0, p1, bytes)) return;
-    // from the 128-byte line holding each start (rows start 16-byte aligned)
-    const u32_t m0 = (u32_t)(reinterpret_cast<u64_t>(p0) & 127), m1 = (u32_t)(reinterpret_cast<u64_t>(p1) & 127);
-    for (u32_t b = 128 * lane; b < bytes + (m0 > m1 ? m0 : m1); b += 128 * 32) {
-      if (b < bytes + m0) asm volatile("prefetch.global.L2 [%0];" ::"l"(p0 - m0 + b));
-      if (p1 != nullptr && b < bytes + m1) asm volatile("prefetch.global.L2 [%0];" ::"l"(p1 - m1 + b));
-    }
   }
 }
 
@@ -285,13 +244,9 @@ MOPT_DEV void dot_rows(float (&acc)[NW][RW], u32_t w0, u32_t x0, int rows, i64_t
   }
 }
 
-// One-row stages (an experiment, 0 = off): a stage holding a single row (K >= 4,097 at 16 KB stages, as
-// Llama-3.2-1B's down_proj) is dotted as four interleaved chains per lane, not one chain of K / 256 FMAs. The
-// sum's order then differs from gemv.cuh gemv_dot's (results within float32 rounding of the multi-kernel step).
-#ifndef DS_SPLIT1
-#define DS_SPLIT1 0
-#endif
-
+// A stage holding a single row (K >= 4,097 at 16 KB stages, as Llama-3.2-1B's down_proj) is dotted as four
+// interleaved chains per lane, not one chain of K / 256 dependent FMAs (H200: down_proj 14.2 -> 10.7 us a layer).
+// The sum's order then differs from gemv.cuh gemv_dot's (results within float32 rounding of the multi-kernel step).
 /** One row's dot x . w over this lane's chunks c = lane + 32 i, chunk i into chain i % 4 (shared-window addresses). */
 template <class T>
 MOPT_DEV float dot_one_split(u32_t w0, u32_t x0, i64_t chunks, int lane) {
@@ -344,27 +299,28 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       const S* w = reinterpret_cast<const S*>(wring_acquire_slot(R, warp, cur.uses & 1));
       cur.uses++;
       if (lane == 0) trace_stage(A, st, 1);
-      if (DS_SPLIT1 && NW == 1 && n == 1) {
+      if (NW == 1 && n == 1) {
         const u32_t pre = lane == 0 ? (u32_t)before(r) : 0u;
         float a[NW];
         a[0] = warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane));
         out(r, a, __shfl_sync(MOPT_FULL_MASK, pre, 0));
-      }
-      for (int i = 0; i < (DS_SPLIT1 && NW == 1 && n == 1 ? 0 : n); i += RW) {
-        const u32_t pre = lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
-        float acc[NW][RW];
+      } else {
+        for (int i = 0; i < n; i += RW) {
+          const u32_t pre = lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
+          float acc[NW][RW];
 #pragma unroll
-        for (int jj = 0; jj < NW; jj++)
+          for (int jj = 0; jj < NW; jj++)
 #pragma unroll
-          for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
-        dot_rows<T, NW, RW, 2>(acc, smem_addr(w) + (u32_t)(i * s.K * 2), smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
+            for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
+          dot_rows<T, NW, RW, 2>(acc, smem_addr(w) + (u32_t)(i * s.K * 2), smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
 #pragma unroll
-        for (int q = 0; q < RW; q++) {
-          float a[NW];
+          for (int q = 0; q < RW; q++) {
+            float a[NW];
 #pragma unroll
-          for (int jj = 0; jj < NW; jj++) a[jj] = warp_sum(acc[jj][q]);
-          const u32_t p = __shfl_sync(MOPT_FULL_MASK, pre, q);
-          if (i + q < n) out(r + i + q, a, p);
+            for (int jj = 0; jj < NW; jj++) a[jj] = warp_sum(acc[jj][q]);
+            const u32_t p = __shfl_sync(MOPT_FULL_MASK, pre, q);
+            if (i + q < n) out(r + i + q, a, p);
+          }
         }
       }
       __syncwarp();
@@ -448,7 +404,6 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     end_phase(k0);
     // B: attention
     if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)l, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl, qkv, attn);
-    if (DS_ATTN_L2PF > 0) warm_l2(A, slices, cur.g + R.slots, DS_ATTN_L2PF);  // the ring holds stages cur.g .. + slots - 1
     end_phase(k0 + 1);
     // C (m = 0): h += attn @ Wo^T; D: act = silu(x @ Wg^T) * (x @ Wu^T), x = rmsnorm(h); E (m = 1): h += act @ Wd^T.
     // C and E share one call site (one copy of the dot loop: the step's code must stay in the instruction cache)
@@ -515,6 +470,7 @@ MOPT_DEV void decode_step_body(const DsArgs& A) {
   if (pos < 0 || pos >= A.cap || id < 0 || id >= A.V || A.slots < 1 || A.slots > DS_WARPS || blockDim.x != DS_BLOCK) __trap();
   const WRing R{fused_smem, full_b, empty_b, (u32_t)A.slots, (u32_t)A.stage};
   if (threadIdx.x == 0) {
+    ds_at_barrier = 0;
     for (u32_t s = 0; s < R.slots; s++) mbar_init(R.full + s, 1), mbar_init(R.empty + s, 1);
     mbar_init_fence();
   }

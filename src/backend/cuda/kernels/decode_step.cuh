@@ -50,6 +50,23 @@ struct ConsumerSync {
   __device__ __forceinline__ int warps() const { return DS_WARPS; }
 };
 
+// While thread 0 waits at a grid barrier, the producer keeps one copy in flight instead of DS_INFLIGHT
+// (DS_BAR_PAUSE=1, an experiment: none): the barrier's L2 round trips queue behind the whole grid's weight stream,
+// and every CTA waits at once, so the queue shortens for all of them (H200: 920 -> 886 us a step). Throttling
+// through whole latency-bound phases (q/k/v, attention, o_proj) instead was slower (the down_proj phase lost more).
+#ifndef DS_BAR_PAUSE
+#define DS_BAR_PAUSE 0
+#endif
+__shared__ u32_t ds_at_barrier;  // 1 while thread 0 waits at a grid barrier
+MOPT_DEV void set_at_barrier(u32_t v) {
+  asm volatile("st.volatile.shared.u32 [%0], %1;" ::"r"((u32_t)__cvta_generic_to_shared(&ds_at_barrier)), "r"(v) : "memory");
+}
+MOPT_DEV u32_t at_barrier() {
+  u32_t v;
+  asm volatile("ld.volatile.shared.u32 %0, [%1];" : "=r"(v) : "r"((u32_t)__cvta_generic_to_shared(&ds_at_barrier)) : "memory");
+  return v;
+}
+
 MOPT_DEV u32_t ld_acquire_u32(const u32_t* p) {
   u32_t v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -100,10 +117,12 @@ MOPT_DEV void grid_sync(u32_t* ctl, const DsArgs& A, int k, u32_t& passed) {
   if (threadIdx.x == 0) {
     cta_done(A, k);
     passed += gridDim.x;
+    set_at_barrier(1u);
     asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(ctl), "r"(1u) : "memory");
     const long long t0 = clock64();
     while ((int)(ld_acquire_u32(ctl) - passed) < 0)
       if (clock64() - t0 > (1ll << 34)) __trap();  // ~10 s: a CTA never arrived (not co-resident): fail, not hang
+    set_at_barrier(0u);
   }
   csync();
 }
