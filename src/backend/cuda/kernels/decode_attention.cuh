@@ -181,8 +181,8 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
 }
 
 // Keys (and values) a warp of attention_single holds in registers at head dim 64 (half at 128): the path
-// covers contexts up to DS_WARPS times this. 24 or 32 (an experiment; 16 in use, 240 keys) would cover 360
-// or 480 keys, past the 272 that bench/run.sh's decode reaches; both compile without spills (sm_90).
+// covers contexts up to DS_WARPS times this (16: 240 keys). 32 covers 480 keys, past the 272 that
+// bench/run.sh's decode reaches, but made a short-context step slower on the H200 (980 against 966 us).
 #ifndef DS_ATTN_KEYS
 #define DS_ATTN_KEYS 16
 #endif

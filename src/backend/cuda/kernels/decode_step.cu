@@ -11,13 +11,16 @@
 // run the phases: each waits for a stage, dots it with the activation vector (in shared memory) and frees it.
 // The stream stalls only when the ring is full, so a barrier, the attention phase or an RMSNorm costs HBM
 // time only beyond the ring's depth (~200 KB per SM, ~6.5 us of this SM's HBM share). On the H200 with
-// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 963 us a step = 1,038 tok/s, a layer 52 us
-// against ~29 us of HBM time. Latency, not bandwidth, is what is left: Nsight Compute finds the schedulers
-// issuing on a third of the cycles, and warps mostly waiting at CTA barriers. Lessons kept in the code: the
-// step's code must stay small (one call site per kind of dot, no unrolled per-head loops: it was 408 KB),
-// and nothing on a phase's path may divide 64-bit integers (the slices are planned once per launch).
-// Tried and slower (docs/benchmarks.md): L2 prefetch ahead of the ring, tagged low-latency vectors instead of
-// grid barriers, hoisting the attention's cache loads above q's.
+// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 874 us a step = 1,144 tok/s, a layer 46 us
+// against ~29 us of HBM time. Latency, not bandwidth, is what is left: every dependent L2 round trip (barrier
+// arrival and poll, the next phase's input vector) queues behind the grid's weight stream, so the producer
+// keeps a single copy in flight while its CTA waits at a barrier. Lessons kept in the code: the step's code
+// must stay small (one call site per kind of dot, no unrolled per-head loops: it was 408 KB), nothing on a
+// phase's path may divide 64-bit integers (the slices are planned once per launch), and no dot may be one
+// long FMA chain (a one-row stage is split four ways).
+// Tried and slower (docs/benchmarks.md): L2 prefetch ahead of the ring or during attention, tagged
+// low-latency vectors instead of grid barriers, hoisting the attention's cache loads above q's, pipelined
+// barrier polls.
 //
 // Per layer (grid barrier after each phase):
 //   A  x = rmsnorm(h) * input_norm (every CTA forms it in shared memory); q|k|v = x @ [Wq; Wk; Wv]^T -> qkv
@@ -143,7 +146,8 @@ MOPT_DEV void trace_stage(const DsArgs& A, u32_t g, int k) {
 
 // Copies one producer keeps in flight (issued, not landed). More buys no bandwidth (a few per SM cover HBM's
 // latency) but queues every L2 access behind them: the grid barriers' and activation loads' round trips
-// stretch to several microseconds with the whole ring (13 x 16 KB per SM, ~27 MB) in flight.
+// stretch to several microseconds with the whole ring (13 x 16 KB per SM, ~27 MB) in flight. (With the
+// barrier-time throttle, 4 and 5 timed 862 us a step against 874 at 3, once each: within the run-to-run spread.)
 #ifndef DS_INFLIGHT
 #define DS_INFLIGHT 3
 #endif
@@ -190,13 +194,7 @@ MOPT_DEV void produce_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     // may already be two uses on (a parity wait would then never end)
     if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, lag), lag.next(R.slots);
     // while this CTA waits at a grid barrier: one copy in flight (decode_step.cuh set_at_barrier)
-    if (g > 0 && at_barrier() != 0) {
-      if (DS_BAR_PAUSE) {
-        while (at_barrier() != 0) __nanosleep(64);
-      } else if (R.slots > 1) {
-        wring_landed(R, prev);
-      }
-    }
+    if (g > 0 && R.slots > 1 && at_barrier() != 0) wring_landed(R, prev);
     unsigned char* dst = wring_claim(R, at, bytes * (p1 != nullptr ? 2 : 1));
     bulk_copy_g2s(dst, p0, bytes, R.full + at.slot);
     if (p1 != nullptr) bulk_copy_g2s(dst + R.stage / 2, p1, bytes, R.full + at.slot);

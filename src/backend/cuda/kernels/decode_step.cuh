@@ -50,13 +50,11 @@ struct ConsumerSync {
   __device__ __forceinline__ int warps() const { return DS_WARPS; }
 };
 
-// While thread 0 waits at a grid barrier, the producer keeps one copy in flight instead of DS_INFLIGHT
-// (DS_BAR_PAUSE=1, an experiment: none): the barrier's L2 round trips queue behind the whole grid's weight stream,
-// and every CTA waits at once, so the queue shortens for all of them (H200: 920 -> 886 us a step). Throttling
-// through whole latency-bound phases (q/k/v, attention, o_proj) instead was slower (the down_proj phase lost more).
-#ifndef DS_BAR_PAUSE
-#define DS_BAR_PAUSE 0
-#endif
+// While thread 0 waits at a grid barrier, the producer keeps one copy in flight instead of DS_INFLIGHT: the
+// barrier's L2 round trips queue behind the whole grid's weight stream, and every CTA waits at about the same
+// time, so the queue shortens for all of them (H200, 2026-11-29: 920 -> 886 us a step). Slower: no copies at
+// all while waiting (934 us), and one in flight through the whole q/k/v, attention and o_proj phases (down_proj
+// lost more than they gained); polling with several relaxed loads in flight and one fence (974 us).
 __shared__ u32_t ds_at_barrier;  // 1 while thread 0 waits at a grid barrier
 MOPT_DEV void set_at_barrier(u32_t v) {
   asm volatile("st.volatile.shared.u32 [%0], %1;" ::"r"((u32_t)__cvta_generic_to_shared(&ds_at_barrier)), "r"(v) : "memory");
