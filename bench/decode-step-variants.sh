@@ -2,7 +2,7 @@
 # The whole-step decode kernel's compile-time variants side by side on the GPU machine, from the repository root
 # (carry .gpu and dist):
 #
-#   bash bench/decode-step-variants.sh "" "DS_INFLIGHT=2" "DS_INFLIGHT=4" ...
+#   bash bench/decode-step-variants.sh "" "DS_INFLIGHT=4" "DS_QKVO_ROWS=3" "DS_ATTN_KEYS=24" ...
 #
 # Each argument is one variant: macros for kernels/decode_step.cu (empty = the defaults). For each, the model
 # (MODEL, default /tmp/llama1b, built first when missing) runs bench/decode-phases.ts (STEPS steps, default 64)

@@ -180,6 +180,13 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
   }
 }
 
+// Keys (and values) a warp of attention_single holds in registers at head dim 64 (half at 128): the path
+// covers contexts up to DS_WARPS times this (16: 240 keys). 32 covers 480 keys, past the 272 that
+// bench/run.sh's decode reaches, but made a short-context step slower on the H200 (980 against 966 us).
+#ifndef DS_ATTN_KEYS
+#define DS_ATTN_KEYS 16
+#endif
+
 /**
  * Phase B for KV head g in one CTA, every key in registers: warp w takes keys w, w + DS_WARPS, ... (KPW at
  * most), lane l the head dims 2 (l + 32 i) and + 1 of them (W words). smem: [G][HD] rotated q, then the new
@@ -190,7 +197,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
 template <class T, int W>
 MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int g, float* smem, float* wide, const XVec& qkv, const XVec& out) {
   typedef typename T::S S;
-  constexpr int HD = 64 * W, half = HD / 2, KPW = 16 / W, GM = 4 / W;  // GM: most query heads per KV head
+  constexpr int HD = 64 * W, half = HD / 2, KPW = DS_ATTN_KEYS / W, GM = 4 / W;  // GM: most query heads per KV head
   __shared__ float m_s[DS_WARPS], l_s[DS_WARPS];
   const int G = (int)A.H / (int)A.KV, ctx = pos + 1, cap = (int)A.cap;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -314,11 +321,11 @@ MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int layer, int
   const int G = (int)A.H / (int)A.KV, HD = (int)A.HD, ctx = pos + 1;
   const i64_t wide_floats = (i64_t)(ctx > DS_WARPS * HD ? ctx : DS_WARPS * HD) * G;  // scores, then the warps' sums
   if (G * HD <= 256 && 4 * wide_floats <= wide_bytes) {
-    if (HD == 64 && ctx <= DS_WARPS * 16) {
+    if (HD == 64 && ctx <= DS_WARPS * DS_ATTN_KEYS) {
       for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out);
       return;
     }
-    if (HD == 128 && ctx <= DS_WARPS * 8) {
+    if (HD == 128 && ctx <= DS_WARPS * (DS_ATTN_KEYS / 2)) {
       for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 2>(A, Ly, pos, g, smem, wide, qkv, out);
       return;
     }

@@ -11,13 +11,16 @@
 // run the phases: each waits for a stage, dots it with the activation vector (in shared memory) and frees it.
 // The stream stalls only when the ring is full, so a barrier, the attention phase or an RMSNorm costs HBM
 // time only beyond the ring's depth (~200 KB per SM, ~6.5 us of this SM's HBM share). On the H200 with
-// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 963 us a step = 1,038 tok/s, a layer 52 us
-// against ~29 us of HBM time. Latency, not bandwidth, is what is left: Nsight Compute finds the schedulers
-// issuing on a third of the cycles, and warps mostly waiting at CTA barriers. Lessons kept in the code: the
-// step's code must stay small (one call site per kind of dot, no unrolled per-head loops: it was 408 KB),
-// and nothing on a phase's path may divide 64-bit integers (the slices are planned once per launch).
-// Tried and slower (docs/benchmarks.md): L2 prefetch ahead of the ring, tagged low-latency vectors instead of
-// grid barriers, hoisting the attention's cache loads above q's.
+// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 874 us a step = 1,144 tok/s, a layer 46 us
+// against ~29 us of HBM time. Latency, not bandwidth, is what is left: every dependent L2 round trip (barrier
+// arrival and poll, the next phase's input vector) queues behind the grid's weight stream, so the producer
+// keeps a single copy in flight while its CTA waits at a barrier. Lessons kept in the code: the step's code
+// must stay small (one call site per kind of dot, no unrolled per-head loops: it was 408 KB), nothing on a
+// phase's path may divide 64-bit integers (the slices are planned once per launch), and no dot may be one
+// long FMA chain (a one-row stage is split four ways).
+// Tried and slower (docs/benchmarks.md): L2 prefetch ahead of the ring or during attention, tagged
+// low-latency vectors instead of grid barriers, hoisting the attention's cache loads above q's, pipelined
+// barrier polls.
 //
 // Per layer (grid barrier after each phase):
 //   A  x = rmsnorm(h) * input_norm (every CTA forms it in shared memory); q|k|v = x @ [Wq; Wk; Wv]^T -> qkv
@@ -117,11 +120,21 @@ struct DsSlice {
  * syncs the CTA). Recomputed in every phase, their 64-bit divisions held each consumer warp ~0.8 us per matrix
  * before it could take its first stage (decode-phases traces: the v stage's warp started 2.4 us after q's).
  */
+// Most rows per stage of q, k, v and o_proj (0 = as many as a stage holds): their stages are in the ring before
+// their phase starts, so a phase takes as long as one warp needs for its stages (4 rows of 2,048 in
+// Llama-3.2-1B, ~2 us a stage); with 2 rows per stage more warps share the phase, at the cost of ring bytes held
+// through the attention phase (H200: 886 -> 879 us a step; 1 row per stage: slower).
+#ifndef DS_QKVO_ROWS
+#define DS_QKVO_ROWS 2
+#endif
+
 MOPT_DEV void plan_slices(const DsArgs& A, const WRing& R, DsSlice* out) {
   const int k = (int)threadIdx.x;
   if (k >= DS_SEGS) return;
   const DsSeg s = k < DS_LAYER_SEGS ? layer_seg(A, DsLayer{}, k) : lm_seg(A);
-  const i64_t r0 = s.rows * blockIdx.x / gridDim.x, r1 = s.rows * (blockIdx.x + 1) / gridDim.x, per = (i64_t)R.stage / (s.nw * s.K * 2);
+  const i64_t r0 = s.rows * blockIdx.x / gridDim.x, r1 = s.rows * (blockIdx.x + 1) / gridDim.x;
+  i64_t per = (i64_t)R.stage / (s.nw * s.K * 2);
+  if (DS_QKVO_ROWS > 0 && k < 4 && per > DS_QKVO_ROWS) per = DS_QKVO_ROWS;
   const i64_t stages = (r1 - r0 + per - 1) / per;
   out[k] = DsSlice{(u32_t)r0, (u32_t)r1, (u32_t)per, (u32_t)stages, (u32_t)(stages % R.slots)};
 }
@@ -133,7 +146,8 @@ MOPT_DEV void trace_stage(const DsArgs& A, u32_t g, int k) {
 
 // Copies one producer keeps in flight (issued, not landed). More buys no bandwidth (a few per SM cover HBM's
 // latency) but queues every L2 access behind them: the grid barriers' and activation loads' round trips
-// stretch to several microseconds with the whole ring (13 x 16 KB per SM, ~27 MB) in flight.
+// stretch to several microseconds with the whole ring (13 x 16 KB per SM, ~27 MB) in flight. (With the
+// barrier-time throttle, 4 and 5 timed 862 us a step against 874 at 3, once each: within the run-to-run spread.)
 #ifndef DS_INFLIGHT
 #define DS_INFLIGHT 3
 #endif
@@ -174,13 +188,16 @@ MOPT_DEV void produce_step(const DsArgs& A, const WRing& R, const DsSlice* slice
   StageWalk copy;
   const unsigned char *p0, *p1;
   u32_t bytes;
-  for (u32_t g = 0; walk_next(A, slices, copy, p0, p1, bytes); g++) {
+  WSlot at, lag, prev;  // stage g's slot and use, stage g - DS_INFLIGHT's and g - 1's (no division per stage)
+  for (u32_t g = 0; walk_next(A, slices, copy, p0, p1, bytes); prev = at, g++, at.next(R.slots)) {
     // with slots <= DS_INFLIGHT the ring itself bounds the copies in flight, and stage g - DS_INFLIGHT's slot
     // may already be two uses on (a parity wait would then never end)
-    if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, g - DS_INFLIGHT);
-    unsigned char* dst = wring_claim(R, g, bytes * (p1 != nullptr ? 2 : 1));
-    bulk_copy_g2s(dst, p0, bytes, R.full + g % R.slots);
-    if (p1 != nullptr) bulk_copy_g2s(dst + R.stage / 2, p1, bytes, R.full + g % R.slots);
+    if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, lag), lag.next(R.slots);
+    // while this CTA waits at a grid barrier: one copy in flight (decode_step.cuh set_at_barrier)
+    if (g > 0 && R.slots > 1 && at_barrier() != 0) wring_landed(R, prev);
+    unsigned char* dst = wring_claim(R, at, bytes * (p1 != nullptr ? 2 : 1));
+    bulk_copy_g2s(dst, p0, bytes, R.full + at.slot);
+    if (p1 != nullptr) bulk_copy_g2s(dst + R.stage / 2, p1, bytes, R.full + at.slot);
     trace_stage(A, g, 0);
   }
 }
@@ -225,6 +242,34 @@ MOPT_DEV void dot_rows(float (&acc)[NW][RW], u32_t w0, u32_t x0, int rows, i64_t
   }
 }
 
+// A stage holding a single row (K >= 4,097 at 16 KB stages, as Llama-3.2-1B's down_proj) is dotted as four
+// interleaved chains per lane, not one chain of K / 256 dependent FMAs (H200: down_proj 14.2 -> 10.7 us a layer).
+// The sum's order then differs from gemv.cuh gemv_dot's (results within float32 rounding of the multi-kernel step).
+/** One row's dot x . w over this lane's chunks c = lane + 32 i, chunk i into chain i % 4 (shared-window addresses). */
+template <class T>
+MOPT_DEV float dot_one_split(u32_t w0, u32_t x0, i64_t chunks, int lane) {
+  float a[4] = {0.f, 0.f, 0.f, 0.f};
+  for (i64_t c0 = lane; c0 < chunks; c0 += 32 * 4) {
+    U4 xc[4], wc[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const u32_t c = (u32_t)(c0 + 32 * u < chunks ? c0 + 32 * u : c0);
+      xc[u] = lds16(x0 + 16 * c);
+      wc[u] = lds16(w0 + 16 * c);
+    }
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      if (c0 + 32 * u >= chunks) break;
+      float xf[8], wf[8];
+      widen8<T>(xc[u], xf);
+      widen8<T>(wc[u], wf);
+#pragma unroll
+      for (int e = 0; e < 8; e++) a[u] = fmaf(xf[e], wf[e], a[u]);
+    }
+  }
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 /** A consumer warp's place in the stream: the stage counter, it mod the ring's slots, and the uses so far of its slot. */
 struct DsCursor {
   u32_t g, gmod, uses;
@@ -252,21 +297,28 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       const S* w = reinterpret_cast<const S*>(wring_acquire_slot(R, warp, cur.uses & 1));
       cur.uses++;
       if (lane == 0) trace_stage(A, st, 1);
-      for (int i = 0; i < n; i += RW) {
-        const u32_t pre = lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
-        float acc[NW][RW];
+      if (NW == 1 && n == 1) {
+        const u32_t pre = lane == 0 ? (u32_t)before(r) : 0u;
+        float a[NW];
+        a[0] = warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane));
+        out(r, a, __shfl_sync(MOPT_FULL_MASK, pre, 0));
+      } else {
+        for (int i = 0; i < n; i += RW) {
+          const u32_t pre = lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
+          float acc[NW][RW];
 #pragma unroll
-        for (int jj = 0; jj < NW; jj++)
+          for (int jj = 0; jj < NW; jj++)
 #pragma unroll
-          for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
-        dot_rows<T, NW, RW, 2>(acc, smem_addr(w) + (u32_t)(i * s.K * 2), smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
+            for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
+          dot_rows<T, NW, RW, 2>(acc, smem_addr(w) + (u32_t)(i * s.K * 2), smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
 #pragma unroll
-        for (int q = 0; q < RW; q++) {
-          float a[NW];
+          for (int q = 0; q < RW; q++) {
+            float a[NW];
 #pragma unroll
-          for (int jj = 0; jj < NW; jj++) a[jj] = warp_sum(acc[jj][q]);
-          const u32_t p = __shfl_sync(MOPT_FULL_MASK, pre, q);
-          if (i + q < n) out(r + i + q, a, p);
+            for (int jj = 0; jj < NW; jj++) a[jj] = warp_sum(acc[jj][q]);
+            const u32_t p = __shfl_sync(MOPT_FULL_MASK, pre, q);
+            if (i + q < n) out(r + i + q, a, p);
+          }
         }
       }
       __syncwarp();
@@ -416,6 +468,7 @@ MOPT_DEV void decode_step_body(const DsArgs& A) {
   if (pos < 0 || pos >= A.cap || id < 0 || id >= A.V || A.slots < 1 || A.slots > DS_WARPS || blockDim.x != DS_BLOCK) __trap();
   const WRing R{fused_smem, full_b, empty_b, (u32_t)A.slots, (u32_t)A.stage};
   if (threadIdx.x == 0) {
+    ds_at_barrier = 0;
     for (u32_t s = 0; s < R.slots; s++) mbar_init(R.full + s, 1), mbar_init(R.empty + s, 1);
     mbar_init_fence();
   }

@@ -79,15 +79,21 @@ struct WRing {
   u32_t stage;  // bytes, a multiple of 32
 };
 
-/** Producer side: waits until stage g's slot is free, then arms its full barrier for `bytes` of copies. */
-MOPT_DEV unsigned char* wring_claim(const WRing& R, u32_t g, u32_t bytes) {
-  const u32_t slot = g % R.slots, use = g / R.slots;
-  if (use > 0) mbar_wait(R.empty + slot, (use - 1) & 1);
-  mbar_arrive_expect_tx(R.full + slot, bytes);
-  return R.base + (u64_t)slot * R.stage;
+/** A stage's place in the ring: its slot (g % slots) and that slot's use count (g / slots), kept without dividing. */
+struct WSlot {
+  u32_t slot = 0, use = 0;
+  __device__ __forceinline__ void next(u32_t slots) {
+    if (++slot == slots) slot = 0, use++;
+  }
+};
+/** Producer side: waits until stage s's slot is free, then arms its full barrier for `bytes` of copies. */
+MOPT_DEV unsigned char* wring_claim(const WRing& R, const WSlot& s, u32_t bytes) {
+  if (s.use > 0) mbar_wait(R.empty + s.slot, (s.use - 1) & 1);
+  mbar_arrive_expect_tx(R.full + s.slot, bytes);
+  return R.base + (u64_t)s.slot * R.stage;
 }
-/** Producer side: waits until stage g (issued, and not yet reissued) has landed. */
-MOPT_DEV void wring_landed(const WRing& R, u32_t g) { mbar_wait(R.full + g % R.slots, (g / R.slots) & 1); }
+/** Producer side: waits until stage s (issued, and not yet reissued) has landed. */
+MOPT_DEV void wring_landed(const WRing& R, const WSlot& s) { mbar_wait(R.full + s.slot, s.use & 1); }
 /** Consumer side, the owner of a slot: waits for the slot's use of this parity to land and returns it. */
 MOPT_DEV const unsigned char* wring_acquire_slot(const WRing& R, u32_t slot, u32_t parity) {
   mbar_wait(R.full + slot, parity);
