@@ -275,22 +275,47 @@ struct DsCursor {
   u32_t g, gmod, uses;
 };
 
+// Residual loads of a warp's first o_proj / down_proj stage issued at the phase's start, before the input
+// vector's load (an experiment, 0 = off): their L2 round trips then overlap instead of following each other.
+#ifndef DS_EARLY_RES
+#define DS_EARLY_RES 0
+#endif
+
+/** The first stage of slice sl this warp will take (consume_seg's order), or sl.stages when it takes none. */
+MOPT_DEV u32_t first_stage(const DsSlice& sl, const DsCursor& cur, const WRing& R) {
+  const u32_t warp = threadIdx.x >> 5, slots = R.slots;
+  if (warp >= slots) return sl.stages;
+  const u32_t j = warp >= cur.gmod ? warp - cur.gmod : warp + slots - cur.gmod;
+  return j < sl.stages ? j : sl.stages;
+}
+/** consume_seg's pre for its first stage (one-matrix slices), issued ahead: lane i's before(row i of the stage). */
+template <class B>
+MOPT_DEV u32_t early_pre(const DsSlice& sl, const DsCursor& cur, const WRing& R, B&& before) {
+  const int lane = threadIdx.x & 31;
+  const u32_t j = first_stage(sl, cur, R);
+  if (j >= sl.stages) return 0u;
+  const i64_t r = (i64_t)sl.r0 + (i64_t)j * sl.per, n = sl.r1 - r < sl.per ? sl.r1 - r : (i64_t)sl.per;
+  return lane < DS_ROWS && lane < n ? (u32_t)before(r + lane) : 0u;
+}
+
 /**
  * Consumers: out(r, acc, pre) for each row r of this CTA's slice sl of x @ W^T (x in shared memory, K
  * elements; acc[j] is row r of matrix j, complete on every lane). Warp w takes the slice's stages of slot w
  * (stage g uses slot g % slots), its uses of the slot in order, so the parity to wait for is its use count's;
  * pre = before(r), issued by lane i for the i-th row of a group before the dots, so a load it makes (the
- * residual) is in flight with them. Advances the cursor past the slice's stages.
+ * residual) is in flight with them; with has_early, the first stage's first group takes `early` instead
+ * (early_pre's, issued before). Advances the cursor past the slice's stages.
  */
 template <class T, int NW, class B, class F>
-MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, DsCursor& cur, const WRing& R, const typename T::S* xs, B&& before, F&& out) {
+MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, DsCursor& cur, const WRing& R, const typename T::S* xs, B&& before, F&& out,
+                          u32_t early = 0u, bool has_early = false) {
   typedef typename T::S S;
   constexpr int RW = NW == 2 ? 2 : DS_ROWS;  // rows of each matrix at once (registers: RW * NW accumulators)
   const int lane = threadIdx.x & 31;
   const u32_t warp = threadIdx.x >> 5, slots = R.slots;
   const i64_t chunks = s.K / 8;
   if (warp < slots) {
-    for (u32_t j = warp >= cur.gmod ? warp - cur.gmod : warp + slots - cur.gmod; j < sl.stages; j += slots) {
+    for (u32_t j = first_stage(sl, cur, R); j < sl.stages; j += slots, has_early = false) {
       const u32_t st = cur.g + j;
       const i64_t r = (i64_t)sl.r0 + (i64_t)j * sl.per;
       const int n = (int)(sl.r1 - r < sl.per ? sl.r1 - r : (i64_t)sl.per);
@@ -298,13 +323,13 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       cur.uses++;
       if (lane == 0) trace_stage(A, st, 1);
       if (NW == 1 && n == 1) {
-        const u32_t pre = lane == 0 ? (u32_t)before(r) : 0u;
+        const u32_t pre = has_early ? early : lane == 0 ? (u32_t)before(r) : 0u;
         float a[NW];
         a[0] = warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane));
         out(r, a, __shfl_sync(MOPT_FULL_MASK, pre, 0));
       } else {
         for (int i = 0; i < n; i += RW) {
-          const u32_t pre = lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
+          const u32_t pre = has_early && i == 0 ? early : lane < RW && i + lane < n ? (u32_t)before(r + i + lane) : 0u;
           float acc[NW][RW];
 #pragma unroll
           for (int jj = 0; jj < NW; jj++)
@@ -414,8 +439,9 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
         });
         end_phase(k0 + 3);
       }
+      const u32_t early = DS_EARLY_RES ? early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(h)) : 0u;
       load_shared(xs, m == 0 ? attn : act, m == 0 ? QD : A.I);
-      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(h), add_residual(h));
+      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(h), add_residual(h), early, DS_EARLY_RES != 0);
       end_phase(k0 + 2 + 2 * m);
     }
   }
