@@ -55,6 +55,7 @@
 #include "decode_step.cuh"
 #include "decode_attention.cuh"
 #include "weight_ring.cuh"
+#include "decode_dots.cuh"
 
 /** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory. */
 template <class S>
@@ -202,74 +203,6 @@ MOPT_DEV void produce_step(const DsArgs& A, const WRing& R, const DsSlice* slice
   }
 }
 
-#define DS_ROWS 4  // rows a warp dots at once (independent accumulators)
-/**
- * acc[j][q] += x . row q of matrix j over this lane's chunks (c = lane, lane + 32, ... < chunks), in
- * gemv.cuh gemv_dot's order; U rounds of every load are issued before their math. w0 / x0: shared-window
- * addresses of row 0 of matrix 0 and of x; rows past `rows` are not loaded (a stage of one row of K = 8192,
- * as down_proj's, would otherwise read shared memory four times over).
- */
-template <class T, int NW, int RW, int U>
-MOPT_DEV void dot_rows(float (&acc)[NW][RW], u32_t w0, u32_t x0, int rows, i64_t chunks, u32_t row_bytes, u32_t half_bytes, int lane) {
-  for (i64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
-    U4 xc[U], wc[RW][NW][U];
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      const u32_t c = (u32_t)(c0 + 32 * u < chunks ? c0 + 32 * u : c0);
-      xc[u] = lds16(x0 + 16 * c);
-#pragma unroll
-      for (int q = 0; q < RW; q++)
-#pragma unroll
-        for (int j = 0; j < NW; j++) wc[q][j][u] = q < rows ? lds16(w0 + j * half_bytes + q * row_bytes + 16 * c) : U4{};
-    }
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      if (c0 + 32 * u >= chunks) break;
-      float af[8];
-      widen8<T>(xc[u], af);
-#pragma unroll
-      for (int q = 0; q < RW; q++) {
-        if (q >= rows) break;
-#pragma unroll
-        for (int j = 0; j < NW; j++) {
-          float wf[8];
-          widen8<T>(wc[q][j][u], wf);
-#pragma unroll
-          for (int e = 0; e < 8; e++) acc[j][q] = fmaf(af[e], wf[e], acc[j][q]);
-        }
-      }
-    }
-  }
-}
-
-// A stage holding a single row (K >= 4,097 at 16 KB stages, as Llama-3.2-1B's down_proj) is dotted as four
-// interleaved chains per lane, not one chain of K / 256 dependent FMAs (H200: down_proj 14.2 -> 10.7 us a layer).
-// The sum's order then differs from gemv.cuh gemv_dot's (results within float32 rounding of the multi-kernel step).
-/** One row's dot x . w over this lane's chunks c = lane + 32 i, chunk i into chain i % 4 (shared-window addresses). */
-template <class T>
-MOPT_DEV float dot_one_split(u32_t w0, u32_t x0, i64_t chunks, int lane) {
-  float a[4] = {0.f, 0.f, 0.f, 0.f};
-  for (i64_t c0 = lane; c0 < chunks; c0 += 32 * 4) {
-    U4 xc[4], wc[4];
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const u32_t c = (u32_t)(c0 + 32 * u < chunks ? c0 + 32 * u : c0);
-      xc[u] = lds16(x0 + 16 * c);
-      wc[u] = lds16(w0 + 16 * c);
-    }
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      if (c0 + 32 * u >= chunks) break;
-      float xf[8], wf[8];
-      widen8<T>(xc[u], xf);
-      widen8<T>(wc[u], wf);
-#pragma unroll
-      for (int e = 0; e < 8; e++) a[u] = fmaf(xf[e], wf[e], a[u]);
-    }
-  }
-  return (a[0] + a[1]) + (a[2] + a[3]);
-}
-
 /** A consumer warp's place in the stream: the stage counter, it mod the ring's slots, and the uses so far of its slot. */
 struct DsCursor {
   u32_t g, gmod, uses;
@@ -314,6 +247,7 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
   const int lane = threadIdx.x & 31;
   const u32_t warp = threadIdx.x >> 5, slots = R.slots;
   const i64_t chunks = s.K / 8;
+  const bool tc = DS_TC && s.K % 256 == 0;
   if (warp < slots) {
     for (u32_t j = first_stage(sl, cur, R); j < sl.stages; j += slots, has_early = false) {
       const u32_t st = cur.g + j;
@@ -325,7 +259,13 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       if (NW == 1 && n == 1) {
         const u32_t pre = has_early ? early : lane == 0 ? (u32_t)before(r) : 0u;
         float a[NW];
-        a[0] = warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane));
+        if (tc) {
+          float one[1][1] = {{0.f}};
+          dot_rows_tc<T, 1, 1, 4>(one, smem_addr(w), smem_addr(xs), 1, s.K, (u32_t)(s.K * 2), 0u, lane);
+          a[0] = warp_sum(one[0][0]);
+        } else {
+          a[0] = warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane));
+        }
         out(r, a, __shfl_sync(MOPT_FULL_MASK, pre, 0));
       } else {
         for (int i = 0; i < n; i += RW) {
@@ -335,7 +275,11 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
           for (int jj = 0; jj < NW; jj++)
 #pragma unroll
             for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
-          dot_rows<T, NW, RW, 2>(acc, smem_addr(w) + (u32_t)(i * s.K * 2), smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
+          const u32_t w0 = smem_addr(w) + (u32_t)(i * s.K * 2);
+          if (tc)
+            dot_rows_tc<T, NW, RW, 1>(acc, w0, smem_addr(xs), n - i, s.K, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
+          else
+            dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
 #pragma unroll
           for (int q = 0; q < RW; q++) {
             float a[NW];
