@@ -4,7 +4,7 @@
 // the splits merged through global memory (attention_phase).
 #pragma once
 #include "decode_step.cuh"
-#include "weight_ring.cuh"  // lds16, smem_addr
+#include "weight_ring.cuh"
 
 /** The rotated pair (j, j + half) of x at table row p, as pointwise.cu rope_append_body: float64, one rounding. */
 template <class T>
