@@ -131,7 +131,8 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
 #pragma unroll
         for (int j = 0; j < DS_KEYS; j++)
 #pragma unroll
-          for (int hh = 0; hh < 4; hh++) d[j][hh] = warp_sum(d[j][hh]);
+          for (int hh = 0; hh < 4; hh++)
+            if (h0 + hh < G) d[j][hh] = warp_sum(d[j][hh]);  // uniform over the warp
 #pragma unroll
         for (int j = 0; j < DS_KEYS; j++) {
           const int t = tb + j * DS_WARPS;
@@ -241,7 +242,9 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
   const int kt = warp + DS_WARPS * (lane / W), kd0 = 64 * (lane % W);  // the key this lane scores, its first dim
   U4 kr[8];
 #pragma unroll
-  for (int i = 0; i < 8; i++) kr[i] = kt < pos ? ld_cg16(kc + (i64_t)kt * HD + kd0 + 8 * i) : U4{};
+  // through L1 (rows below pos are not written during this launch): load i + 1 then hits the 32-byte sector
+  // load i brought (each lane reads its own row; through L2 alone every sector would come twice)
+  for (int i = 0; i < 8; i++) kr[i] = kt < pos ? ld_global16_nc(kc + (i64_t)kt * HD + kd0 + 8 * i) : U4{};
   u32_t vw[KPW][W];
 #pragma unroll
   for (int k = 0; k < KPW; k++) {
