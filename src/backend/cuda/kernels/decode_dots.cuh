@@ -93,13 +93,13 @@ template <class T>
 MOPT_DEV void mma_top(float (&c)[4], u32_t a0, u32_t a2, u32_t b0, u32_t b1);
 template <>
 __device__ __forceinline__ void mma_top<dt::bf16>(float (&c)[4], u32_t a0, u32_t a2, u32_t b0, u32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
 }
 template <>
 __device__ __forceinline__ void mma_top<dt::f16>(float (&c)[4], u32_t a0, u32_t a2, u32_t b0, u32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
 }
@@ -125,21 +125,27 @@ MOPT_DEV void dot_rows_tc(float (&acc)[NW][RW], u32_t w0, u32_t x0, int rows, i6
   const int steps = (int)(K / 256);
 #pragma unroll 1
   for (int p0 = 0; p0 < steps; p0 += CH) {
+    // every load of the round first (past the last step or row: a repeat of one in bounds, unused), then the mma
+    u32_t a[CH][4], b[CH][RW][NW][4];
+#pragma unroll
+    for (int h = 0; h < CH; h++) {
+      const u32_t o = (u32_t)(p0 + h < steps ? p0 + h : steps - 1) * 512 + off;
+      ldsm_x4(x0 + o, a[h]);
+#pragma unroll
+      for (int q = 0; q < RW; q++)
+#pragma unroll
+        for (int j = 0; j < NW; j++) ldsm_x4(w0 + j * half_bytes + (q < rows ? q : 0) * row_bytes + o, b[h][q][j]);
+    }
 #pragma unroll
     for (int h = 0; h < CH; h++) {
       if (p0 + h >= steps) break;
-      const u32_t o = (u32_t)(p0 + h) * 512 + off;
-      u32_t a[4];
-      ldsm_x4(x0 + o, a);
 #pragma unroll
       for (int q = 0; q < RW; q++) {
         if (q >= rows) break;
 #pragma unroll
         for (int j = 0; j < NW; j++) {
-          u32_t b[4];
-          ldsm_x4(w0 + j * half_bytes + q * row_bytes + o, b);
-          mma_top<T>(c[j][q][h], a[0], a[1], b[0], b[1]);
-          mma_top<T>(c[j][q][h], a[2], a[3], b[2], b[3]);
+          mma_top<T>(c[j][q][h], a[h][0], a[h][1], b[h][q][j][0], b[h][q][j][1]);
+          mma_top<T>(c[j][q][h], a[h][2], a[h][3], b[h][q][j][2], b[h][q][j][3]);
         }
       }
     }

@@ -260,6 +260,7 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
         const u32_t pre = has_early ? early : lane == 0 ? (u32_t)before(r) : 0u;
         float a[NW];
         if (tc) {
+          __syncwarp();  // ldmatrix / mma need the whole warp (after the per-lane wait loop)
           float one[1][1] = {{0.f}};
           dot_rows_tc<T, 1, 1, 4>(one, smem_addr(w), smem_addr(xs), 1, s.K, (u32_t)(s.K * 2), 0u, lane);
           a[0] = warp_sum(one[0][0]);
@@ -277,7 +278,7 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
             for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
           const u32_t w0 = smem_addr(w) + (u32_t)(i * s.K * 2);
           if (tc)
-            dot_rows_tc<T, NW, RW, 1>(acc, w0, smem_addr(xs), n - i, s.K, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
+            __syncwarp(), dot_rows_tc<T, NW, RW, 1>(acc, w0, smem_addr(xs), n - i, s.K, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
           else
             dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
 #pragma unroll
