@@ -85,9 +85,12 @@ const SHAPES = [
   { what: 'short context, wide MLP', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: true, inter: 8192, prompt: 40 },
   // the same path at head dim 128 (two words per lane, 8 keys per warp)
   { what: 'short context, wide MLP, head dim 128', hidden: 256, heads: 4, kv: 2, headDim: 128, tie: false, inter: 8192, prompt: 40 },
+  // the kernel's float16 build, on both attention paths
+  { what: 'float16, short context', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: true, inter: 2048, prompt: 40, dtype: 'float16' as const },
+  { what: 'float16, long context', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: false, dtype: 'float16' as const },
 ];
 
-forEachBackend('whole-step decode logits equal the multi-kernel step within bf16 rounding (random models, long prompt)', ({ name }) => {
+forEachBackend('whole-step decode logits equal the multi-kernel step within 16-bit rounding (random models, bf16 and f16)', ({ name }) => {
   for (const s of SHAPES) {
     const config = parseDecoderConfig(
       {
@@ -97,7 +100,7 @@ forEachBackend('whole-step decode logits equal the multi-kernel step within bf16
       },
       'test config',
     );
-    const model = initModel(config, 5, { device: name, dtype: 'bfloat16' });
+    const model = initModel(config, 5, { device: name, dtype: s.dtype ?? 'bfloat16' });
     try {
       if (name === 'cpu') {
         assert.equal(fusable(model), false);
