@@ -19,7 +19,7 @@ MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S*
 /**
  * The G query heads of KV head g, rotated at table rows cos / sin, into shared memory as float ([G][HD]); with
  * kd != nullptr also the head's new key (rotated) and value into the cache rows kd / vd, and with knew !=
- * nullptr into shared memory too (the key as stored, the value as float). One loop, every thread's loads issued before its math, so the phase
+ * nullptr into shared memory (the key as stored, the value as float). One loop, every thread's loads issued before its math, so the phase
  * pays one L2 round trip for q, k and v (as two loops it paid two).
  */
 template <class T>
@@ -27,7 +27,7 @@ MOPT_DEV void rope_qkv_shared(const XVec& qkv, int g, int H, int KV, int HD, con
                               typename T::S* kd, typename T::S* vd, typename T::S* knew, float* vnew) {
   typedef typename T::S S;
   const int half = HD / 2, G = H / KV, nq = G * half;
-  for (int e = threadIdx.x; e < nq + (kd != nullptr ? half : 0); e += DS_THREADS) {
+  for (int e = threadIdx.x; e < nq + (kd != nullptr || knew != nullptr ? half : 0); e += DS_THREADS) {
     if (e < nq) {
       const int h = e / half, j = e % half;
       const i64_t x = (i64_t)(g * G + h) * HD;
@@ -41,8 +41,7 @@ MOPT_DEV void rope_qkv_shared(const XVec& qkv, int g, int H, int KV, int HD, con
       const u16_t k0 = qkv.get(kx + j), k1 = qkv.get(kx + j + half), v0 = qkv.get(vx + j), v1 = qkv.get(vx + j + half);
       S o0, o1;
       rope_pair<T>(k0, k1, cosr, sinr, j, o0, o1);
-      kd[j] = o0, kd[j + half] = o1;
-      vd[j] = v0, vd[j + half] = v1;
+      if (kd != nullptr) kd[j] = o0, kd[j + half] = o1, vd[j] = v0, vd[j + half] = v1;
       if (knew != nullptr) {
         knew[j] = o0, knew[j + half] = o1;
         vnew[j] = T::load(v0), vnew[j + half] = T::load(v1);
@@ -222,7 +221,8 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
  * (and attention.cu); the softmax takes the exact maximum.
  */
 template <class T, int W>
-MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int g, float* smem, float* wide, const XVec& qkv, const XVec& out) {
+MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int g, float* smem, float* wide, const XVec& qkv, const XVec& out,
+                               bool write_cache, typename T::S* out_smem) {
   typedef typename T::S S;
   constexpr int HD = 64 * W, half = HD / 2, KPW = DS_ATTN_KEYS / W, GM = 4 / W;  // GM: most query heads per KV head
   static_assert(32 / W >= KPW, "the scoring lanes cover every key the values cover");
@@ -252,7 +252,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
 #pragma unroll
     for (int w = 0; w < W; w++) vw[k][w] = t < pos ? ld_cg_u32(vc + (i64_t)t * HD + 2 * (lane + 32 * w)) : 0u;
   }
-  rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, kc + (i64_t)pos * HD, vc + (i64_t)pos * HD, knew, vnew);
+  rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, write_cache ? kc + (i64_t)pos * HD : nullptr, vc + (i64_t)pos * HD, knew, vnew);
   csync();
   // scores (the lane holding key pos takes it from knew: it was not in the cache when the loads were issued)
   float* sc = wide;
@@ -336,30 +336,49 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
     const int h = e / HD, c = e % HD;
     float sum = 0.f;
     for (int w = 0; w < DS_WARPS; w++) sum += opart[(w * G + h) * HD + c];
-    out.put((g * G + h) * HD + c, T::store(l_s[h] > 0.f ? sum / l_s[h] : 0.f));
+    const S o = T::store(l_s[h] > 0.f ? sum / l_s[h] : 0.f);
+    if (out_smem != nullptr)
+      out_smem[h * HD + c] = o;
+    else
+      out.put((g * G + h) * HD + c, o);
   }
   csync();  // the shared buffers are reused by the next KV head
 }
 
 /**
- * Phase B: the register path (attention_single) while the context and shapes allow it (on the H200 with
- * Llama-3.2-1B it cut the step from 1,178 to 1,108 us: three global round trips fewer than merging splits),
- * else the split path. wide: the activation vector's shared memory (free during this phase), wide_bytes long.
+ * Head dim / 64 when phase B takes the register path (attention_single) at this position, else 0: the context
+ * and shapes allow it (on the H200 with Llama-3.2-1B it cut the step from 1,178 to 1,108 us: three global
+ * round trips fewer than merging splits). wide_bytes: the activation vector's shared memory (free in phase B).
+ */
+MOPT_DEV int single_path_w(const DsArgs& A, int pos, i64_t wide_bytes) {
+  const int G = (int)A.H / (int)A.KV, HD = (int)A.HD, ctx = pos + 1;
+  const i64_t wide_floats = (i64_t)(ctx > DS_WARPS * HD ? ctx : DS_WARPS * HD) * G;  // scores, then the warps' sums
+  if (G * HD > 256 || 4 * wide_floats > wide_bytes) return 0;
+  if (HD == 64 && ctx <= DS_WARPS * DS_ATTN_KEYS) return 1;
+  if (HD == 128 && ctx <= DS_WARPS * (DS_ATTN_KEYS / 2)) return 2;
+  return 0;
+}
+
+/**
+ * Phase B: the register path while single_path_w allows it, else the split path. With fold_out (decode_step.cu
+ * DS_OFOLD), every CTA computes KV head blockIdx % KV on the register path into fold_out (shared memory, the
+ * head group's G * HD outputs), the group's first CTA writing the cache.
  */
 template <class T>
 MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int layer, int pos, float* smem, float* wide, i64_t wide_bytes, u32_t* ctl,
-                              const XVec& qkv, const XVec& out) {
-  const int G = (int)A.H / (int)A.KV, HD = (int)A.HD, ctx = pos + 1;
-  const i64_t wide_floats = (i64_t)(ctx > DS_WARPS * HD ? ctx : DS_WARPS * HD) * G;  // scores, then the warps' sums
-  if (G * HD <= 256 && 4 * wide_floats <= wide_bytes) {
-    if (HD == 64 && ctx <= DS_WARPS * DS_ATTN_KEYS) {
-      for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out);
-      return;
+                              const XVec& qkv, const XVec& out, typename T::S* fold_out) {
+  const int w = single_path_w(A, pos, wide_bytes);
+  if (w != 0) {
+    // one call site per head dim (the step's code must stay small); folded: once, for KV head blockIdx % KV
+    const bool fold = fold_out != nullptr;
+    for (int g = fold ? (int)(blockIdx.x % A.KV) : (int)blockIdx.x; g < (int)A.KV; g += fold ? (int)A.KV : (int)gridDim.x) {
+      const bool write_cache = !fold || blockIdx.x < A.KV;
+      if (w == 1)
+        attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out, write_cache, fold_out);
+      else
+        attention_single<T, 2>(A, Ly, pos, g, smem, wide, qkv, out, write_cache, fold_out);
     }
-    if (HD == 128 && ctx <= DS_WARPS * (DS_ATTN_KEYS / 2)) {
-      for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 2>(A, Ly, pos, g, smem, wide, qkv, out);
-      return;
-    }
+    return;
   }
   attention_phase<T>(A, Ly, layer, pos, smem, ctl, qkv, out);
 }

@@ -56,6 +56,7 @@
 #include "decode_attention.cuh"
 #include "weight_ring.cuh"
 #include "decode_dots.cuh"
+#include "decode_stream.cuh"
 
 /** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory. */
 template <class S>
@@ -64,18 +65,11 @@ MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
   csync();
 }
 
-/**
- * xs = rmsnorm(src) * w (D elements into shared memory), bit for bit as rmsnorm.cu. The norm weight is
- * prefetched into L1 alongside src's load (each thread the chunks it scales), so its L2 round trip is not a
- * second one after the reduction.
- */
+/** xs = rmsnorm(xs) * w in place (D elements in shared memory), bit for bit as rmsnorm.cu. */
 template <class T>
-MOPT_DEV void load_norm_shared(typename T::S* xs, const XVec& src, const typename T::S* w, const DsArgs& A, float* red) {
+MOPT_DEV void norm_shared(typename T::S* xs, const typename T::S* w, const DsArgs& A, float* red) {
   typedef typename T::S S;
   constexpr int N = VecN<S>::N;
-  static_assert(N == 8, "16-byte chunks of 16-bit values, as load_shared's");
-  for (i64_t v = threadIdx.x; v < A.D / N; v += DS_THREADS) asm volatile("prefetch.global.L1 [%0];" ::"l"(w + v * N));
-  load_shared(xs, src, A.D);
   const float rs = rms_rstd<float>(block_sum(rms_sumsq_vec<T>(xs, A.D, (int)A.norm_threads), red, ConsumerSync()), A.D, __longlong_as_double(A.eps));
   for (i64_t v = threadIdx.x; v < A.D / N; v += DS_THREADS) {
     const Vec<S, N> xv = vec_load<N>(xs, v), wv = vec_load<N>(w, v);
@@ -86,121 +80,58 @@ MOPT_DEV void load_norm_shared(typename T::S* xs, const XVec& src, const typenam
   }
   csync();
 }
-
-/** One weight matrix of the step as streamed: rows of K elements (nw = 2: two matrices' same rows). */
-struct DsSeg {
-  i64_t w0, w1, rows, K;
-  int nw;
-};
-/** The layer's matrices in stream order: q, k, v, o, gate|up, down. */
-MOPT_DEV DsSeg layer_seg(const DsArgs& A, const DsLayer& L, int k) {
-  const i64_t QD = A.H * A.HD, KVD = A.KV * A.HD;
-  switch (k) {
-    case 0: return DsSeg{L.wq, 0, QD, A.D, 1};
-    case 1: return DsSeg{L.wk, 0, KVD, A.D, 1};
-    case 2: return DsSeg{L.wv, 0, KVD, A.D, 1};
-    case 3: return DsSeg{L.wo, 0, A.D, QD, 1};
-    case 4: return DsSeg{L.wg, L.wu, A.I, A.D, 2};
-    default: return DsSeg{L.wd, 0, A.D, A.I, 1};
-  }
+/** The norm weight w into L1 (each thread the chunks norm_shared scales), so its L2 round trip overlaps the vector's. */
+template <class S>
+MOPT_DEV void prefetch_norm(const S* w, const DsArgs& A) {
+  for (i64_t v = threadIdx.x; v < A.D / 8; v += DS_THREADS) asm volatile("prefetch.global.L1 [%0];" ::"l"(w + v * 8));
 }
-#define DS_LAYER_SEGS 6
-MOPT_DEV DsSeg lm_seg(const DsArgs& A) { return DsSeg{A.lm_head, 0, A.V, A.D, 1}; }
-
-#define DS_SEGS 7  // the slices: q, k, v, o, gate|up, down (the same in every layer), then the LM head's
-
 /**
- * This CTA's rows [r0, r1) of a matrix, the rows one stage holds (of each matrix, for nw = 2), the slice's
- * stage count and that count mod the ring's slots. (The host keeps every row count below 2^31.)
+ * xs = rmsnorm(src) * w (D elements into shared memory), bit for bit as rmsnorm.cu. The norm weight is
+ * prefetched into L1 alongside src's load, so its L2 round trip is not a second one after the reduction.
  */
-struct DsSlice {
-  u32_t r0, r1, per, stages, smod;
-};
+template <class T>
+MOPT_DEV void load_norm_shared(typename T::S* xs, const XVec& src, const typename T::S* w, const DsArgs& A, float* red) {
+  static_assert(VecN<typename T::S>::N == 8, "16-byte chunks of 16-bit values, as load_shared's");
+  prefetch_norm(w, A);
+  load_shared(xs, src, A.D);
+  norm_shared<T>(xs, w, A, red);
+}
 /**
- * The step's DS_SEGS slices into shared memory, once per launch, by threads 0 .. DS_SEGS - 1 (the caller then
- * syncs the CTA). Recomputed in every phase, their 64-bit divisions held each consumer warp ~0.8 us per matrix
- * before it could take its first stage (decode-phases traces: the v stage's warp started 2.4 us after q's).
+ * DS_OFOLD's h update: xs = h + round(sum over KV head groups g, in order, of part[g][.]) (o_proj's output
+ * rounded to T, then the residual add, as add_residual), and rows [own_r0, own_r1) (this CTA's down_proj
+ * rows, whose residual it reads next) back into h.
  */
-// Most rows per stage of q, k, v and o_proj (0 = as many as a stage holds): their stages are in the ring before
-// their phase starts, so a phase takes as long as one warp needs for its stages (4 rows of 2,048 in
-// Llama-3.2-1B, ~2 us a stage); with 2 rows per stage more warps share the phase, at the cost of ring bytes held
-// through the attention phase (H200: 886 -> 879 us a step; 1 row per stage: slower).
-#ifndef DS_QKVO_ROWS
-#define DS_QKVO_ROWS 2
-#endif
-
-MOPT_DEV void plan_slices(const DsArgs& A, const WRing& R, DsSlice* out) {
-  const int k = (int)threadIdx.x;
-  if (k >= DS_SEGS) return;
-  const DsSeg s = k < DS_LAYER_SEGS ? layer_seg(A, DsLayer{}, k) : lm_seg(A);
-  const i64_t r0 = s.rows * blockIdx.x / gridDim.x, r1 = s.rows * (blockIdx.x + 1) / gridDim.x;
-  i64_t per = (i64_t)R.stage / (s.nw * s.K * 2);
-  if (DS_QKVO_ROWS > 0 && k < 4 && per > DS_QKVO_ROWS) per = DS_QKVO_ROWS;
-  const i64_t stages = (r1 - r0 + per - 1) / per;
-  out[k] = DsSlice{(u32_t)r0, (u32_t)r1, (u32_t)per, (u32_t)stages, (u32_t)(stages % R.slots)};
-}
-
-/** With timing, CTA 0 records event k (0 issued, 1 landed, 2 freed) of ring stage g. */
-MOPT_DEV void trace_stage(const DsArgs& A, u32_t g, int k) {
-  if (A.timing != 0 && blockIdx.x == 0 && g < DS_TRACE_STAGES) reinterpret_cast<u64_t*>(A.timing)[stamps_of(A) + 3 * g + k] = global_ns();
-}
-
-// Copies one producer keeps in flight (issued, not landed). More buys no bandwidth (a few per SM cover HBM's
-// latency) but queues every L2 access behind them: the grid barriers' and activation loads' round trips
-// stretch to several microseconds with the whole ring (13 x 16 KB per SM, ~27 MB) in flight. (With the
-// barrier-time throttle, 4 and 5 timed 862 us a step against 874 at 3, once each: within the run-to-run spread.)
-#ifndef DS_INFLIGHT
-#define DS_INFLIGHT 3
-#endif
-
-/**
- * A walk over this CTA's stream, one stage at a time, in the order the consumers take them: layer l's
- * matrices (k = 0 .. DS_LAYER_SEGS - 1), then the LM head (l == nlayers), each matrix's rows from
- * plan_slices' table.
- */
-struct StageWalk {
-  i64_t l = 0, r = 0;
-  int k = 0;
-  DsSeg s{};
-  DsSlice sl{0, 0, 1, 0, 0};
-  bool started = false;
-};
-/** The walk's next stage (its source rows of each matrix and their bytes); false past the step's end. */
-MOPT_DEV bool walk_next(const DsArgs& A, const DsSlice* slices, StageWalk& w, const unsigned char*& p0, const unsigned char*& p1, u32_t& bytes) {
-  const DsLayer* layers = reinterpret_cast<const DsLayer*>(A.layers);
-  while (!w.started || w.r >= w.sl.r1) {
-    if (w.started && ++w.k == DS_LAYER_SEGS) w.k = 0, w.l++;
-    if (w.l > A.nlayers || (w.l == A.nlayers && w.k > 0)) return false;
-    w.started = true;
-    w.s = w.l < A.nlayers ? layer_seg(A, layers[w.l], w.k) : lm_seg(A);
-    w.sl = slices[w.l < A.nlayers ? w.k : DS_SEGS - 1];
-    w.r = w.sl.r0;
+template <class T>
+MOPT_DEV void load_fold_h(typename T::S* xs, const XVec& h, const float* part, const DsArgs& A, u32_t own_r0, u32_t own_r1) {
+  typedef typename T::S S;
+  for (i64_t v = threadIdx.x; v < A.D / 8; v += DS_THREADS) {
+    const U4 hc = ld_cg16(h.plain + 8 * v);
+    float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+#pragma unroll 1
+    for (i64_t g0 = 0; g0 < A.KV; g0 += 4) {
+      U4 pc[4][2];  // 8 floats of each of 4 groups, every load before any use
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const float* q = part + (g0 + u < A.KV ? g0 + u : g0) * A.D + 8 * v;
+        pc[u][0] = ld_cg16(q), pc[u][1] = ld_cg16(q + 4);
+      }
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        if (g0 + u >= A.KV) break;
+#pragma unroll
+        for (int e = 0; e < 8; e++) sum[e] += __uint_as_float(pc[u][e / 4].w[e % 4]);
+      }
+    }
+    const u16_t* hv = reinterpret_cast<const u16_t*>(&hc);
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+      const S o = T::store(T::load(hv[e]) + T::load(T::store(sum[e])));
+      xs[8 * v + e] = o;
+      const i64_t r = 8 * v + e;
+      if (r >= own_r0 && r < own_r1) h.put(r, o);
+    }
   }
-  const i64_t n = w.sl.r1 - w.r < w.sl.per ? w.sl.r1 - w.r : (i64_t)w.sl.per;
-  p0 = reinterpret_cast<const unsigned char*>(w.s.w0) + w.r * w.s.K * 2;
-  p1 = w.s.nw == 2 ? reinterpret_cast<const unsigned char*>(w.s.w1) + w.r * w.s.K * 2 : nullptr;
-  bytes = (u32_t)(n * w.s.K * 2);
-  w.r += w.sl.per;
-  return true;
-}
-
-/** The producer thread: every weight of the step into the ring, in the order the consumers take them. */
-MOPT_DEV void produce_step(const DsArgs& A, const WRing& R, const DsSlice* slices) {
-  StageWalk copy;
-  const unsigned char *p0, *p1;
-  u32_t bytes;
-  WSlot at, lag, prev;  // stage g's slot and use, stage g - DS_INFLIGHT's and g - 1's (no division per stage)
-  for (u32_t g = 0; walk_next(A, slices, copy, p0, p1, bytes); prev = at, g++, at.next(R.slots)) {
-    // with slots <= DS_INFLIGHT the ring itself bounds the copies in flight, and stage g - DS_INFLIGHT's slot
-    // may already be two uses on (a parity wait would then never end)
-    if (DS_INFLIGHT < R.slots && g >= DS_INFLIGHT) wring_landed(R, lag), lag.next(R.slots);
-    // while this CTA waits at a grid barrier: one copy in flight (decode_step.cuh set_at_barrier)
-    if (g > 0 && R.slots > 1 && at_barrier() != 0) wring_landed(R, prev);
-    unsigned char* dst = wring_claim(R, at, bytes * (p1 != nullptr ? 2 : 1));
-    bulk_copy_g2s(dst, p0, bytes, R.full + at.slot);
-    if (p1 != nullptr) bulk_copy_g2s(dst + R.stage / 2, p1, bytes, R.full + at.slot);
-    trace_stage(A, g, 0);
-  }
+  csync();
 }
 
 /** A consumer warp's place in the stream: the stage counter, it mod the ring's slots, and the uses so far of its slot. */
@@ -320,7 +251,7 @@ MOPT_DEV void stamp(const DsArgs& A, int k) {
 
 /** The consumer warps' part of the step (see the top of the file). */
 template <class T>
-MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slices) {
+MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slices, bool fold) {
   typedef typename T::S S;
   __shared__ float red[32];
   __shared__ u64_t best_s[DS_WARPS];
@@ -350,8 +281,17 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
       if (lane == 0) out.put(r, T::store(T::load((u16_t)res) + T::load(T::store(acc[0]))));
     };
   };
-  auto store_at = [=](const XVec& out, i64_t off) {
-    return [=](i64_t r, float (&acc)[1], u32_t) { if (lane == 0) out.put(off + r, T::store(acc[0])); };
+  // row r's dot into out[off + r] in T, or (f32 != nullptr) into f32[r] as float (one lambda type: one copy of
+  // consume_seg for both)
+  auto store_at = [=](const XVec& out, i64_t off, float* f32) {
+    return [=](i64_t r, float (&acc)[1], u32_t) {
+      if (lane == 0) {
+        if (f32 != nullptr)
+          f32[r] = acc[0];
+        else
+          out.put(off + r, T::store(acc[0]));
+      }
+    };
   };
 
   // h = embed[id]
@@ -368,25 +308,40 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     // A: q | k | v of rmsnorm(h)
     if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.in_norm), A, red);
 #pragma unroll 1
-    for (int k = 0; k < 3; k++) consume_seg<T, 1>(A, layer_seg(A, Ly, k), slices[k], cur, R, xs, no_pre, store_at(qkv, k == 0 ? 0 : k == 1 ? QD : QD + KVD));
+    for (int k = 0; k < 3; k++) consume_seg<T, 1>(A, layer_seg(A, Ly, k, fold), slices[k], cur, R, xs, no_pre, store_at(qkv, k == 0 ? 0 : k == 1 ? QD : QD + KVD, nullptr));
     end_phase(k0);
-    // B: attention
-    if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)l, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl, qkv, attn);
+    // B: attention (DS_OFOLD: then this CTA's o_proj partial sums over its KV head group's columns, into part)
+    S* fold_x = fold ? reinterpret_cast<S*>(attn_smem) : nullptr;
+    if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)l, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl, qkv, attn, fold_x);
+    if (fold) {
+      float* part = reinterpret_cast<float*>(A.part) + (i64_t)(blockIdx.x % A.KV) * D;
+      consume_seg<T, 1>(A, layer_seg(A, Ly, 3, true), slices[3], cur, R, fold_x, no_pre, store_at(qkv, 0, part));
+    }
     end_phase(k0 + 1);
     // C (m = 0): h += attn @ Wo^T; D: act = silu(x @ Wg^T) * (x @ Wu^T), x = rmsnorm(h); E (m = 1): h += act @ Wd^T.
     // C and E share one call site (one copy of the dot loop: the step's code must stay in the instruction cache)
 #pragma unroll 1
     for (int m = 0; m < 2; m++) {
+      if (m == 0 && fold) {
+        stamp(A, k0 + 2);  // no o_proj phase
+        continue;
+      }
       if (m == 1) {
-        if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.post_norm), A, red);
-        consume_seg<T, 2>(A, layer_seg(A, Ly, 4), slices[4], cur, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
+        if (fold) {
+          prefetch_norm(reinterpret_cast<const S*>(Ly.post_norm), A);
+          load_fold_h<T>(xs, h, reinterpret_cast<const float*>(A.part), A, slices[5].r0, slices[5].r1);
+          norm_shared<T>(xs, reinterpret_cast<const S*>(Ly.post_norm), A, red);
+        } else if (!DS_ABLATE_NORM) {
+          load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.post_norm), A, red);
+        }
+        consume_seg<T, 2>(A, layer_seg(A, Ly, 4, fold), slices[4], cur, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
           if (lane == 0) act.put(r, T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))));
         });
         end_phase(k0 + 3);
       }
       const u32_t early = DS_EARLY_RES ? early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(h)) : 0u;
       load_shared(xs, m == 0 ? attn : act, m == 0 ? QD : A.I);
-      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(h), add_residual(h), early, DS_EARLY_RES != 0);
+      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5, fold), slices[m == 0 ? 3 : 5], cur, R, xs, residual(h), add_residual(h), early, DS_EARLY_RES != 0);
       end_phase(k0 + 2 + 2 * m);
     }
   }
@@ -443,13 +398,15 @@ MOPT_DEV void decode_step_body(const DsArgs& A) {
     for (u32_t s = 0; s < R.slots; s++) mbar_init(R.full + s, 1), mbar_init(R.empty + s, 1);
     mbar_init_fence();
   }
-  plan_slices(A, R, slices);
+  // the same for every CTA and thread of the launch (it decides the stream's order)
+  const bool fold = DS_OFOLD && single_path_w(A, (int)pos, A.attn_off - A.vec_off) != 0 && gridDim.x >= A.KV;
+  plan_slices(A, R, slices, fold);
   __syncthreads();  // the last barrier of the whole CTA: from here the producer and the consumers run apart
   if (threadIdx.x >= DS_THREADS) {
-    if (threadIdx.x == DS_THREADS) produce_step(A, R, slices);
+    if (threadIdx.x == DS_THREADS) produce_step(A, R, slices, fold);
     return;
   }
-  consume_step<T>(A, R, slices);
+  consume_step<T>(A, R, slices, fold);
 #else
   __trap();  // bulk copies and mbarrier transaction counts need sm_90 (decode-step.ts does not launch it below)
 #endif
