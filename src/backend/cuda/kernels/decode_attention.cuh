@@ -371,7 +371,7 @@ MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int layer, int
   if (w != 0) {
     // one call site per head dim (the step's code must stay small); folded: once, for KV head blockIdx % KV
     const bool fold = fold_out != nullptr;
-    for (int g = fold ? (int)(blockIdx.x % A.KV) : (int)blockIdx.x; g < (int)A.KV; g += fold ? (int)A.KV : (int)gridDim.x) {
+    for (int g = fold ? (int)((u32_t)blockIdx.x % (u32_t)A.KV) : (int)blockIdx.x; g < (int)A.KV; g += fold ? (int)A.KV : (int)gridDim.x) {
       const bool write_cache = !fold || blockIdx.x < A.KV;
       if (w == 1)
         attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out, write_cache, fold_out);

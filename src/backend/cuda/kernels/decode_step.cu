@@ -98,25 +98,25 @@ MOPT_DEV void load_norm_shared(typename T::S* xs, const XVec& src, const typenam
 }
 /**
  * DS_OFOLD's h update: xs = h + round(sum over KV head groups g, in order, of part[g][.]) (o_proj's output
- * rounded to T, then the residual add, as add_residual), and rows [own_r0, own_r1) (this CTA's down_proj
- * rows, whose residual it reads next) back into h.
+ * rounded to T, then the residual add, as add_residual), and rows [own_r0, own_r1) (this CTA's down_proj rows,
+ * whose residual it reads next) into `own`. Not into h: other CTAs may still be reading h in this phase.
  */
 template <class T>
-MOPT_DEV void load_fold_h(typename T::S* xs, const XVec& h, const float* part, const DsArgs& A, u32_t own_r0, u32_t own_r1) {
+MOPT_DEV void load_fold_h(typename T::S* xs, const XVec& h, const XVec& own, const float* part, const DsArgs& A, u32_t own_r0, u32_t own_r1) {
   typedef typename T::S S;
   for (i64_t v = threadIdx.x; v < A.D / 8; v += DS_THREADS) {
     const U4 hc = ld_cg16(h.plain + 8 * v);
     float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
 #pragma unroll 1
-    for (i64_t g0 = 0; g0 < A.KV; g0 += 4) {
-      U4 pc[4][2];  // 8 floats of each of 4 groups, every load before any use
+    for (i64_t g0 = 0; g0 < A.KV; g0 += 8) {
+      U4 pc[8][2];  // 8 floats of each of 8 groups, every load before any use (one round trip for KV <= 8)
 #pragma unroll
-      for (int u = 0; u < 4; u++) {
+      for (int u = 0; u < 8; u++) {
         const float* q = part + (g0 + u < A.KV ? g0 + u : g0) * A.D + 8 * v;
         pc[u][0] = ld_cg16(q), pc[u][1] = ld_cg16(q + 4);
       }
 #pragma unroll
-      for (int u = 0; u < 4; u++) {
+      for (int u = 0; u < 8; u++) {
         if (g0 + u >= A.KV) break;
 #pragma unroll
         for (int e = 0; e < 8; e++) sum[e] += __uint_as_float(pc[u][e / 4].w[e % 4]);
@@ -128,7 +128,7 @@ MOPT_DEV void load_fold_h(typename T::S* xs, const XVec& h, const float* part, c
       const S o = T::store(T::load(hv[e]) + T::load(T::store(sum[e])));
       xs[8 * v + e] = o;
       const i64_t r = 8 * v + e;
-      if (r >= own_r0 && r < own_r1) h.put(r, o);
+      if (r >= own_r0 && r < own_r1) own.put(r, o);
     }
   }
   csync();
@@ -302,6 +302,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
   end_phase(1);
 
   DsCursor cur{0, 0, 0};  // advanced exactly as produce_step advances its stage counter
+  const i64_t fold_g = fold ? (i64_t)((u32_t)blockIdx.x % (u32_t)A.KV) : 0;  // DS_OFOLD: this CTA's KV head group
   for (i64_t l = 0; l < A.nlayers; l++) {
     const DsLayer& Ly = layers[l];
     const int k0 = 2 + 5 * (int)l;  // phase A's index
@@ -314,7 +315,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     S* fold_x = fold ? reinterpret_cast<S*>(attn_smem) : nullptr;
     if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)l, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl, qkv, attn, fold_x);
     if (fold) {
-      float* part = reinterpret_cast<float*>(A.part) + (i64_t)(blockIdx.x % A.KV) * D;
+      float* part = reinterpret_cast<float*>(A.part) + fold_g * D;
       consume_seg<T, 1>(A, layer_seg(A, Ly, 3, true), slices[3], cur, R, fold_x, no_pre, store_at(qkv, 0, part));
     }
     end_phase(k0 + 1);
@@ -323,25 +324,28 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
 #pragma unroll 1
     for (int m = 0; m < 2; m++) {
       if (m == 0 && fold) {
+        if (threadIdx.x == 0) cta_done(A, k0 + 2);
         stamp(A, k0 + 2);  // no o_proj phase
         continue;
       }
       if (m == 1) {
-        if (fold) {
-          prefetch_norm(reinterpret_cast<const S*>(Ly.post_norm), A);
-          load_fold_h<T>(xs, h, reinterpret_cast<const float*>(A.part), A, slices[5].r0, slices[5].r1);
-          norm_shared<T>(xs, reinterpret_cast<const S*>(Ly.post_norm), A, red);
-        } else if (!DS_ABLATE_NORM) {
-          load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.post_norm), A, red);
-        }
+        // x = rmsnorm(h) (DS_OFOLD: of h plus o_proj's partial sums; h_new's own rows into attn for phase E)
+        const S* nw = reinterpret_cast<const S*>(Ly.post_norm);
+        if (!DS_ABLATE_NORM) prefetch_norm(nw, A);
+        if (fold)
+          load_fold_h<T>(xs, h, attn, reinterpret_cast<const float*>(A.part), A, slices[5].r0, slices[5].r1);
+        else if (!DS_ABLATE_NORM)
+          load_shared(xs, h, A.D);
+        if (!DS_ABLATE_NORM) norm_shared<T>(xs, nw, A, red);
         consume_seg<T, 2>(A, layer_seg(A, Ly, 4, fold), slices[4], cur, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
           if (lane == 0) act.put(r, T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))));
         });
         end_phase(k0 + 3);
       }
-      const u32_t early = DS_EARLY_RES ? early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(h)) : 0u;
+      const XVec res = fold ? attn : h;  // the residual: DS_OFOLD's h_new rows (load_fold_h) for down_proj
+      const u32_t early = DS_EARLY_RES ? early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(res)) : 0u;
       load_shared(xs, m == 0 ? attn : act, m == 0 ? QD : A.I);
-      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5, fold), slices[m == 0 ? 3 : 5], cur, R, xs, residual(h), add_residual(h), early, DS_EARLY_RES != 0);
+      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5, fold), slices[m == 0 ? 3 : 5], cur, R, xs, residual(res), add_residual(h), early, DS_EARLY_RES != 0);
       end_phase(k0 + 2 + 2 * m);
     }
   }

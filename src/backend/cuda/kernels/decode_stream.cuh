@@ -22,12 +22,16 @@ struct DsSeg {
 #endif
 /** The layer's matrices in stream order: q, k, v, o, gate|up, down (o: this CTA's KV head group's columns when folded). */
 MOPT_DEV DsSeg layer_seg(const DsArgs& A, const DsLayer& L, int k, bool fold) {
-  const i64_t QD = A.H * A.HD, KVD = A.KV * A.HD, GHD = QD / A.KV;
+  const i64_t QD = A.H * A.HD, KVD = A.KV * A.HD;
   switch (k) {
     case 0: return DsSeg{L.wq, 0, QD, A.D, A.D, 1};
     case 1: return DsSeg{L.wk, 0, KVD, A.D, A.D, 1};
     case 2: return DsSeg{L.wv, 0, KVD, A.D, A.D, 1};
-    case 3: return fold ? DsSeg{L.wo + 2 * GHD * (i64_t)(blockIdx.x % A.KV), 0, A.D, GHD, QD, 1} : DsSeg{L.wo, 0, A.D, QD, QD, 1};
+    case 3: {
+      if (!fold) return DsSeg{L.wo, 0, A.D, QD, QD, 1};
+      const i64_t GHD = (i64_t)((u32_t)A.H / (u32_t)A.KV) * A.HD;  // 32-bit divisions: nothing 64-bit on a phase's path
+      return DsSeg{L.wo + 2 * GHD * (i64_t)((u32_t)blockIdx.x % (u32_t)A.KV), 0, A.D, GHD, QD, 1};
+    }
     case 4: return DsSeg{L.wg, L.wu, A.I, A.D, A.D, 2};
     default: return DsSeg{L.wd, 0, A.D, A.I, A.I, 1};
   }
@@ -139,7 +143,10 @@ MOPT_DEV void produce_step(const DsArgs& A, const WRing& R, const DsSlice* slice
       bulk_copy_g2s(dst, src.p0, bytes, R.full + at.slot);
       if (src.p1 != nullptr) bulk_copy_g2s(dst + R.stage / 2, src.p1, bytes, R.full + at.slot);
     } else {
-      for (u32_t i = 0; i < src.n; i++) bulk_copy_g2s(dst + i * src.row_bytes, src.p0 + i * src.pitch, src.row_bytes, R.full + at.slot);
+      for (u32_t i = 0; i < src.n; i++) {
+        bulk_copy_g2s(dst + i * src.row_bytes, src.p0 + i * src.pitch, src.row_bytes, R.full + at.slot);
+        if (src.p1 != nullptr) bulk_copy_g2s(dst + R.stage / 2 + i * src.row_bytes, src.p1 + i * src.pitch, src.row_bytes, R.full + at.slot);
+      }
     }
     trace_stage(A, g, 0);
   }
