@@ -85,12 +85,14 @@ const SHAPES = [
   { what: 'short context, wide MLP', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: true, inter: 8192, prompt: 40 },
   // the same path at head dim 128 (two words per lane, 8 keys per warp)
   { what: 'short context, wide MLP, head dim 128', hidden: 256, heads: 4, kv: 2, headDim: 128, tie: false, inter: 8192, prompt: 40 },
+  // one query head per KV head, 8 KV heads: a grid of 132 CTAs is not a multiple of the KV heads
+  { what: 'short context, 8 KV heads', hidden: 512, heads: 8, kv: 8, headDim: 64, tie: true, inter: 2048, prompt: 40 },
   // the kernel's float16 build, on both attention paths
   { what: 'float16, short context', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: true, inter: 2048, prompt: 40, dtype: 'float16' as const },
   { what: 'float16, long context', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: false, dtype: 'float16' as const },
 ];
 
-forEachBackend('whole-step decode logits equal the multi-kernel step within 16-bit rounding (random models, bf16 and f16)', ({ name }) => {
+forEachBackend('whole-step decode logits equal the multi-kernel step within 16-bit rounding and repeat bit for bit (random models, bf16 and f16)', ({ name }) => {
   for (const s of SHAPES) {
     const config = parseDecoderConfig(
       {
@@ -136,6 +138,9 @@ forEachBackend('whole-step decode logits equal the multi-kernel step within 16-b
         const e = relErr(g, want[i]);
         assert.ok(e < 2e-2, `${s.what}: step ${i} differs by ${e.toExponential(2)}`);
       });
+      // the kernel sums in a fixed order (no float atomics): a second run gives the same bits
+      const again = rows(true);
+      again.forEach((g, i) => assert.ok(g.every((v, j) => Object.is(v, got[i][j])), `${s.what}: step ${i} is not reproducible`));
     } finally {
       for (const p of model.parameters()) p.dispose();
     }
