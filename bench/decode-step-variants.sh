@@ -8,7 +8,8 @@
 # (MODEL, default /tmp/llama1b, built first when missing) runs bench/decode-phases.ts (STEPS steps, default 64,
 # after a PROMPT-token prompt, default 16) with MOPT_NVRTC_DEFINES set, so only decode_step.cu is recompiled;
 # the log and the --trace JSON go to $OUT/step-<n>.log / .json and the step time, per-phase medians and layer
-# time to stdout.
+# time to stdout. A variant that runs past VARIANT_TIMEOUT seconds (default 150, compile included) is stopped
+# and reported as failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OUT=${OUT:-/tmp/out}
