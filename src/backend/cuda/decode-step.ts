@@ -148,9 +148,8 @@ export class CudaDecodeSteps {
       embed: BigInt(a(s.embed)), final_norm: BigInt(a(s.finalNorm)), lm_head: BigInt(a(s.lmHead)), eps: eps.getBigInt64(0, true), norm_threads: BigInt(rowThreads(D)),
       cos: BigInt(a(s.cos)), sin: BigInt(a(s.sin)), pos: BigInt(a(s.pos)), ids: BigInt(a(s.ids)),
       produced: s.produced === null ? 0n : BigInt(a(s.produced)), next: BigInt(a(s.next)), logits: s.logits === null ? 0n : BigInt(a(s.logits)),
-      h: BigInt(block(2 * D)), qkv: BigInt(block(2 * (QD + 2 * KV * HD))), attn: BigInt(block(2 * Math.max(QD, D))), act: BigInt(block(2 * I)), // attn: attention's output, or (DS_OFOLD) h's next rows
-      // the split attention's partial softmax states, or (kernel macro DS_OFOLD) o_proj's per-KV-head partial sums
-      part: BigInt(block(Math.max(4 * H * splits * (HD + 2), 4 * KV * D))), ctl: BigInt(ctl),
+      h: BigInt(block(2 * D)), qkv: BigInt(block(2 * (QD + 2 * KV * HD))), attn: BigInt(block(2 * QD)), act: BigInt(block(2 * I)),
+      part: BigInt(block(4 * H * splits * (HD + 2))), ctl: BigInt(ctl),
       splits: BigInt(splits), chunk_max: BigInt(chunkMax), scale: BigInt(scale.getInt32(0, true)),
       stage: BigInt(plan.stage), slots: BigInt(plan.slots), vec_off: BigInt(plan.vecOff), attn_off: BigInt(plan.attnOff), timing: BigInt(timing),
     };

@@ -221,8 +221,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
  * (and attention.cu); the softmax takes the exact maximum.
  */
 template <class T, int W>
-MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int g, float* smem, float* wide, const XVec& qkv, const XVec& out,
-                               bool write_cache, typename T::S* out_smem) {
+MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int g, float* smem, float* wide, const XVec& qkv, const XVec& out) {
   typedef typename T::S S;
   constexpr int HD = 64 * W, half = HD / 2, KPW = DS_ATTN_KEYS / W, GM = 4 / W;  // GM: most query heads per KV head
   static_assert(32 / W >= KPW, "the scoring lanes cover every key the values cover");
@@ -252,7 +251,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
 #pragma unroll
     for (int w = 0; w < W; w++) vw[k][w] = t < pos ? ld_cg_u32(vc + (i64_t)t * HD + 2 * (lane + 32 * w)) : 0u;
   }
-  rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, write_cache ? kc + (i64_t)pos * HD : nullptr, vc + (i64_t)pos * HD, knew, vnew);
+  rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, kc + (i64_t)pos * HD, vc + (i64_t)pos * HD, knew, vnew);
   csync();
   // scores (the lane holding key pos takes it from knew: it was not in the cache when the loads were issued)
   float* sc = wide;
@@ -336,11 +335,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
     const int h = e / HD, c = e % HD;
     float sum = 0.f;
     for (int w = 0; w < DS_WARPS; w++) sum += opart[(w * G + h) * HD + c];
-    const S o = T::store(l_s[h] > 0.f ? sum / l_s[h] : 0.f);
-    if (out_smem != nullptr)
-      out_smem[h * HD + c] = o;
-    else
-      out.put((g * G + h) * HD + c, o);
+    out.put((g * G + h) * HD + c, T::store(l_s[h] > 0.f ? sum / l_s[h] : 0.f));
   }
   csync();  // the shared buffers are reused by the next KV head
 }
@@ -359,24 +354,18 @@ MOPT_DEV int single_path_w(const DsArgs& A, int pos, i64_t wide_bytes) {
   return 0;
 }
 
-/**
- * Phase B: the register path while single_path_w allows it, else the split path. With fold_out (decode_step.cu
- * DS_OFOLD), every CTA computes KV head blockIdx % KV on the register path into fold_out (shared memory, the
- * head group's G * HD outputs), the group's first CTA writing the cache.
- */
+/** Phase B: the register path while single_path_w allows it, else the split path. */
 template <class T>
 MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int layer, int pos, float* smem, float* wide, i64_t wide_bytes, u32_t* ctl,
-                              const XVec& qkv, const XVec& out, typename T::S* fold_out) {
+                              const XVec& qkv, const XVec& out) {
   const int w = single_path_w(A, pos, wide_bytes);
   if (w != 0) {
-    // one call site per head dim (the step's code must stay small); folded: once, for KV head blockIdx % KV
-    const bool fold = fold_out != nullptr;
-    for (int g = fold ? (int)((u32_t)blockIdx.x % (u32_t)A.KV) : (int)blockIdx.x; g < (int)A.KV; g += fold ? (int)A.KV : (int)gridDim.x) {
-      const bool write_cache = !fold || blockIdx.x < A.KV;
+    // one call site per head dim (the step's code must stay small)
+    for (int g = (int)blockIdx.x; g < (int)A.KV; g += (int)gridDim.x) {
       if (w == 1)
-        attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out, write_cache, fold_out);
+        attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out);
       else
-        attention_single<T, 2>(A, Ly, pos, g, smem, wide, qkv, out, write_cache, fold_out);
+        attention_single<T, 2>(A, Ly, pos, g, smem, wide, qkv, out);
     }
     return;
   }

@@ -11,7 +11,7 @@
 // run the phases: each waits for a stage, dots it with the activation vector (in shared memory) and frees it.
 // The stream stalls only when the ring is full, so a barrier, the attention phase or an RMSNorm costs HBM
 // time only beyond the ring's depth (~200 KB per SM, ~6.5 us of this SM's HBM share). On the H200 with
-// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 874 us a step = 1,144 tok/s, a layer 46 us
+// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 866-872 us a step = 1,150 tok/s, a layer 45.5 us
 // against ~29 us of HBM time. Latency, not bandwidth, is what is left: every dependent L2 round trip (barrier
 // arrival and poll, the next phase's input vector) queues behind the grid's weight stream, so the producer
 // keeps a single copy in flight while its CTA waits at a barrier. Lessons kept in the code: the step's code
@@ -20,7 +20,9 @@
 // long FMA chain (a one-row stage is split four ways).
 // Tried and slower (docs/benchmarks.md): L2 prefetch ahead of the ring or during attention, tagged
 // low-latency vectors instead of grid barriers, hoisting the attention's cache loads above q's, pipelined
-// barrier polls.
+// barrier polls, ring stages dotted on tensor cores (mma.sync, ~5x fewer instructions: 887 against 872 us, the
+// SM clock fell to ~1,830 MHz), o_proj folded into the attention phase (every CTA attending for its KV head
+// group, o_proj's partial sums added as gate/up loads h: one barrier fewer, but 986 us).
 //
 // Per layer (grid barrier after each phase):
 //   A  x = rmsnorm(h) * input_norm (every CTA forms it in shared memory); q|k|v = x @ [Wq; Wk; Wv]^T -> qkv
@@ -96,54 +98,10 @@ MOPT_DEV void load_norm_shared(typename T::S* xs, const XVec& src, const typenam
   load_shared(xs, src, A.D);
   norm_shared<T>(xs, w, A, red);
 }
-/**
- * DS_OFOLD's h update: xs = h + round(sum over KV head groups g, in order, of part[g][.]) (o_proj's output
- * rounded to T, then the residual add, as add_residual), and rows [own_r0, own_r1) (this CTA's down_proj rows,
- * whose residual it reads next) into `own`. Not into h: other CTAs may still be reading h in this phase.
- */
-template <class T>
-MOPT_DEV void load_fold_h(typename T::S* xs, const XVec& h, const XVec& own, const float* part, const DsArgs& A, u32_t own_r0, u32_t own_r1) {
-  typedef typename T::S S;
-  for (i64_t v = threadIdx.x; v < A.D / 8; v += DS_THREADS) {
-    const U4 hc = ld_cg16(h.plain + 8 * v);
-    float sum[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-#pragma unroll 1
-    for (i64_t g0 = 0; g0 < A.KV; g0 += 8) {
-      U4 pc[8][2];  // 8 floats of each of 8 groups, every load before any use (one round trip for KV <= 8)
-#pragma unroll
-      for (int u = 0; u < 8; u++) {
-        const float* q = part + (g0 + u < A.KV ? g0 + u : g0) * A.D + 8 * v;
-        pc[u][0] = ld_cg16(q), pc[u][1] = ld_cg16(q + 4);
-      }
-#pragma unroll
-      for (int u = 0; u < 8; u++) {
-        if (g0 + u >= A.KV) break;
-#pragma unroll
-        for (int e = 0; e < 8; e++) sum[e] += __uint_as_float(pc[u][e / 4].w[e % 4]);
-      }
-    }
-    const u16_t* hv = reinterpret_cast<const u16_t*>(&hc);
-#pragma unroll
-    for (int e = 0; e < 8; e++) {
-      const S o = T::store(T::load(hv[e]) + T::load(T::store(sum[e])));
-      xs[8 * v + e] = o;
-      const i64_t r = 8 * v + e;
-      if (r >= own_r0 && r < own_r1) own.put(r, o);
-    }
-  }
-  csync();
-}
-
 /** A consumer warp's place in the stream: the stage counter, it mod the ring's slots, and the uses so far of its slot. */
 struct DsCursor {
   u32_t g, gmod, uses;
 };
-
-// Residual loads of a warp's first o_proj / down_proj stage issued at the phase's start, before the input
-// vector's load (an experiment, 0 = off): their L2 round trips then overlap instead of following each other.
-#ifndef DS_EARLY_RES
-#define DS_EARLY_RES 0
-#endif
 
 /** The first stage of slice sl this warp will take (consume_seg's order), or sl.stages when it takes none. */
 MOPT_DEV u32_t first_stage(const DsSlice& sl, const DsCursor& cur, const WRing& R) {
@@ -178,7 +136,6 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
   const int lane = threadIdx.x & 31;
   const u32_t warp = threadIdx.x >> 5, slots = R.slots;
   const i64_t chunks = s.K / 8;
-  const bool tc = DS_TC && s.K % 256 == 0;
   if (warp < slots) {
     for (u32_t j = first_stage(sl, cur, R); j < sl.stages; j += slots, has_early = false) {
       const u32_t st = cur.g + j;
@@ -189,15 +146,7 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       if (lane == 0) trace_stage(A, st, 1);
       if (NW == 1 && n == 1) {
         const u32_t pre = has_early ? early : lane == 0 ? (u32_t)before(r) : 0u;
-        float a[NW];
-        if (tc) {
-          __syncwarp();  // ldmatrix / mma need the whole warp (after the per-lane wait loop)
-          float one[1][1] = {{0.f}};
-          dot_rows_tc<T, 1, 1, 4>(one, smem_addr(w), smem_addr(xs), 1, s.K, (u32_t)(s.K * 2), 0u, lane);
-          a[0] = warp_sum(one[0][0]);
-        } else {
-          a[0] = warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane));
-        }
+        float a[NW] = {warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane))};
         out(r, a, __shfl_sync(MOPT_FULL_MASK, pre, 0));
       } else {
         for (int i = 0; i < n; i += RW) {
@@ -208,10 +157,7 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
 #pragma unroll
             for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
           const u32_t w0 = smem_addr(w) + (u32_t)(i * s.K * 2);
-          if (tc)
-            __syncwarp(), dot_rows_tc<T, NW, RW, 1>(acc, w0, smem_addr(xs), n - i, s.K, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
-          else
-            dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
+          dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
 #pragma unroll
           for (int q = 0; q < RW; q++) {
             float a[NW];
@@ -251,7 +197,7 @@ MOPT_DEV void stamp(const DsArgs& A, int k) {
 
 /** The consumer warps' part of the step (see the top of the file). */
 template <class T>
-MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slices, bool fold) {
+MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slices) {
   typedef typename T::S S;
   __shared__ float red[32];
   __shared__ u64_t best_s[DS_WARPS];
@@ -281,16 +227,10 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
       if (lane == 0) out.put(r, T::store(T::load((u16_t)res) + T::load(T::store(acc[0]))));
     };
   };
-  // row r's dot into out[off + r] in T, or (f32 != nullptr) into f32[r] as float (one lambda type: one copy of
-  // consume_seg for both)
-  auto store_at = [=](const XVec& out, i64_t off, float* f32) {
+  // row r's dot into out[off + r]
+  auto store_at = [=](const XVec& out, i64_t off) {
     return [=](i64_t r, float (&acc)[1], u32_t) {
-      if (lane == 0) {
-        if (f32 != nullptr)
-          f32[r] = acc[0];
-        else
-          out.put(off + r, T::store(acc[0]));
-      }
+      if (lane == 0) out.put(off + r, T::store(acc[0]));
     };
   };
 
@@ -302,50 +242,34 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
   end_phase(1);
 
   DsCursor cur{0, 0, 0};  // advanced exactly as produce_step advances its stage counter
-  const i64_t fold_g = fold ? (i64_t)((u32_t)blockIdx.x % (u32_t)A.KV) : 0;  // DS_OFOLD: this CTA's KV head group
   for (i64_t l = 0; l < A.nlayers; l++) {
     const DsLayer& Ly = layers[l];
     const int k0 = 2 + 5 * (int)l;  // phase A's index
     // A: q | k | v of rmsnorm(h)
     if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.in_norm), A, red);
 #pragma unroll 1
-    for (int k = 0; k < 3; k++) consume_seg<T, 1>(A, layer_seg(A, Ly, k, fold), slices[k], cur, R, xs, no_pre, store_at(qkv, k == 0 ? 0 : k == 1 ? QD : QD + KVD, nullptr));
+    for (int k = 0; k < 3; k++) consume_seg<T, 1>(A, layer_seg(A, Ly, k), slices[k], cur, R, xs, no_pre, store_at(qkv, k == 0 ? 0 : k == 1 ? QD : QD + KVD));
     end_phase(k0);
-    // B: attention (DS_OFOLD: then this CTA's o_proj partial sums over its KV head group's columns, into part)
-    S* fold_x = fold ? reinterpret_cast<S*>(attn_smem) : nullptr;
-    if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)l, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl, qkv, attn, fold_x);
-    if (fold) {
-      float* part = reinterpret_cast<float*>(A.part) + fold_g * D;
-      consume_seg<T, 1>(A, layer_seg(A, Ly, 3, true), slices[3], cur, R, fold_x, no_pre, store_at(qkv, 0, part));
-    }
+    // B: attention
+    if (!DS_ABLATE_ATTN) attention_layer<T>(A, Ly, (int)l, (int)pos, attn_smem, reinterpret_cast<float*>(xs), A.attn_off - A.vec_off, ctl, qkv, attn);
     end_phase(k0 + 1);
     // C (m = 0): h += attn @ Wo^T; D: act = silu(x @ Wg^T) * (x @ Wu^T), x = rmsnorm(h); E (m = 1): h += act @ Wd^T.
     // C and E share one call site (one copy of the dot loop: the step's code must stay in the instruction cache)
 #pragma unroll 1
     for (int m = 0; m < 2; m++) {
-      if (m == 0 && fold) {
-        if (threadIdx.x == 0) cta_done(A, k0 + 2);
-        stamp(A, k0 + 2);  // no o_proj phase
-        continue;
-      }
       if (m == 1) {
-        // x = rmsnorm(h) (DS_OFOLD: of h plus o_proj's partial sums; h_new's own rows into attn for phase E)
-        const S* nw = reinterpret_cast<const S*>(Ly.post_norm);
-        if (!DS_ABLATE_NORM) prefetch_norm(nw, A);
-        if (fold)
-          load_fold_h<T>(xs, h, attn, reinterpret_cast<const float*>(A.part), A, slices[5].r0, slices[5].r1);
-        else if (!DS_ABLATE_NORM)
-          load_shared(xs, h, A.D);
-        if (!DS_ABLATE_NORM) norm_shared<T>(xs, nw, A, red);
-        consume_seg<T, 2>(A, layer_seg(A, Ly, 4, fold), slices[4], cur, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
+        // x = rmsnorm(h)
+        if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.post_norm), A, red);
+        consume_seg<T, 2>(A, layer_seg(A, Ly, 4), slices[4], cur, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
           if (lane == 0) act.put(r, T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))));
         });
         end_phase(k0 + 3);
       }
-      const XVec res = fold ? attn : h;  // the residual: DS_OFOLD's h_new rows (load_fold_h) for down_proj
-      const u32_t early = DS_EARLY_RES ? early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(res)) : 0u;
+      // the residual of this warp's first row goes out before the input vector's load: the two L2 round trips
+      // overlap instead of following each other (H200: 872 -> 866 us a step, within the spread)
+      const u32_t early = early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(h));
       load_shared(xs, m == 0 ? attn : act, m == 0 ? QD : A.I);
-      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5, fold), slices[m == 0 ? 3 : 5], cur, R, xs, residual(res), add_residual(h), early, DS_EARLY_RES != 0);
+      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(h), add_residual(h), early, true);
       end_phase(k0 + 2 + 2 * m);
     }
   }
@@ -403,14 +327,13 @@ MOPT_DEV void decode_step_body(const DsArgs& A) {
     mbar_init_fence();
   }
   // the same for every CTA and thread of the launch (it decides the stream's order)
-  const bool fold = DS_OFOLD && single_path_w(A, (int)pos, A.attn_off - A.vec_off) != 0 && gridDim.x >= A.KV;
-  plan_slices(A, R, slices, fold);
+  plan_slices(A, R, slices);
   __syncthreads();  // the last barrier of the whole CTA: from here the producer and the consumers run apart
   if (threadIdx.x >= DS_THREADS) {
-    if (threadIdx.x == DS_THREADS) produce_step(A, R, slices, fold);
+    if (threadIdx.x == DS_THREADS) produce_step(A, R, slices);
     return;
   }
-  consume_step<T>(A, R, slices, fold);
+  consume_step<T>(A, R, slices);
 #else
   __trap();  // bulk copies and mbarrier transaction counts need sm_90 (decode-step.ts does not launch it below)
 #endif
