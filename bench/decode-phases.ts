@@ -2,7 +2,9 @@
 // checkpoint, the fused step (kernels/decode_step.cu) is launched back to back (1) plain, for the step time,
 // and (2) with CTA 0 stamping %globaltimer after every phase, for the per-phase medians over layers and steps
 // (each phase's time includes its closing grid barrier). Run on the GPU machine:
-//   bash .gpu/run.sh node dist/bench/decode-phases.js --model /tmp/llama1b [--steps 256] [--trace FILE]
+//   bash .gpu/run.sh node dist/bench/decode-phases.js --model /tmp/llama1b [--steps 256] [--prompt 16] [--trace FILE]
+// --prompt sets the context the steps start at (the attention's cost grows with it; bench/run.sh's decode runs
+// from 16 to 272).
 // --trace writes the last timed step's phase ends and CTA 0's weight-stream events (issued / landed / freed
 // per ring stage, ns from the step's start) as JSON.
 import { writeFileSync } from 'node:fs';
@@ -21,7 +23,9 @@ const steps = Number(arg('--steps', '256'));
 const model = loadModel(arg('--model', '/tmp/llama1b'), { dtype: 'bfloat16', device: 'cuda' });
 const driver = getCudaBackend().driver;
 const weightBytes = model.parameters().reduce((s, p) => s + 2 * p.size, 0);
-const prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+const promptLen = Number(arg('--prompt', '16'));
+if (!Number.isInteger(promptLen) || promptLen < 1) throw new RangeError(`--prompt: a positive whole number of tokens, not ${arg('--prompt', '')}`);
+const prompt = Array.from({ length: promptLen }, (_, i) => 1 + (i % (model.config.vocabSize - 1)));
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function run(timing: boolean): { perStepUs: number; phases: number[][]; trace: ReturnType<DecodeStepKernel['traceNs']> } {

@@ -1,5 +1,6 @@
 // Where a batch-1 decode step's time goes on CUDA (issue #3's decode target), on the Llama-3.2-1B-shaped
-// checkpoint: (1) one step run eagerly with every kernel timed by events (the per-kernel device time),
+// checkpoint: (0) the 16-token prefill generate() starts with (wall time to the host logits row, and its
+// kernels), (1) one step run eagerly with every kernel timed by events (the per-kernel device time),
 // (2) the recorded step replayed back to back (GraphDecoder.greedySteps), per-step wall time, (3) generate()
 // at two lengths, whose difference is the per-token cost without the fixed part (prefill, first eager step,
 // recording). The weight bytes over the step time give the achieved stream rate. Run on the GPU machine:
@@ -47,6 +48,30 @@ noGrad(() => {
   console.log(`eager decode step: ${rows.reduce((s, r) => s + r.calls, 0)} kernels, ${(total * 1000).toFixed(0)} us of kernel time`);
   for (const r of rows) console.log(`  ${(r.ms * 1000).toFixed(1).padStart(8)} us ${String(r.calls).padStart(4)} calls  ${r.name}`);
   cache.dispose();
+});
+
+// (0) the prefill generate() starts with (16 tokens, the benchmark's prompt length): wall time to the logits
+// row on the host, then its kernels' device time
+noGrad(() => {
+  const prompt16 = Array.from({ length: 16 }, (_, i) => 100 + i);
+  const prefill = (): number => {
+    const cache = model.newCache(1, 64);
+    try {
+      return wall(() => void tidy(() => model.forward(tensor(prompt16, [1, 16], { dtype: 'int32', device: 'cuda' }), { cache, lastOnly: true }).toFloat32Array()));
+    } finally {
+      cache.dispose();
+    }
+  };
+  prefill();
+  const t = [prefill(), prefill(), prefill(), prefill(), prefill()].sort((a, b) => a - b);
+  console.log(`prefill of 16 tokens to the host logits row: median ${t[2].toFixed(2)} ms (min ${t[0].toFixed(2)}, max ${t[4].toFixed(2)})`);
+  driver.profileReport();
+  driver.setProfiling(true);
+  prefill();
+  driver.setProfiling(false);
+  const rows = driver.profileReport();
+  console.log(`prefill: ${rows.reduce((s, r) => s + r.calls, 0)} kernels, ${(rows.reduce((s, r) => s + r.ms, 0) * 1000).toFixed(0)} us of kernel time`);
+  for (const r of rows) console.log(`  ${(r.ms * 1000).toFixed(1).padStart(8)} us ${String(r.calls).padStart(4)} calls  ${r.name}`);
 });
 
 // (3) generate() at two lengths

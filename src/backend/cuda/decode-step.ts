@@ -97,7 +97,7 @@ export class CudaDecodeSteps {
     const round = (n: number, to: number): number => Math.ceil(n / to) * to;
     const stage = round(Math.max(STAGE_MIN, 2 * 2 * D, 2 * QD, 2 * I), 32); // a row of each matrix; gate|up rows in pairs
     const vecBytes = round(2 * Math.max(D, I, QD), 16);
-    const attnBytes = round(4 * (G * (HD + chunkMax) + 2 * HD), 16); // q, scores, the new key and value
+    const attnBytes = round(4 * (G * (HD + chunkMax) + 2 * HD), 16); // q and the split path's scores, or the register path's q, new value and key
     const room = host.driver.info.maxSharedPerBlockOptin - host.driver.functionResources(fn).staticSharedBytes - vecBytes - attnBytes;
     const slots = Math.min(WARPS, Math.floor(room / stage)); // one consumer warp owns each slot
     if (slots < 2) return null;

@@ -4,6 +4,7 @@
 // the splits merged through global memory (attention_phase).
 #pragma once
 #include "decode_step.cuh"
+#include "weight_ring.cuh"
 
 /** The rotated pair (j, j + half) of x at table row p, as pointwise.cu rope_append_body: float64, one rounding. */
 template <class T>
@@ -15,18 +16,37 @@ MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S*
   o1 = T::store(b * c + a * sn);
 }
 
-/** The G query heads of KV head g, rotated at table rows cos / sin, into shared memory as float ([G][HD]). */
+/**
+ * The G query heads of KV head g, rotated at table rows cos / sin, into shared memory as float ([G][HD]); with
+ * kd != nullptr also the head's new key (rotated) and value into the cache rows kd / vd, and with knew !=
+ * nullptr into shared memory (the key as stored, the value as float). One loop, every thread's loads issued before its math, so the phase
+ * pays one L2 round trip for q, k and v (as two loops it paid two).
+ */
 template <class T>
-MOPT_DEV void rope_q_shared(const XVec& qkv, int g, int G, int HD, const typename T::S* cosr, const typename T::S* sinr, float* qs) {
+MOPT_DEV void rope_qkv_shared(const XVec& qkv, int g, int H, int KV, int HD, const typename T::S* cosr, const typename T::S* sinr, float* qs,
+                              typename T::S* kd, typename T::S* vd, typename T::S* knew, float* vnew) {
   typedef typename T::S S;
-  const int half = HD / 2;
-  for (int e = threadIdx.x; e < G * half; e += DS_THREADS) {
-    const int h = e / half, j = e % half;
-    const i64_t x = (g * G + h) * HD;
-    S o0, o1;
-    rope_pair<T>(qkv.get(x + j), qkv.get(x + j + half), cosr, sinr, j, o0, o1);
-    qs[h * HD + j] = T::load(o0);
-    qs[h * HD + j + half] = T::load(o1);
+  const int half = HD / 2, G = H / KV, nq = G * half;
+  for (int e = threadIdx.x; e < nq + (kd != nullptr || knew != nullptr ? half : 0); e += DS_THREADS) {
+    if (e < nq) {
+      const int h = e / half, j = e % half;
+      const i64_t x = (i64_t)(g * G + h) * HD;
+      S o0, o1;
+      rope_pair<T>(qkv.get(x + j), qkv.get(x + j + half), cosr, sinr, j, o0, o1);
+      qs[h * HD + j] = T::load(o0);
+      qs[h * HD + j + half] = T::load(o1);
+    } else {
+      const int j = e - nq;
+      const i64_t kx = (i64_t)H * HD + g * HD, vx = (i64_t)(H + KV) * HD + g * HD;
+      const u16_t k0 = qkv.get(kx + j), k1 = qkv.get(kx + j + half), v0 = qkv.get(vx + j), v1 = qkv.get(vx + j + half);
+      S o0, o1;
+      rope_pair<T>(k0, k1, cosr, sinr, j, o0, o1);
+      if (kd != nullptr) kd[j] = o0, kd[j + half] = o1, vd[j] = v0, vd[j + half] = v1;
+      if (knew != nullptr) {
+        knew[j] = o0, knew[j + half] = o1;
+        vnew[j] = T::load(v0), vnew[j + half] = T::load(v1);
+      }
+    }
   }
 }
 
@@ -75,22 +95,10 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
   for (int item = blockIdx.x; item < (int)A.KV * splits; item += gridDim.x) {
     const int g = item / splits, s = item % splits;
     const int t0 = s * chunk, t1 = t0 + chunk < ctx ? t0 + chunk : ctx;
-    rope_q_shared<T>(qkv, g, G, HD, cosr, sinr, qs);
-    if (t0 <= pos && pos < t1) {
-      // the new key (rotated) and value of this KV head, into the cache at pos
-      const i64_t kx = (int)A.H * HD + g * HD, vx = (int)(A.H + A.KV) * HD + g * HD;
-      S* kd = kc + (i64_t)(g * cap + pos) * HD;
-      S* vd = vc + (i64_t)(g * cap + pos) * HD;
-      for (int j = threadIdx.x; j < half; j += DS_THREADS) {
-        S o0, o1;
-        rope_pair<T>(qkv.get(kx + j), qkv.get(kx + j + half), cosr, sinr, j, o0, o1);
-        kd[j] = o0;
-        kd[j + half] = o1;
-        const u16_t v0 = qkv.get(vx + j), v1 = qkv.get(vx + j + half);
-        vd[j] = v0;
-        vd[j + half] = v1;
-      }
-    }
+    // the new key (rotated) and value of this KV head go into the cache at pos by the item holding pos
+    const bool has_pos = t0 <= pos && pos < t1;
+    rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, has_pos ? kc + (i64_t)(g * cap + pos) * HD : nullptr,
+                       vc + (i64_t)(g * cap + pos) * HD, nullptr, nullptr);
     csync();
     // scores: one warp per key, lanes over the head dim; a warp's next DS_KEYS keys are loaded before any is
     // used (each load is an L2 round trip of ~1 us while the weight stream runs)
@@ -103,18 +111,33 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
 #pragma unroll
         for (int u = 0; u < 4; u++) kv[j][u] = lane + 32 * u < HD ? T::load(ld_cg_u16(kr + lane + 32 * u)) : 0.f;
       }
-#pragma unroll
-      for (int j = 0; j < DS_KEYS; j++) {
-        const int t = tb + j * DS_WARPS;
-        if (t >= t1) break;
+      // the batch's keys x 4 heads at a time: 8 independent warp reductions interleave (one after another
+      // they cost ~180 cycles each)
 #pragma unroll 1
-        for (int h = 0; h < G; h++) {
-          float d = 0.f;
+      for (int h0 = 0; h0 < G; h0 += 4) {
+        float d[DS_KEYS][4];
 #pragma unroll
-          for (int u = 0; u < 4; u++)
-            if (lane + 32 * u < HD) d = fmaf(qs[h * HD + lane + 32 * u], kv[j][u], d);
-          d = warp_sum(d);
-          if (lane == 0) sc[h * cmax + (t - t0)] = d * scale;
+        for (int j = 0; j < DS_KEYS; j++)
+#pragma unroll
+          for (int hh = 0; hh < 4; hh++) {
+            d[j][hh] = 0.f;
+            if (h0 + hh < G) {
+#pragma unroll
+              for (int u = 0; u < 4; u++)
+                if (lane + 32 * u < HD) d[j][hh] = fmaf(qs[(h0 + hh) * HD + lane + 32 * u], kv[j][u], d[j][hh]);
+            }
+          }
+#pragma unroll
+        for (int j = 0; j < DS_KEYS; j++)
+#pragma unroll
+          for (int hh = 0; hh < 4; hh++)
+            if (h0 + hh < G) d[j][hh] = warp_sum(d[j][hh]);  // uniform over the warp
+#pragma unroll
+        for (int j = 0; j < DS_KEYS; j++) {
+          const int t = tb + j * DS_WARPS;
+#pragma unroll
+          for (int hh = 0; hh < 4; hh++)
+            if (lane == 0 && t < t1 && h0 + hh < G) sc[(h0 + hh) * cmax + (t - t0)] = d[j][hh] * scale;
         }
       }
     }
@@ -188,16 +211,20 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
 #endif
 
 /**
- * Phase B for KV head g in one CTA, every key in registers: warp w takes keys w, w + DS_WARPS, ... (KPW at
- * most), lane l the head dims 2 (l + 32 i) and + 1 of them (W words). smem: [G][HD] rotated q, then the new
- * key and value at pos ([HD] each); wide: [G][ctx] scores, then [DS_WARPS][G][HD] each warp's weighted values.
- * Scores and values sum in another order than the split path (and attention.cu); the softmax takes the exact
- * maximum.
+ * Phase B for KV head g in one CTA, every key and value in registers. Scores: W lanes per key, lane l of
+ * warp w holding key w + DS_WARPS * (l / W) whole (its head dims 64 (l % W) .. + 63), so a score is one lane's
+ * FMA chain (plus one shuffle at W = 2), not a warp reduction per key and head: those ran one after another,
+ * ~180 cycles each, 4 heads x 16 keys a warp at 240 keys. Weighted values: warp w takes keys w, w + DS_WARPS,
+ * ... (KPW at most), lane l the head dims 2 (l + 32 i) and + 1 of them (W words). smem: [G][HD] rotated q,
+ * then the new value (float) and key (as stored) at pos ([HD] each); wide: [G][ctx] scores, then
+ * [DS_WARPS][G][HD] each warp's weighted values. Scores and values sum in another order than the split path
+ * (and attention.cu); the softmax takes the exact maximum.
  */
 template <class T, int W>
 MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int g, float* smem, float* wide, const XVec& qkv, const XVec& out) {
   typedef typename T::S S;
   constexpr int HD = 64 * W, half = HD / 2, KPW = DS_ATTN_KEYS / W, GM = 4 / W;  // GM: most query heads per KV head
+  static_assert(32 / W >= KPW, "the scoring lanes cover every key the values cover");
   __shared__ float m_s[DS_WARPS], l_s[DS_WARPS];
   const int G = (int)A.H / (int)A.KV, ctx = pos + 1, cap = (int)A.cap;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -207,62 +234,65 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
   S* kc = reinterpret_cast<S*>(Ly.kc) + (i64_t)g * cap * HD;
   S* vc = reinterpret_cast<S*>(Ly.vc) + (i64_t)g * cap * HD;
   float* qs = smem;
-  float* knew = smem + G * HD;
-  float* vnew = knew + HD;
-  // every load of the phase before any use: this warp's cached keys and values, then q and the new key / value
-  u32_t kw[KPW][W], vw[KPW][W];
+  float* vnew = smem + G * HD;
+  S* knew = reinterpret_cast<S*>(vnew + HD);
+  // every load of the phase before any use: this lane's cached key and this warp's values, then q and the new
+  // key / value
+  const int kt = warp + DS_WARPS * (lane / W), kd0 = 64 * (lane % W);  // the key this lane scores, its first dim
+  U4 kr[8];
+#pragma unroll
+  // through L1 (rows below pos are not written during this launch): load i + 1 then hits the 32-byte sector
+  // load i brought (each lane reads its own row; through L2 alone every sector would come twice)
+  for (int i = 0; i < 8; i++) kr[i] = kt < pos ? ld_global16_nc(kc + (i64_t)kt * HD + kd0 + 8 * i) : U4{};
+  u32_t vw[KPW][W];
 #pragma unroll
   for (int k = 0; k < KPW; k++) {
     const int t = warp + DS_WARPS * k;
 #pragma unroll
-    for (int w = 0; w < W; w++) {
-      kw[k][w] = t < pos ? ld_cg_u32(kc + (i64_t)t * HD + 2 * (lane + 32 * w)) : 0u;
-      vw[k][w] = t < pos ? ld_cg_u32(vc + (i64_t)t * HD + 2 * (lane + 32 * w)) : 0u;
+    for (int w = 0; w < W; w++) vw[k][w] = t < pos ? ld_cg_u32(vc + (i64_t)t * HD + 2 * (lane + 32 * w)) : 0u;
+  }
+  rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, kc + (i64_t)pos * HD, vc + (i64_t)pos * HD, knew, vnew);
+  csync();
+  // scores (the lane holding key pos takes it from knew: it was not in the cache when the loads were issued)
+  float* sc = wide;
+  if (kt == pos) {
+#pragma unroll
+    for (int i = 0; i < 8; i++) kr[i] = ld_shared16(knew + kd0 + 8 * i);
+  }
+  float d[GM];
+#pragma unroll
+  for (int h = 0; h < GM; h++) d[h] = 0.f;
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    float kf[8];
+    widen8<T>(kr[i], kf);
+#pragma unroll
+    for (int h = 0; h < GM; h++) {
+      if (h >= G) break;
+      const u32_t qa = smem_addr(qs + h * HD + kd0 + 8 * i);
+      const U4 q0 = lds16(qa), q1 = lds16(qa + 16);
+#pragma unroll
+      for (int e = 0; e < 4; e++) d[h] = fmaf(__uint_as_float(q0.w[e]), kf[e], d[h]);
+#pragma unroll
+      for (int e = 0; e < 4; e++) d[h] = fmaf(__uint_as_float(q1.w[e]), kf[4 + e], d[h]);
     }
   }
-  rope_q_shared<T>(qkv, g, G, HD, cosr, sinr, qs);
-  for (int j = threadIdx.x; j < half; j += DS_THREADS) {
-    const i64_t kx = (int)A.H * HD + g * HD, vx = (int)(A.H + A.KV) * HD + g * HD;
-    S o0, o1;
-    rope_pair<T>(qkv.get(kx + j), qkv.get(kx + j + half), cosr, sinr, j, o0, o1);
-    const u16_t v0 = qkv.get(vx + j), v1 = qkv.get(vx + j + half);
-    kc[(i64_t)pos * HD + j] = o0, kc[(i64_t)pos * HD + j + half] = o1;
-    vc[(i64_t)pos * HD + j] = v0, vc[(i64_t)pos * HD + j + half] = v1;
-    knew[j] = T::load(o0), knew[j + half] = T::load(o1);
-    vnew[j] = T::load(v0), vnew[j + half] = T::load(v1);
+#pragma unroll
+  for (int h = 0; h < GM; h++) {
+    if (h >= G) break;
+    if (W == 2) d[h] += __shfl_xor_sync(MOPT_FULL_MASK, d[h], 1);
+    if (lane % W == 0 && kt < ctx) sc[h * ctx + kt] = d[h] * scale;
   }
   csync();
-  // the two values of word w of key k (t == pos: the new key / value)
+  // the two values of word w of key k (t == pos: the new value)
   auto pair = [=](const u32_t (&words)[KPW][W], const float* fresh, int k, int w, int t, float& a, float& b) {
-    const int d = 2 * (lane + 32 * w);
+    const int c = 2 * (lane + 32 * w);
     if (t == pos) {
-      a = fresh[d], b = fresh[d + 1];
+      a = fresh[c], b = fresh[c + 1];
     } else {
       a = T::load((u16_t)(words[k][w] & 0xffffu)), b = T::load((u16_t)(words[k][w] >> 16));
     }
   };
-  // scores
-  float* sc = wide;
-#pragma unroll
-  for (int k = 0; k < KPW; k++) {
-    const int t = warp + DS_WARPS * k;
-    if (t >= ctx) break;
-#pragma unroll 1  // unrolled (16 keys x 4 heads) it was 128 KB of code, past the instruction cache
-    for (int h = 0; h < G; h++) {
-      float d = 0.f;
-#pragma unroll
-      for (int w = 0; w < W; w++) {
-        float a, b;
-        pair(kw, knew, k, w, t, a, b);
-        const int c = 2 * (lane + 32 * w);
-        d = fmaf(qs[h * HD + c], a, d);
-        d = fmaf(qs[h * HD + c + 1], b, d);
-      }
-      d = warp_sum(d);
-      if (lane == 0) sc[h * ctx + t] = d * scale;
-    }
-  }
-  csync();
   softmax_rows<T>(sc, ctx, ctx, G, m_s, l_s);
   csync();
   // weighted values: each warp over its keys, into registers
@@ -311,24 +341,33 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
 }
 
 /**
- * Phase B: the register path (attention_single) while the context and shapes allow it (on the H200 with
- * Llama-3.2-1B it cut the step from 1,178 to 1,108 us: three global round trips fewer than merging splits),
- * else the split path. wide: the activation vector's shared memory (free during this phase), wide_bytes long.
+ * Head dim / 64 when phase B takes the register path (attention_single) at this position, else 0: the context
+ * and shapes allow it (on the H200 with Llama-3.2-1B it cut the step from 1,178 to 1,108 us: three global
+ * round trips fewer than merging splits). wide_bytes: the activation vector's shared memory (free in phase B).
  */
+MOPT_DEV int single_path_w(const DsArgs& A, int pos, i64_t wide_bytes) {
+  const int G = (int)A.H / (int)A.KV, HD = (int)A.HD, ctx = pos + 1;
+  const i64_t wide_floats = (i64_t)(ctx > DS_WARPS * HD ? ctx : DS_WARPS * HD) * G;  // scores, then the warps' sums
+  if (G * HD > 256 || 4 * wide_floats > wide_bytes) return 0;
+  if (HD == 64 && ctx <= DS_WARPS * DS_ATTN_KEYS) return 1;
+  if (HD == 128 && ctx <= DS_WARPS * (DS_ATTN_KEYS / 2)) return 2;
+  return 0;
+}
+
+/** Phase B: the register path while single_path_w allows it, else the split path. */
 template <class T>
 MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int layer, int pos, float* smem, float* wide, i64_t wide_bytes, u32_t* ctl,
                               const XVec& qkv, const XVec& out) {
-  const int G = (int)A.H / (int)A.KV, HD = (int)A.HD, ctx = pos + 1;
-  const i64_t wide_floats = (i64_t)(ctx > DS_WARPS * HD ? ctx : DS_WARPS * HD) * G;  // scores, then the warps' sums
-  if (G * HD <= 256 && 4 * wide_floats <= wide_bytes) {
-    if (HD == 64 && ctx <= DS_WARPS * DS_ATTN_KEYS) {
-      for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out);
-      return;
+  const int w = single_path_w(A, pos, wide_bytes);
+  if (w != 0) {
+    // one call site per head dim (the step's code must stay small)
+    for (int g = (int)blockIdx.x; g < (int)A.KV; g += (int)gridDim.x) {
+      if (w == 1)
+        attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out);
+      else
+        attention_single<T, 2>(A, Ly, pos, g, smem, wide, qkv, out);
     }
-    if (HD == 128 && ctx <= DS_WARPS * (DS_ATTN_KEYS / 2)) {
-      for (int g = blockIdx.x; g < (int)A.KV; g += gridDim.x) attention_single<T, 2>(A, Ly, pos, g, smem, wide, qkv, out);
-      return;
-    }
+    return;
   }
   attention_phase<T>(A, Ly, layer, pos, smem, ctl, qkv, out);
 }

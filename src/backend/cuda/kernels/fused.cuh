@@ -100,6 +100,15 @@ __device__ __forceinline__ void widen8<dt::bf16>(const U4& c, float (&f)[8]) {
     f[2 * i + 1] = __uint_as_float(c.w[i] & 0xffff0000u);
   }
 }
+// float16: the hardware conversion, exact for every finite value, infinity and subnormal, as decode_f16 (a NaN
+// stays a NaN; the generic decode's branches and int-to-float conversion made the f16 decode step's code 2.7x
+// the bf16 one's)
+template <>
+__device__ __forceinline__ void widen8<dt::f16>(const U4& c, float (&f)[8]) {
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+    asm("{\n\t.reg .f16 lo, hi;\n\tmov.b32 {lo, hi}, %2;\n\tcvt.f32.f16 %0, lo;\n\tcvt.f32.f16 %1, hi;\n\t}" : "=f"(f[2 * i]), "=f"(f[2 * i + 1]) : "r"(c.w[i]));
+}
 
 /** silu(gate) * up for one element (pointwise.cu swiglu, gemv.cu): silu rounded to T as its own op would be. */
 template <class T>

@@ -1,0 +1,74 @@
+// The consumer warps' dot products of the whole-step decode kernel (decode_step.cu): a ring stage's rows
+// (in shared memory) with the activation vector (in shared memory), float32 accumulation. Each lane returns its
+// partial sums; the caller reduces them over the warp.
+#pragma once
+#include "fused.cuh"
+#include "weight_ring.cuh"
+
+#define DS_ROWS 4  // rows a warp dots at once (independent accumulators)
+/**
+ * acc[j][q] += x . row q of matrix j over this lane's chunks (c = lane, lane + 32, ... < chunks), in
+ * gemv.cuh gemv_dot's order; U rounds of every load are issued before their math. w0 / x0: shared-window
+ * addresses of row 0 of matrix 0 and of x; rows past `rows` are not loaded (a stage of one row of K = 8192,
+ * as down_proj's, would otherwise read shared memory four times over).
+ */
+template <class T, int NW, int RW, int U>
+MOPT_DEV void dot_rows(float (&acc)[NW][RW], u32_t w0, u32_t x0, int rows, i64_t chunks, u32_t row_bytes, u32_t half_bytes, int lane) {
+  for (i64_t c0 = lane; c0 < chunks; c0 += 32 * U) {
+    U4 xc[U], wc[RW][NW][U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const u32_t c = (u32_t)(c0 + 32 * u < chunks ? c0 + 32 * u : c0);
+      xc[u] = lds16(x0 + 16 * c);
+#pragma unroll
+      for (int q = 0; q < RW; q++)
+#pragma unroll
+        for (int j = 0; j < NW; j++) wc[q][j][u] = q < rows ? lds16(w0 + j * half_bytes + q * row_bytes + 16 * c) : U4{};
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      if (c0 + 32 * u >= chunks) break;
+      float af[8];
+      widen8<T>(xc[u], af);
+#pragma unroll
+      for (int q = 0; q < RW; q++) {
+        if (q >= rows) break;
+#pragma unroll
+        for (int j = 0; j < NW; j++) {
+          float wf[8];
+          widen8<T>(wc[q][j][u], wf);
+#pragma unroll
+          for (int e = 0; e < 8; e++) acc[j][q] = fmaf(af[e], wf[e], acc[j][q]);
+        }
+      }
+    }
+  }
+}
+
+// A stage holding a single row (K >= 4,097 at 16 KB stages, as Llama-3.2-1B's down_proj) is dotted as four
+// interleaved chains per lane, not one chain of K / 256 dependent FMAs (H200: down_proj 14.2 -> 10.7 us a layer).
+// The sum's order then differs from gemv.cuh gemv_dot's (results within float32 rounding of the multi-kernel step).
+/** One row's dot x . w over this lane's chunks c = lane + 32 i, chunk i into chain i % 4 (shared-window addresses). */
+template <class T>
+MOPT_DEV float dot_one_split(u32_t w0, u32_t x0, i64_t chunks, int lane) {
+  float a[4] = {0.f, 0.f, 0.f, 0.f};
+  for (i64_t c0 = lane; c0 < chunks; c0 += 32 * 4) {
+    U4 xc[4], wc[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      const u32_t c = (u32_t)(c0 + 32 * u < chunks ? c0 + 32 * u : c0);
+      xc[u] = lds16(x0 + 16 * c);
+      wc[u] = lds16(w0 + 16 * c);
+    }
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      if (c0 + 32 * u >= chunks) break;
+      float xf[8], wf[8];
+      widen8<T>(xc[u], xf);
+      widen8<T>(wc[u], wf);
+#pragma unroll
+      for (int e = 0; e < 8; e++) a[u] = fmaf(xf[e], wf[e], a[u]);
+    }
+  }
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
