@@ -11,7 +11,7 @@
 // run the phases: each waits for a stage, dots it with the activation vector (in shared memory) and frees it.
 // The stream stalls only when the ring is full, so a barrier, the attention phase or an RMSNorm costs HBM
 // time only beyond the ring's depth (~200 KB per SM, ~6.5 us of this SM's HBM share). On the H200 with
-// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 866-872 us a step = 1,150 tok/s, a layer 45.5 us
+// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 855-861 us a step = 1,165 tok/s, a layer 45 us
 // against ~29 us of HBM time. Latency, not bandwidth, is what is left: every dependent L2 round trip (barrier
 // arrival and poll, the next phase's input vector) queues behind the grid's weight stream, so the producer
 // keeps a single copy in flight while its CTA waits at a barrier. Lessons kept in the code: the step's code
