@@ -32,13 +32,15 @@ MOPT_DEV void rope_qkv_shared(const XVec& qkv, int g, int H, int KV, int HD, con
       const int h = e / half, j = e % half;
       const i64_t x = (i64_t)(g * G + h) * HD;
       S o0, o1;
-      rope_pair<T>(qkv.get(x + j), qkv.get(x + j + half), cosr, sinr, j, o0, o1);
+      const u32_t w0 = qkv.fetch(x + j), w1 = qkv.fetch(x + j + half);
+      rope_pair<T>(qkv.ready(w0, x + j), qkv.ready(w1, x + j + half), cosr, sinr, j, o0, o1);
       qs[h * HD + j] = T::load(o0);
       qs[h * HD + j + half] = T::load(o1);
     } else {
       const int j = e - nq;
       const i64_t kx = (i64_t)H * HD + g * HD, vx = (i64_t)(H + KV) * HD + g * HD;
-      const u16_t k0 = qkv.get(kx + j), k1 = qkv.get(kx + j + half), v0 = qkv.get(vx + j), v1 = qkv.get(vx + j + half);
+      const u32_t wk0 = qkv.fetch(kx + j), wk1 = qkv.fetch(kx + j + half), wv0 = qkv.fetch(vx + j), wv1 = qkv.fetch(vx + j + half);
+      const u16_t k0 = qkv.ready(wk0, kx + j), k1 = qkv.ready(wk1, kx + j + half), v0 = qkv.ready(wv0, vx + j), v1 = qkv.ready(wv1, vx + j + half);
       S o0, o1;
       rope_pair<T>(k0, k1, cosr, sinr, j, o0, o1);
       if (kd != nullptr) kd[j] = o0, kd[j + half] = o1, vd[j] = v0, vd[j + half] = v1;

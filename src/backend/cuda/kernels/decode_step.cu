@@ -60,11 +60,38 @@
 #include "decode_dots.cuh"
 #include "decode_stream.cuh"
 
-/** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory. */
+/** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory (DS_LL: as they arrive). */
 template <class S>
 MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
-  for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(reinterpret_cast<const U4*>(src.plain) + v);
+  if (!DS_LL || src.tagged == nullptr) {
+    for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(reinterpret_cast<const U4*>(src.plain) + v);
+    csync();
+    return;
+  }
+  if (threadIdx.x == 0) set_at_barrier(1u);  // the producer throttles while this CTA waits for its input
+  for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) {
+    const U4* w = reinterpret_cast<const U4*>(src.tagged + 8 * v);
+    U4 a = ld_cg16(w), b = ld_cg16(w + 1);
+    const long long t0 = clock64();
+    for (;;) {
+      bool ok = true;
+#pragma unroll
+      for (int i = 0; i < 4; i++) ok = ok && (a.w[i] >> 16) == src.tag && (b.w[i] >> 16) == src.tag;
+      if (ok) break;
+      __nanosleep(DS_LL_SLEEP);
+      ll_timeout(t0);
+      a = ld_cg16(w), b = ld_cg16(w + 1);
+    }
+    U4 c;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      c.w[i] = (a.w[2 * i] & 0xffffu) | (a.w[2 * i + 1] << 16);
+      c.w[2 + i] = (b.w[2 * i] & 0xffffu) | (b.w[2 * i + 1] << 16);
+    }
+    reinterpret_cast<U4*>(dst)[v] = c;
+  }
   csync();
+  if (threadIdx.x == 0) set_at_barrier(0u);
 }
 
 /** xs = rmsnorm(xs) * w in place (D elements in shared memory), bit for bit as rmsnorm.cu. */
@@ -212,12 +239,25 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
   const int lane = threadIdx.x & 31;
   stamp(A, 0);
 
-  // the vectors the phases exchange (h is the residual stream throughout)
-  auto vec = [](i64_t p) { return XVec{reinterpret_cast<u16_t*>(p)}; };
-  const XVec h = vec(A.h), qkv = vec(A.qkv), attn = vec(A.attn), act = vec(A.act);
+  // the vectors the phases exchange (h is the residual stream). DS_LL: phase k's output carries tag(k), and h
+  // alternates between two buffers (the layer's input in 0, o_proj's output in 1). LL needs every CTA to write
+  // part of each exchanged vector (rows of q, o_proj, gate/up and down), so that a reader holding a whole vector
+  // knows every CTA is past reading the buffer that reader overwrites next; else the grid barriers run.
+  const bool ll = DS_LL && A.D >= gridDim.x && A.I >= gridDim.x && QD >= gridDim.x;
+  const u32_t launch = DS_LL ? ld_cg_u32(ctl + 1) : 0u;  // launches so far (the previous launch's last CTA advanced it)
+  auto tag = [=](i64_t k) { return 1u + (u32_t)(((u64_t)launch * (u64_t)stamps_of(A) + (u64_t)k) % 65535u); };
+  u32_t* tw = reinterpret_cast<u32_t*>(A.tagged);
+  auto xvec = [=](i64_t plain, i64_t words, i64_t k) { return XVec{reinterpret_cast<u16_t*>(plain), ll ? tw + words : nullptr, tag(k)}; };
+  // word offsets of the tagged vectors: h (two buffers), q|k|v, the attention output, the SwiGLU output
+  const i64_t t_h1 = D, t_qkv = 2 * D, t_attn = t_qkv + QD + 2 * KVD, t_act = t_attn + QD;
   u32_t passed = 0;  // grid_sync's arrival target
   auto end_phase = [&](int k) {
-    grid_sync(ctl, A, k, passed);
+    if (ll) {
+      csync();  // the next phase overwrites the shared vector
+      if (threadIdx.x == 0) cta_done(A, k);
+    } else {
+      grid_sync(ctl, A, k, passed);
+    }
     stamp(A, k);
   };
   // lambdas capture by value: a by-reference capture would force the captured locals into local memory
@@ -236,17 +276,28 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
 
   // h = embed[id]
   {
+    const XVec h0 = xvec(A.h, 0, 1);
     const U4* src = reinterpret_cast<const U4*>(reinterpret_cast<const S*>(A.embed) + id * D);
-    for (i64_t v = (i64_t)blockIdx.x * DS_THREADS + threadIdx.x; v < D / 8; v += (i64_t)gridDim.x * DS_THREADS) reinterpret_cast<U4*>(h.plain)[v] = src[v];
+    for (i64_t v = (i64_t)blockIdx.x * DS_THREADS + threadIdx.x; v < D / 8; v += (i64_t)gridDim.x * DS_THREADS) {
+      const U4 c = src[v];
+      if (!ll) {
+        reinterpret_cast<U4*>(h0.plain)[v] = c;
+      } else {
+#pragma unroll
+        for (int i = 0; i < 8; i++) h0.put(8 * v + i, (u16_t)(c.w[i / 2] >> (16 * (i % 2))));
+      }
+    }
   }
   end_phase(1);
 
   DsCursor cur{0, 0, 0};  // advanced exactly as produce_step advances its stage counter
   for (i64_t l = 0; l < A.nlayers; l++) {
     const DsLayer& Ly = layers[l];
-    const int k0 = 2 + 5 * (int)l;  // phase A's index
+    const int k0 = 2 + 5 * (int)l;  // phase A's index; the layer's input h is phase k0 - 1's output
+    const XVec h_in = xvec(A.h, 0, k0 - 1), qkv = xvec(A.qkv, t_qkv, k0), attn = xvec(A.attn, t_attn, k0 + 1);
+    const XVec h_mid = xvec(A.h, t_h1, k0 + 2), act = xvec(A.act, t_act, k0 + 3), h_out = xvec(A.h, 0, k0 + 4);
     // A: q | k | v of rmsnorm(h)
-    if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.in_norm), A, red);
+    if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h_in, reinterpret_cast<const S*>(Ly.in_norm), A, red);
 #pragma unroll 1
     for (int k = 0; k < 3; k++) consume_seg<T, 1>(A, layer_seg(A, Ly, k), slices[k], cur, R, xs, no_pre, store_at(qkv, k == 0 ? 0 : k == 1 ? QD : QD + KVD));
     end_phase(k0);
@@ -259,7 +310,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     for (int m = 0; m < 2; m++) {
       if (m == 1) {
         // x = rmsnorm(h)
-        if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.post_norm), A, red);
+        if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h_mid, reinterpret_cast<const S*>(Ly.post_norm), A, red);
         consume_seg<T, 2>(A, layer_seg(A, Ly, 4), slices[4], cur, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
           if (lane == 0) act.put(r, T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))));
         });
@@ -267,15 +318,16 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
       }
       // the residual of this warp's first row goes out before the input vector's load: the two L2 round trips
       // overlap instead of following each other (H200: 872 -> 866 us a step, within the spread)
-      const u32_t early = early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(h));
+      const XVec res = m == 0 ? h_in : h_mid;
+      const u32_t early = early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(res));
       load_shared(xs, m == 0 ? attn : act, m == 0 ? QD : A.I);
-      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(h), add_residual(h), early, true);
+      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(res), add_residual(m == 0 ? h_mid : h_out), early, true);
       end_phase(k0 + 2 + 2 * m);
     }
   }
 
   // LM head of rmsnorm(h), argmax folded in
-  load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(A.final_norm), A, red);
+  load_norm_shared<T>(xs, xvec(A.h, 0, 1 + 5 * A.nlayers), reinterpret_cast<const S*>(A.final_norm), A, red);
   float* logits = reinterpret_cast<float*>(A.logits);
   u64_t best = 0;
   consume_seg<T, 1>(A, lm_seg(A), slices[DS_SEGS - 1], cur, R, xs, no_pre, [=, &best](i64_t r, float (&acc)[1], u32_t) {
@@ -301,6 +353,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     const u64_t key = atomicExch(reinterpret_cast<unsigned long long*>(ctl + DS_CTL_ARGMAX), 0ull);
     const int tok = (int)(0xffffffffu - (u32_t)(key & 0xffffffffu));
     ctl[0] = 0;  // every CTA is past its last grid barrier and attention phase (it has reached the LM head's end)
+    if (DS_LL) ctl[1] = launch + 1;
     ctl[2] = 0;
     for (i64_t kv = 0; kv < A.KV; kv++) ctl[DS_CTL_ATTN + kv] = 0;
     reinterpret_cast<int*>(A.ids)[0] = tok;
