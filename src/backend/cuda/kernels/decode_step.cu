@@ -173,7 +173,7 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       if (lane == 0) trace_stage(A, st, 1);
       if (NW == 1 && n == 1) {
         const u32_t pre = has_early ? early : lane == 0 ? (u32_t)before(r) : 0u;
-        float a[NW] = {warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane))};
+        float a[NW] = {DS_ABLATE_DOT ? 0.f : warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane))};
         out(r, a, __shfl_sync(MOPT_FULL_MASK, pre, 0));
       } else {
         for (int i = 0; i < n; i += RW) {
@@ -184,7 +184,7 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
 #pragma unroll
             for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
           const u32_t w0 = smem_addr(w) + (u32_t)(i * s.K * 2);
-          dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
+          if (!DS_ABLATE_DOT) dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
 #pragma unroll
           for (int q = 0; q < RW; q++) {
             float a[NW];

@@ -41,6 +41,9 @@ struct DsArgs {
 #ifndef DS_ABLATE_NORM
 #define DS_ABLATE_NORM 0
 #endif
+#ifndef DS_ABLATE_DOT  // consumers free each stage without dotting it: how much the dots' time sets the pace
+#define DS_ABLATE_DOT 0
+#endif
 // ctl words: [0] grid barrier arrivals this launch, [1] launches so far (DS_LL's tags), [2] CTAs done with the
 // LM head, [4..5] argmax key (u64), [8 + g] attention splits done for KV head g.
 #define DS_CTL_ARGMAX 4
