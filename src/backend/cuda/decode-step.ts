@@ -63,6 +63,7 @@ export class CudaDecodeSteps {
     const G = H / KV;
     if (!Number.isInteger(G) || G > WARPS || HD % 2 !== 0 || HD > 128 || D % 8 !== 0 || I % 8 !== 0 || QD % 8 !== 0 || s.layers.length === 0) return null;
     if (Math.max(V, D, I, QD) >= 2 ** 31) return null; // the kernel's row slices are 32-bit (decode_step.cu DsSlice)
+    if (2 * (3 + 5 * s.layers.length) >= 65535) return null; // DS_LL's 16-bit phase tags stay distinct across two launches
     const ok = (v: View | null, dtype: string, shape: readonly number[]): boolean =>
       v !== null &&
       v.storage.dtype === dtype &&

@@ -71,7 +71,7 @@ MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
   if (threadIdx.x == 0) set_at_barrier(1u);  // the producer throttles while this CTA waits for its input
   for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) {
     const U4* w = reinterpret_cast<const U4*>(src.tagged + 8 * v);
-    U4 a = ld_cg16(w), b = ld_cg16(w + 1);
+    U4 a = ld_volatile16(w), b = ld_volatile16(w + 1);
     const long long t0 = clock64();
     for (;;) {
       bool ok = true;
@@ -80,7 +80,7 @@ MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
       if (ok) break;
       __nanosleep(DS_LL_SLEEP);
       ll_timeout(t0);
-      a = ld_cg16(w), b = ld_cg16(w + 1);
+      a = ld_volatile16(w), b = ld_volatile16(w + 1);
     }
     U4 c;
 #pragma unroll
@@ -243,9 +243,12 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
   // alternates between two buffers (the layer's input in 0, o_proj's output in 1). LL needs every CTA to write
   // part of each exchanged vector (rows of q, o_proj, gate/up and down), so that a reader holding a whole vector
   // knows every CTA is past reading the buffer that reader overwrites next; else the grid barriers run.
-  const bool ll = DS_LL && A.D >= gridDim.x && A.I >= gridDim.x && QD >= gridDim.x;
-  const u32_t launch = DS_LL ? ld_cg_u32(ctl + 1) : 0u;  // launches so far (the previous launch's last CTA advanced it)
-  auto tag = [=](i64_t k) { return 1u + (u32_t)(((u64_t)launch * (u64_t)stamps_of(A) + (u64_t)k) % 65535u); };
+  // (not with the attention ablated: nothing would write the attention output's tags)
+  const bool ll = DS_LL && !DS_ABLATE_ATTN && A.D >= gridDim.x && A.I >= gridDim.x && QD >= gridDim.x;
+  // this launch's tag base, < 65535 (the previous launch's last CTA advanced it by the phase count); the host
+  // keeps the phase count below 65535, so a word left from the previous launch never carries a current tag
+  const u32_t base = DS_LL ? ld_cg_u32(ctl + 1) : 0u;
+  auto tag = [=](i64_t k) { return 1u + (base + (u32_t)k) % 65535u; };
   u32_t* tw = reinterpret_cast<u32_t*>(A.tagged);
   auto xvec = [=](i64_t plain, i64_t words, i64_t k) { return XVec{reinterpret_cast<u16_t*>(plain), ll ? tw + words : nullptr, tag(k)}; };
   // word offsets of the tagged vectors: h (two buffers), q|k|v, the attention output, the SwiGLU output
@@ -318,10 +321,10 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
       }
       // the residual of this warp's first row goes out before the input vector's load: the two L2 round trips
       // overlap instead of following each other (H200: 872 -> 866 us a step, within the spread)
-      const XVec res = m == 0 ? h_in : h_mid;
+      const XVec res = pick(m == 0, h_in, h_mid);
       const u32_t early = early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(res));
-      load_shared(xs, m == 0 ? attn : act, m == 0 ? QD : A.I);
-      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(res), add_residual(m == 0 ? h_mid : h_out), early, true);
+      load_shared(xs, pick(m == 0, attn, act), m == 0 ? QD : A.I);
+      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(res), add_residual(pick(m == 0, h_mid, h_out)), early, true);
       end_phase(k0 + 2 + 2 * m);
     }
   }
@@ -353,7 +356,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     const u64_t key = atomicExch(reinterpret_cast<unsigned long long*>(ctl + DS_CTL_ARGMAX), 0ull);
     const int tok = (int)(0xffffffffu - (u32_t)(key & 0xffffffffu));
     ctl[0] = 0;  // every CTA is past its last grid barrier and attention phase (it has reached the LM head's end)
-    if (DS_LL) ctl[1] = launch + 1;
+    if (DS_LL) ctl[1] = (base + (u32_t)stamps_of(A)) % 65535u;
     ctl[2] = 0;
     for (i64_t kv = 0; kv < A.KV; kv++) ctl[DS_CTL_ATTN + kv] = 0;
     reinterpret_cast<int*>(A.ids)[0] = tok;

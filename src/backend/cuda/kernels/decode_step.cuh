@@ -149,6 +149,18 @@ MOPT_DEV void grid_sync(u32_t* ctl, const DsArgs& A, int k, u32_t& passed) {
 MOPT_DEV void ll_timeout(long long t0) {
   if (clock64() - t0 > (1ll << 34)) __trap();
 }
+// the tagged words are written and polled by different CTAs at once: relaxed (gpu scope) or volatile accesses
+MOPT_DEV void st_relaxed_u32(u32_t* p, u32_t v) { asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory"); }
+MOPT_DEV u32_t ld_relaxed_u32(const u32_t* p) {
+  u32_t v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+MOPT_DEV U4 ld_volatile16(const void* p) {
+  U4 c;
+  asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "l"(p) : "memory");
+  return c;
+}
 
 /** A vector one phase writes and the next reads: 16-bit values (behind a grid barrier) or (DS_LL) tagged words. */
 struct XVec {
@@ -157,19 +169,19 @@ struct XVec {
   u32_t tag;      // DS_LL: the writing phase's tag (never 0: the host zeroes the words)
   __device__ __forceinline__ void put(i64_t i, u16_t v) const {
     if (DS_LL && tagged != nullptr)
-      tagged[i] = (u32_t)v | (tag << 16);
+      st_relaxed_u32(tagged + i, (u32_t)v | (tag << 16));
     else
       plain[i] = v;
   }
   /** Element i's raw word, load issued (finish it with ready(); loads of several elements overlap). */
-  __device__ __forceinline__ u32_t fetch(i64_t i) const { return DS_LL && tagged != nullptr ? ld_cg_u32(tagged + i) : (u32_t)ld_cg_u16(plain + i); }
+  __device__ __forceinline__ u32_t fetch(i64_t i) const { return DS_LL && tagged != nullptr ? ld_relaxed_u32(tagged + i) : (u32_t)ld_cg_u16(plain + i); }
   /** The value of element i from fetch()'s word w, polling until its writer's tag is there. */
   __device__ __forceinline__ u16_t ready(u32_t w, i64_t i) const {
     if (DS_LL && tagged != nullptr && (w >> 16) != tag) {
       const long long t0 = clock64();
       do {
         __nanosleep(DS_LL_SLEEP);
-        w = ld_cg_u32(tagged + i);
+        w = ld_relaxed_u32(tagged + i);
         ll_timeout(t0);
       } while ((w >> 16) != tag);
     }
@@ -177,3 +189,5 @@ struct XVec {
   }
   __device__ __forceinline__ u16_t get(i64_t i) const { return ready(fetch(i), i); }
 };
+/** c ? a : b, field by field (a whole-struct select put both in local memory). */
+MOPT_DEV XVec pick(bool c, const XVec& a, const XVec& b) { return XVec{c ? a.plain : b.plain, c ? a.tagged : b.tagged, c ? a.tag : b.tag}; }
