@@ -60,6 +60,47 @@
 #include "decode_dots.cuh"
 #include "decode_stream.cuh"
 
+// DS_LL: chunks of 8 elements a thread polls at once (8 registers each: at 2 the bf16 step is at its 128-register
+// cap with a 4-byte spill, the f16 step spills 68 bytes)
+#define DS_LL_CHUNKS 2
+/**
+ * DS_LL: n elements of a tagged vector into shared memory as they arrive, DS_LL_CHUNKS chunks a thread at
+ * once, every first load issued before any poll: a wait per chunk in turn would cost a round trip each (the
+ * SwiGLU output is 2-3 chunks a thread). (Not inlined, with 4 chunks, the call's register saves spilled.)
+ */
+MOPT_DEV void load_tagged(u16_t* dst, const u32_t* words, u32_t tag, i64_t n) {
+  for (i64_t v0 = threadIdx.x; v0 < n / 8; v0 += DS_LL_CHUNKS * DS_THREADS) {
+    U4 a[DS_LL_CHUNKS], b[DS_LL_CHUNKS];
+#pragma unroll
+    for (int u = 0; u < DS_LL_CHUNKS; u++) {
+      const i64_t v = v0 + u * DS_THREADS;
+      if (v < n / 8) a[u] = ld_volatile16(words + 8 * v), b[u] = ld_volatile16(words + 8 * v + 4);
+    }
+#pragma unroll
+    for (int u = 0; u < DS_LL_CHUNKS; u++) {
+      const i64_t v = v0 + u * DS_THREADS;
+      if (v >= n / 8) break;
+      const long long t0 = clock64();
+      for (;;) {
+        bool ok = true;
+#pragma unroll
+        for (int i = 0; i < 4; i++) ok = ok && (a[u].w[i] >> 16) == tag && (b[u].w[i] >> 16) == tag;
+        if (ok) break;
+        __nanosleep(DS_LL_SLEEP);
+        ll_timeout(t0);
+        a[u] = ld_volatile16(words + 8 * v), b[u] = ld_volatile16(words + 8 * v + 4);
+      }
+      U4 c;
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        c.w[i] = (a[u].w[2 * i] & 0xffffu) | (a[u].w[2 * i + 1] << 16);
+        c.w[2 + i] = (b[u].w[2 * i] & 0xffffu) | (b[u].w[2 * i + 1] << 16);
+      }
+      reinterpret_cast<U4*>(dst)[v] = c;
+    }
+  }
+}
+
 /** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory (DS_LL: as they arrive). */
 template <class S>
 MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
@@ -69,27 +110,7 @@ MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
     return;
   }
   if (threadIdx.x == 0) set_at_barrier(1u);  // the producer throttles while this CTA waits for its input
-  for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) {
-    const U4* w = reinterpret_cast<const U4*>(src.tagged + 8 * v);
-    U4 a = ld_volatile16(w), b = ld_volatile16(w + 1);
-    const long long t0 = clock64();
-    for (;;) {
-      bool ok = true;
-#pragma unroll
-      for (int i = 0; i < 4; i++) ok = ok && (a.w[i] >> 16) == src.tag && (b.w[i] >> 16) == src.tag;
-      if (ok) break;
-      __nanosleep(DS_LL_SLEEP);
-      ll_timeout(t0);
-      a = ld_volatile16(w), b = ld_volatile16(w + 1);
-    }
-    U4 c;
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      c.w[i] = (a.w[2 * i] & 0xffffu) | (a.w[2 * i + 1] << 16);
-      c.w[2 + i] = (b.w[2 * i] & 0xffffu) | (b.w[2 * i + 1] << 16);
-    }
-    reinterpret_cast<U4*>(dst)[v] = c;
-  }
+  load_tagged(reinterpret_cast<u16_t*>(dst), src.tagged, src.tag, n);
   csync();
   if (threadIdx.x == 0) set_at_barrier(0u);
 }
