@@ -101,11 +101,30 @@ MOPT_DEV void load_tagged(u16_t* dst, const u32_t* words, u32_t tag, i64_t n) {
   }
 }
 
+// Loads of a multi-chunk vector all issued before their stores to shared memory (an experiment, 0 = off).
+#ifndef DS_LOADS_FIRST
+#define DS_LOADS_FIRST 0
+#endif
 /** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory (DS_LL: as they arrive). */
 template <class S>
 MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
   if (!DS_LL || src.tagged == nullptr) {
-    for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(reinterpret_cast<const U4*>(src.plain) + v);
+    const U4* from = reinterpret_cast<const U4*>(src.plain);
+    if (DS_LOADS_FIRST) {
+      // every chunk's load before any store: as one loop, each chunk's store waited for its load before the next
+      // load went out (one L2 round trip per chunk; the SwiGLU output is 2-3 chunks a thread)
+      for (i64_t v0 = threadIdx.x; v0 < n / 8; v0 += 3 * DS_THREADS) {
+        U4 c[3];
+#pragma unroll
+        for (int u = 0; u < 3; u++)
+          if (v0 + u * DS_THREADS < n / 8) c[u] = ld_cg16(from + v0 + u * DS_THREADS);
+#pragma unroll
+        for (int u = 0; u < 3; u++)
+          if (v0 + u * DS_THREADS < n / 8) reinterpret_cast<U4*>(dst)[v0 + u * DS_THREADS] = c[u];
+      }
+    } else {
+      for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(from + v);
+    }
     csync();
     return;
   }
