@@ -22,25 +22,38 @@ MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S*
  * nullptr into shared memory (the key as stored, the value as float). One loop, every thread's loads issued before its math, so the phase
  * pays one L2 round trip for q, k and v (as two loops it paid two).
  */
+/** DS_LL: the CTA's weight stream throttles while its threads poll for q|k|v (rope_qkv_shared), as at a grid barrier. */
+MOPT_DEV void ll_waiting(const XVec& v) {
+  if (DS_LL && v.tagged != nullptr && threadIdx.x == 0) set_at_barrier(1u);
+}
+/** ...and runs again once they are past it (after the CTA barrier that follows). */
+MOPT_DEV void ll_waited(const XVec& v) {
+  if (DS_LL && v.tagged != nullptr && threadIdx.x == 0) set_at_barrier(0u);
+}
 template <class T>
 MOPT_DEV void rope_qkv_shared(const XVec& qkv, int g, int H, int KV, int HD, const typename T::S* cosr, const typename T::S* sinr, float* qs,
                               typename T::S* kd, typename T::S* vd, typename T::S* knew, float* vnew) {
   typedef typename T::S S;
   const int half = HD / 2, G = H / KV, nq = G * half;
+  ll_waiting(qkv);
   for (int e = threadIdx.x; e < nq + (kd != nullptr || knew != nullptr ? half : 0); e += DS_THREADS) {
     if (e < nq) {
       const int h = e / half, j = e % half;
       const i64_t x = (i64_t)(g * G + h) * HD;
       S o0, o1;
-      const u32_t w0 = qkv.fetch(x + j), w1 = qkv.fetch(x + j + half);
-      rope_pair<T>(qkv.ready(w0, x + j), qkv.ready(w1, x + j + half), cosr, sinr, j, o0, o1);
+      const i64_t at[2] = {x + j, x + j + half};
+      u32_t w[2] = {qkv.fetch(at[0]), qkv.fetch(at[1])};
+      qkv.ready_all(w, at);
+      rope_pair<T>((u16_t)(w[0] & 0xffffu), (u16_t)(w[1] & 0xffffu), cosr, sinr, j, o0, o1);
       qs[h * HD + j] = T::load(o0);
       qs[h * HD + j + half] = T::load(o1);
     } else {
       const int j = e - nq;
       const i64_t kx = (i64_t)H * HD + g * HD, vx = (i64_t)(H + KV) * HD + g * HD;
-      const u32_t wk0 = qkv.fetch(kx + j), wk1 = qkv.fetch(kx + j + half), wv0 = qkv.fetch(vx + j), wv1 = qkv.fetch(vx + j + half);
-      const u16_t k0 = qkv.ready(wk0, kx + j), k1 = qkv.ready(wk1, kx + j + half), v0 = qkv.ready(wv0, vx + j), v1 = qkv.ready(wv1, vx + j + half);
+      const i64_t at[4] = {kx + j, kx + j + half, vx + j, vx + j + half};
+      u32_t w[4] = {qkv.fetch(at[0]), qkv.fetch(at[1]), qkv.fetch(at[2]), qkv.fetch(at[3])};
+      qkv.ready_all(w, at);
+      const u16_t k0 = (u16_t)(w[0] & 0xffffu), k1 = (u16_t)(w[1] & 0xffffu), v0 = (u16_t)(w[2] & 0xffffu), v1 = (u16_t)(w[3] & 0xffffu);
       S o0, o1;
       rope_pair<T>(k0, k1, cosr, sinr, j, o0, o1);
       if (kd != nullptr) kd[j] = o0, kd[j + half] = o1, vd[j] = v0, vd[j + half] = v1;
@@ -102,6 +115,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
     rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, has_pos ? kc + (i64_t)(g * cap + pos) * HD : nullptr,
                        vc + (i64_t)(g * cap + pos) * HD, nullptr, nullptr);
     csync();
+    ll_waited(qkv);
     // scores: one warp per key, lanes over the head dim; a warp's next DS_KEYS keys are loaded before any is
     // used (each load is an L2 round trip of ~1 us while the weight stream runs)
     for (int tb = t0 + warp; tb < t1; tb += DS_WARPS * DS_KEYS) {
@@ -255,6 +269,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
   }
   rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, kc + (i64_t)pos * HD, vc + (i64_t)pos * HD, knew, vnew);
   csync();
+  ll_waited(qkv);
   // scores (the lane holding key pos takes it from knew: it was not in the cache when the loads were issued)
   float* sc = wide;
   if (kt == pos) {

@@ -60,48 +60,54 @@
 #include "decode_dots.cuh"
 #include "decode_stream.cuh"
 
-// DS_LL: chunks of 8 elements a thread polls at once (8 registers each: at 2 the bf16 step is at its 128-register
-// cap with a 4-byte spill, the f16 step spills 68 bytes)
-#define DS_LL_CHUNKS 2
+/** DS_LL: whether all 8 words of a chunk carry the tag. */
+MOPT_DEV bool chunk_ready(const U4& a, const U4& b, u32_t tag) {
+  bool ok = true;
+#pragma unroll
+  for (int i = 0; i < 4; i++) ok = ok && (a.w[i] >> 16) == tag && (b.w[i] >> 16) == tag;
+  return ok;
+}
 /**
- * DS_LL: n elements of a tagged vector into shared memory as they arrive, DS_LL_CHUNKS chunks a thread at
- * once, every first load issued before any poll: a wait per chunk in turn would cost a round trip each (the
- * SwiGLU output is 2-3 chunks a thread). (Not inlined, with 4 chunks, the call's register saves spilled.)
+ * DS_LL: n elements of a tagged vector into shared memory as they arrive. A thread keeps two chunks (8
+ * elements each) in flight: each is polled, stored once its tags are current and its registers take the
+ * thread's next chunk, so no chunk waits for another's round trip (the SwiGLU output is 2-3 chunks a thread).
  */
 MOPT_DEV void load_tagged(u16_t* dst, const u32_t* words, u32_t tag, i64_t n) {
-  for (i64_t v0 = threadIdx.x; v0 < n / 8; v0 += DS_LL_CHUNKS * DS_THREADS) {
-    U4 a[DS_LL_CHUNKS], b[DS_LL_CHUNKS];
+  const i64_t chunks = n / 8;
+  i64_t v[2] = {(i64_t)threadIdx.x, (i64_t)threadIdx.x + DS_THREADS};
+  U4 a[2], b[2];
 #pragma unroll
-    for (int u = 0; u < DS_LL_CHUNKS; u++) {
-      const i64_t v = v0 + u * DS_THREADS;
-      if (v < n / 8) a[u] = ld_volatile16(words + 8 * v), b[u] = ld_volatile16(words + 8 * v + 4);
-    }
+  for (int s = 0; s < 2; s++)
+    if (v[s] < chunks) a[s] = ld_relaxed16(words + 8 * v[s]), b[s] = ld_relaxed16(words + 8 * v[s] + 4);
+  const long long t0 = clock64();
+  while (v[0] < chunks || v[1] < chunks) {
+    bool stored = false;
 #pragma unroll
-    for (int u = 0; u < DS_LL_CHUNKS; u++) {
-      const i64_t v = v0 + u * DS_THREADS;
-      if (v >= n / 8) break;
-      const long long t0 = clock64();
-      for (;;) {
-        bool ok = true;
-#pragma unroll
-        for (int i = 0; i < 4; i++) ok = ok && (a[u].w[i] >> 16) == tag && (b[u].w[i] >> 16) == tag;
-        if (ok) break;
-        __nanosleep(DS_LL_SLEEP);
-        ll_timeout(t0);
-        a[u] = ld_volatile16(words + 8 * v), b[u] = ld_volatile16(words + 8 * v + 4);
-      }
+    for (int s = 0; s < 2; s++) {
+      if (v[s] >= chunks || !chunk_ready(a[s], b[s], tag)) continue;
       U4 c;
 #pragma unroll
       for (int i = 0; i < 2; i++) {
-        c.w[i] = (a[u].w[2 * i] & 0xffffu) | (a[u].w[2 * i + 1] << 16);
-        c.w[2 + i] = (b[u].w[2 * i] & 0xffffu) | (b[u].w[2 * i + 1] << 16);
+        c.w[i] = (a[s].w[2 * i] & 0xffffu) | (a[s].w[2 * i + 1] << 16);
+        c.w[2 + i] = (b[s].w[2 * i] & 0xffffu) | (b[s].w[2 * i + 1] << 16);
       }
-      reinterpret_cast<U4*>(dst)[v] = c;
+      reinterpret_cast<U4*>(dst)[v[s]] = c;
+      v[s] += 2 * DS_THREADS;
+      if (v[s] < chunks) a[s] = ld_relaxed16(words + 8 * v[s]), b[s] = ld_relaxed16(words + 8 * v[s] + 4);
+      stored = true;
     }
+    if (stored) continue;
+    // nothing current yet: back off, then reload the chunks still waiting
+    __nanosleep(DS_LL_SLEEP);
+    ll_timeout(t0);
+#pragma unroll
+    for (int s = 0; s < 2; s++)
+      if (v[s] < chunks) a[s] = ld_relaxed16(words + 8 * v[s]), b[s] = ld_relaxed16(words + 8 * v[s] + 4);
   }
 }
 
-// Loads of a multi-chunk vector all issued before their stores to shared memory (an experiment, 0 = off).
+// Loads of a multi-chunk vector all issued before their stores to shared memory (an experiment, 0 = off; not
+// with DS_LL, whose builds it would push past the register cap).
 #ifndef DS_LOADS_FIRST
 #define DS_LOADS_FIRST 0
 #endif
@@ -110,7 +116,7 @@ template <class S>
 MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
   if (!DS_LL || src.tagged == nullptr) {
     const U4* from = reinterpret_cast<const U4*>(src.plain);
-    if (DS_LOADS_FIRST) {
+    if (DS_LOADS_FIRST && !DS_LL) {
       // every chunk's load before any store: as one loop, each chunk's store waited for its load before the next
       // load went out (one L2 round trip per chunk; the SwiGLU output is 2-3 chunks a thread)
       for (i64_t v0 = threadIdx.x; v0 < n / 8; v0 += 3 * DS_THREADS) {

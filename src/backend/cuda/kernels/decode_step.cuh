@@ -156,9 +156,9 @@ MOPT_DEV u32_t ld_relaxed_u32(const u32_t* p) {
   asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
 }
-MOPT_DEV U4 ld_volatile16(const void* p) {
+MOPT_DEV U4 ld_relaxed16(const void* p) {
   U4 c;
-  asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "l"(p) : "memory");
+  asm volatile("ld.relaxed.gpu.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "l"(p) : "memory");
   return c;
 }
 
@@ -188,6 +188,26 @@ struct XVec {
     return (u16_t)(w & 0xffffu);
   }
   __device__ __forceinline__ u16_t get(i64_t i) const { return ready(fetch(i), i); }
+  /**
+   * ready() for N words fetched together: polls until all are current, reloading only the stale ones (one at
+   * a time would pay a round trip per word after the last write).
+   */
+  template <int N>
+  __device__ __forceinline__ void ready_all(u32_t (&w)[N], const i64_t (&idx)[N]) const {
+    if (!DS_LL || tagged == nullptr) return;
+    const long long t0 = clock64();
+    for (;;) {
+      bool ok = true;
+#pragma unroll
+      for (int j = 0; j < N; j++) ok = ok && (w[j] >> 16) == tag;
+      if (ok) return;
+      __nanosleep(DS_LL_SLEEP);
+      ll_timeout(t0);
+#pragma unroll
+      for (int j = 0; j < N; j++)
+        if ((w[j] >> 16) != tag) w[j] = ld_relaxed_u32(tagged + idx[j]);
+    }
+  }
 };
 /** c ? a : b, field by field (a whole-struct select put both in local memory). */
 MOPT_DEV XVec pick(bool c, const XVec& a, const XVec& b) { return XVec{c ? a.plain : b.plain, c ? a.tagged : b.tagged, c ? a.tag : b.tag}; }
