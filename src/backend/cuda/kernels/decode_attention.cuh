@@ -22,14 +22,6 @@ MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S*
  * nullptr into shared memory (the key as stored, the value as float). One loop, every thread's loads issued before its math, so the phase
  * pays one L2 round trip for q, k and v (as two loops it paid two).
  */
-/** DS_LL: the CTA's weight stream throttles while its threads poll for q|k|v (rope_qkv_shared), as at a grid barrier. */
-MOPT_DEV void ll_waiting(const XVec& v) {
-  if (DS_LL && v.tagged != nullptr && threadIdx.x == 0) set_at_barrier(1u);
-}
-/** ...and runs again once they are past it (after the CTA barrier that follows). */
-MOPT_DEV void ll_waited(const XVec& v) {
-  if (DS_LL && v.tagged != nullptr && threadIdx.x == 0) set_at_barrier(0u);
-}
 template <class T>
 MOPT_DEV void rope_qkv_shared(const XVec& qkv, int g, int H, int KV, int HD, const typename T::S* cosr, const typename T::S* sinr, float* qs,
                               typename T::S* kd, typename T::S* vd, typename T::S* knew, float* vnew) {

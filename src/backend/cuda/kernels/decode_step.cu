@@ -2,8 +2,10 @@
 //
 // Why: a decode step reads every weight once (2.5 GB for Llama-3.2-1B), so its floor is the HBM stream time,
 // but as ~160 separate kernels it also pays each launch's ramp-up and drain (a few microseconds apiece, 30-40%
-// of the step on an H200). Here one CTA per SM runs the step's phases in order, separated by grid-wide
-// barriers (~2 us each).
+// of the step on an H200). Here one CTA per SM runs the step's phases in order; each phase's output vector
+// carries its phase's tag in every word, and the next phase's readers poll it until the tags are current
+// (DS_LL, decode_step.cuh: the data's arrival is the barrier), or, with DS_LL=0 or shapes it does not fit,
+// grid-wide barriers separate the phases (~2 us each).
 //
 // The weights do not depend on the activations, so they need not wait for the barriers: one producer thread
 // per CTA streams this CTA's slice of every weight matrix of the whole step, in the order the phases use
@@ -11,20 +13,21 @@
 // run the phases: each waits for a stage, dots it with the activation vector (in shared memory) and frees it.
 // The stream stalls only when the ring is full, so a barrier, the attention phase or an RMSNorm costs HBM
 // time only beyond the ring's depth (~200 KB per SM, ~6.5 us of this SM's HBM share). On the H200 with
-// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 855-861 us a step = 1,165 tok/s, a layer 45 us
-// against ~29 us of HBM time. Latency, not bandwidth, is what is left: every dependent L2 round trip (barrier
-// arrival and poll, the next phase's input vector) queues behind the grid's weight stream, so the producer
+// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): ~790 us a step = 1,265 tok/s, a layer 40 us
+// against ~28 us of HBM time. Latency, not bandwidth, is what is left: every dependent L2 round trip (the
+// next phase's input vector, a barrier's arrival and poll) queues behind the grid's weight stream, so the producer
 // keeps a single copy in flight while its CTA waits at a barrier. Lessons kept in the code: the step's code
 // must stay small (one call site per kind of dot, no unrolled per-head loops: it was 408 KB), nothing on a
 // phase's path may divide 64-bit integers (the slices are planned once per launch), and no dot may be one
 // long FMA chain (a one-row stage is split four ways).
-// Tried and slower (docs/benchmarks.md): L2 prefetch ahead of the ring or during attention, tagged
-// low-latency vectors instead of grid barriers, hoisting the attention's cache loads above q's, pipelined
-// barrier polls, ring stages dotted on tensor cores (mma.sync, ~5x fewer instructions: 887 against 872 us, the
-// SM clock fell to ~1,830 MHz), o_proj folded into the attention phase (every CTA attending for its KV head
-// group, o_proj's partial sums added as gate/up loads h: one barrier fewer, but 986 us).
+// Tried and slower (docs/benchmarks.md): L2 prefetch ahead of the ring or during attention, hoisting the
+// attention's cache loads above q's, pipelined barrier polls, all of a vector's loads issued before its stores
+// to shared memory (856 against 843 us), ring stages dotted on tensor cores (mma.sync, ~5x fewer instructions:
+// 887 against 872 us, the SM clock fell to ~1,830 MHz), o_proj folded into the attention phase (every CTA
+// attending for its KV head group, o_proj's partial sums added as gate/up loads h: one barrier fewer, but 986
+// us).
 //
-// Per layer (grid barrier after each phase):
+// Per layer (an exchange or a grid barrier after each phase):
 //   A  x = rmsnorm(h) * input_norm (every CTA forms it in shared memory); q|k|v = x @ [Wq; Wk; Wv]^T -> qkv
 //   B  attention (decode_attention.cuh): while the context is short, one CTA per KV head with every key and
 //      value in registers; else one work item per (KV head, split of the keys 0..pos), partial softmax states
@@ -106,38 +109,19 @@ MOPT_DEV void load_tagged(u16_t* dst, const u32_t* words, u32_t tag, i64_t n) {
   }
 }
 
-// Loads of a multi-chunk vector all issued before their stores to shared memory (an experiment, 0 = off; not
-// with DS_LL, whose builds it would push past the register cap).
-#ifndef DS_LOADS_FIRST
-#define DS_LOADS_FIRST 0
-#endif
 /** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory (DS_LL: as they arrive). */
 template <class S>
 MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
   if (!DS_LL || src.tagged == nullptr) {
     const U4* from = reinterpret_cast<const U4*>(src.plain);
-    if (DS_LOADS_FIRST && !DS_LL) {
-      // every chunk's load before any store: as one loop, each chunk's store waited for its load before the next
-      // load went out (one L2 round trip per chunk; the SwiGLU output is 2-3 chunks a thread)
-      for (i64_t v0 = threadIdx.x; v0 < n / 8; v0 += 3 * DS_THREADS) {
-        U4 c[3];
-#pragma unroll
-        for (int u = 0; u < 3; u++)
-          if (v0 + u * DS_THREADS < n / 8) c[u] = ld_cg16(from + v0 + u * DS_THREADS);
-#pragma unroll
-        for (int u = 0; u < 3; u++)
-          if (v0 + u * DS_THREADS < n / 8) reinterpret_cast<U4*>(dst)[v0 + u * DS_THREADS] = c[u];
-      }
-    } else {
-      for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(from + v);
-    }
+    for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(from + v);
     csync();
     return;
   }
-  if (threadIdx.x == 0) set_at_barrier(1u);  // the producer throttles while this CTA waits for its input
+  ll_waiting(src);
   load_tagged(reinterpret_cast<u16_t*>(dst), src.tagged, src.tag, n);
   csync();
-  if (threadIdx.x == 0) set_at_barrier(0u);
+  ll_waited(src);
 }
 
 /** xs = rmsnorm(xs) * w in place (D elements in shared memory), bit for bit as rmsnorm.cu. */
@@ -219,7 +203,7 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       if (lane == 0) trace_stage(A, st, 1);
       if (NW == 1 && n == 1) {
         const u32_t pre = has_early ? early : lane == 0 ? (u32_t)before(r) : 0u;
-        float a[NW] = {DS_ABLATE_DOT ? 0.f : warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane))};
+        float a[NW] = {DS_ABLATE_DOT ? 0.f : warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), (u32_t)chunks, lane))};
         out(r, a, __shfl_sync(MOPT_FULL_MASK, pre, 0));
       } else {
         for (int i = 0; i < n; i += RW) {

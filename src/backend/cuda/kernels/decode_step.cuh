@@ -131,16 +131,18 @@ MOPT_DEV void grid_sync(u32_t* ctl, const DsArgs& A, int k, u32_t& passed) {
   csync();
 }
 
-// Low-latency exchange (an experiment, 0 = off): the vectors one phase writes and the next reads (h, q|k|v,
-// the attention output, the SwiGLU output) travel as 32-bit words holding the 16-bit value and a 16-bit tag
-// of the phase that wrote it, as in NCCL's LL protocol (a 32-bit store is seen whole or not at all): readers
-// poll the data until every tag is current, so the data's arrival is the barrier. A grid barrier costs a
-// release fence (the CTA's stores acknowledged), the arrival, a poll and then the load of the data, ~4 L2 round
-// trips behind the weight stream; here a store and a poll. Readers back off DS_LL_SLEEP ns between polls and
-// throttle their CTA's weight stream while they wait (set_at_barrier), as at a grid barrier. (Tried before the
-// throttle existed, with every thread spinning without backoff: 1,219 against 1,178 us a step.)
+// Low-latency exchange (the default; 0 = grid barriers): the vectors one phase writes and the next reads (h,
+// q|k|v, the attention output, the SwiGLU output) travel as 32-bit words holding the 16-bit value and a 16-bit
+// tag of the phase that wrote it, as in NCCL's LL protocol (a 32-bit store is seen whole or not at all):
+// readers poll the data until every tag is current, so the data's arrival is the barrier. A grid barrier costs
+// a release fence (the CTA's stores acknowledged), the arrival, a poll and then the load of the data, ~4 L2
+// round trips behind the weight stream; here a store and a poll. Readers back off DS_LL_SLEEP ns between polls
+// and throttle their CTA's weight stream while they wait (set_at_barrier), as at a grid barrier. H200,
+// Llama-3.2-1B, 2026-11-29: 790.2 / 791.0 / 790.7 us a step against 843.4 with grid barriers (DS_LL_SLEEP 32:
+// 800; 512: 805). (Tried once before the throttle existed, every thread spinning without backoff: slower,
+// 1,219 against 1,178 us.)
 #ifndef DS_LL
-#define DS_LL 0
+#define DS_LL 1
 #endif
 #ifndef DS_LL_SLEEP
 #define DS_LL_SLEEP 128
@@ -209,5 +211,19 @@ struct XVec {
     }
   }
 };
+// Whether a CTA's weight stream throttles (one copy in flight) while its threads poll for a tagged input
+// vector, as at a grid barrier (1, the default; 0 = the stream runs on at DS_INFLIGHT: H200, 2026-11-29,
+// 815.2 / 816.1 against 790.0 / 790.0 us a step: the polls' round trips queue behind the copies).
+#ifndef DS_LL_THROTTLE
+#define DS_LL_THROTTLE 1
+#endif
+/** DS_LL: the CTA's weight stream throttles while its threads poll for the tagged vector v... */
+MOPT_DEV void ll_waiting(const XVec& v) {
+  if (DS_LL && DS_LL_THROTTLE && v.tagged != nullptr && threadIdx.x == 0) set_at_barrier(1u);
+}
+/** ...and runs again once they are past it (after the CTA barrier that follows). */
+MOPT_DEV void ll_waited(const XVec& v) {
+  if (DS_LL && DS_LL_THROTTLE && v.tagged != nullptr && threadIdx.x == 0) set_at_barrier(0u);
+}
 /** c ? a : b, field by field (a whole-struct select put both in local memory). */
 MOPT_DEV XVec pick(bool c, const XVec& a, const XVec& b) { return XVec{c ? a.plain : b.plain, c ? a.tagged : b.tagged, c ? a.tag : b.tag}; }
