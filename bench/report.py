@@ -201,6 +201,13 @@ def main() -> None:
             same += 1
         notes.append(f"Greedy tokens: mopt and PyTorch agree on the first {same} of {min(len(pg), len(mg))} "
                      "(random weights: near-ties can split them; a short agreement is not by itself a bug).")
+    md = workload(mo, "decode")
+    lone = md.get("without_session")
+    if isinstance(lone, dict) and "error" not in md:
+        notes.append(f"mopt decode calls share a `DecodeSession` (cache, step kernel and recorded prefill kept across calls, "
+                     f"as in a serving loop); first token {md.get('first_token_ms', 0):.1f} ms. One call without a session "
+                     f"after them: {lone.get('tokens_per_s', 0):,.0f} tok/s, first token {lone.get('first_token_ms', 0):.1f} ms"
+                     + (f" ({lone['tokens_per_s'] / workload(pt, 'decode')['tokens_per_s']:.2f}x PyTorch)." if workload(pt, "decode").get("tokens_per_s") else "."))
     for label, d in (("PyTorch", pt), ("mopt", mo)):
         for name, _, _, _ in ROWS:
             w = workload(d, name)

@@ -30,6 +30,11 @@ export interface ForwardOptions {
    * CUDA graph and replayed at every position. The caller keeps `position.at` and cache.length current.
    */
   position?: DevicePosition;
+  /**
+   * The RoPE rows of this forward's positions (DecoderLM.ropeRows(cache length, seq)), made beforehand: a
+   * forward recorded as a CUDA graph cannot upload them from the host (decode-session.ts's prefill)
+   */
+  rope?: { cos: Tensor; sin: Tensor };
 }
 
 /** A forward's position held in device memory (ForwardOptions.position); DecoderLM.devicePosition makes one. */
@@ -182,13 +187,19 @@ export class DecoderLM {
     if (opts.cache && opts.cache.batch !== batch) throw new RangeError(`forward: cache batch ${opts.cache.batch} != ${batch}`);
     // positions past .. past + seq - 1, on the device when the position is
     const positions = pos ? (seq === 1 ? pos.at : add(pos.at, arange(0, seq, 1, { dtype: 'int32', device: this.backend }))) : null;
-    const { cos, sin } = pos && positions ? { cos: embedding(pos.cos, positions), sin: embedding(pos.sin, positions) } : ropeTables(this.rope, past, seq, this.dtype, this.backend);
+    if (opts.rope && opts.rope.cos.shape[0] !== seq) throw new RangeError(`forward: ${opts.rope.cos.shape[0]} RoPE rows given for ${seq} positions`);
+    const { cos, sin } = pos && positions ? { cos: embedding(pos.cos, positions), sin: embedding(pos.sin, positions) } : (opts.rope ?? this.ropeRows(past, seq));
     const at: Placement = positions && pos ? { past: 0, pastAt: pos.at, positions } : { past, pastAt: null, positions: null };
     let h = this.embed(ids);
     for (let i = 0; i < c.numLayers; i++) h = this.block(i, h, cos, sin, at, opts.cache);
     if (!pos) opts.cache?.advance(seq);
     if (opts.lastOnly) h = slice(h, 1, seq - 1, seq);
     return this.headForward(h);
+  }
+
+  /** The RoPE tables' rows for positions start .. start + seq - 1 ([seq, headDim / 2] each, in the model's dtype). */
+  ropeRows(start: number, seq: number): { cos: Tensor; sin: Tensor } {
+    return ropeTables(this.rope, start, seq, this.dtype, this.backend);
   }
 
   /** Hidden states [batch, seq, hidden] for ids [batch, seq]: the input of layer 0. */

@@ -4,10 +4,12 @@
 // steps past an end-of-sequence token; those are dropped).
 
 import type { DecoderLM } from '../models/decoder.js';
+import type { KVCache } from '../models/kv-cache.js';
 import { tensor, tidy, noGrad } from '../tensor/index.js';
 import { Rng } from '../tensor/random.js';
 import { sampleRow, type SamplingOptions } from './sampling.js';
 import { GraphDecoder } from './decode-graph.js';
+import { greedyPrefill, type DecodeSession } from './decode-session.js';
 
 export interface GenerateOptions extends Partial<SamplingOptions> {
   maxNewTokens: number;
@@ -17,6 +19,11 @@ export interface GenerateOptions extends Partial<SamplingOptions> {
   onToken?: (id: number) => void;
   /** replay decode steps from a recorded graph where the backend can (default true); false runs every op eagerly */
   graphs?: boolean;
+  /**
+   * keep the KV cache, the step decoder and (greedy) the recorded prefill per prompt length in this session
+   * across calls (decode-session.ts); without one, generate() frees everything it made before returning
+   */
+  session?: DecodeSession;
 }
 
 /** Checks the prompt against the model's vocabulary; the sampling settings, random stream and stop tokens of `o`. */
@@ -31,8 +38,17 @@ export function generationSetup(model: Pick<DecoderLM, 'config'>, prompt: readon
 /** Returns the new token ids only. */
 export function generate(model: DecoderLM, prompt: readonly number[], o: GenerateOptions): number[] {
   const { sampling, rng, eos } = generationSetup(model, prompt, o);
-  const cache = model.newCache(1, prompt.length + o.maxNewTokens);
-  const graph = (o.graphs ?? true) && o.maxNewTokens > 1 && GraphDecoder.supports(model) ? new GraphDecoder(model, cache, sampling.greedy || sampling.temperature === 0) : null;
+  const greedy = sampling.greedy || sampling.temperature === 0;
+  const session = o.session;
+  let cache: KVCache;
+  let graph: GraphDecoder | null;
+  if (session !== undefined) {
+    if (session.model !== model) throw new RangeError('generate: the session was made for another model');
+    ({ cache, decoder: graph } = session.begin(prompt.length + o.maxNewTokens, greedy, o.graphs ?? true));
+  } else {
+    cache = model.newCache(1, prompt.length + o.maxNewTokens);
+    graph = (o.graphs ?? true) && o.maxNewTokens > 1 && GraphDecoder.supports(model) ? new GraphDecoder(model, cache, greedy) : null;
+  }
   const out: number[] = [];
   try {
     noGrad(() => {
@@ -52,6 +68,9 @@ export function generate(model: DecoderLM, prompt: readonly number[], o: Generat
         } else if (graph !== null && step > 0) {
           const r = graph.step(input[0]);
           next = r.kind === 'token' ? r.id : sampleRow(r.row, sampling, rng);
+        } else if (step === 0 && greedy) {
+          // the argmax on the device; with a session, recorded after its first run at this length
+          next = session !== undefined ? session.prefillGreedy(input) : greedyPrefill(model, cache, input);
         } else {
           const row = tidy(() => {
             const ids = tensor(input, [1, input.length], { dtype: 'int32', device: model.backend });
@@ -66,10 +85,12 @@ export function generate(model: DecoderLM, prompt: readonly number[], o: Generat
       }
     });
   } finally {
-    try {
-      graph?.dispose();
-    } finally {
-      cache.dispose();
+    if (session === undefined) {
+      try {
+        graph?.dispose();
+      } finally {
+        cache.dispose();
+      }
     }
   }
   return out;

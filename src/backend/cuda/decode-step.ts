@@ -19,7 +19,7 @@ export const STEP_FIELDS = [
   'layers', 'nlayers', 'D', 'H', 'KV', 'HD', 'I', 'V', 'cap',
   'embed', 'final_norm', 'lm_head', 'eps', 'norm_threads',
   'cos', 'sin', 'pos', 'ids', 'produced', 'next', 'logits',
-  'h', 'qkv', 'attn', 'act', 'part', 'ctl',
+  'h', 'qkv', 'attn', 'act', 'part', 'ctl', 'tagged',
   'splits', 'chunk_max', 'scale',
   'stage', 'slots', 'vec_off', 'attn_off', 'timing',
 ] as const;
@@ -63,6 +63,7 @@ export class CudaDecodeSteps {
     const G = H / KV;
     if (!Number.isInteger(G) || G > WARPS || HD % 2 !== 0 || HD > 128 || D % 8 !== 0 || I % 8 !== 0 || QD % 8 !== 0 || s.layers.length === 0) return null;
     if (Math.max(V, D, I, QD) >= 2 ** 31) return null; // the kernel's row slices are 32-bit (decode_step.cu DsSlice)
+    if (2 * (3 + 5 * s.layers.length) >= 65535) return null; // DS_LL's 16-bit phase tags stay distinct across two launches
     const ok = (v: View | null, dtype: string, shape: readonly number[]): boolean =>
       v !== null &&
       v.storage.dtype === dtype &&
@@ -135,6 +136,11 @@ export class CudaDecodeSteps {
     const ctlBytes = 4 * (CTL_ATTN + KV);
     const ctl = block(ctlBytes);
     host.driver.memsetD8(ctl, 0, ctlBytes);
+    // the kernel macro DS_LL's tagged vectors (u32 words: h twice, q|k|v, the attention output, the SwiGLU
+    // output); tag 0 is never written, so zeroed words read as not yet written
+    const taggedBytes = 4 * (2 * D + 2 * QD + 2 * KV * HD + I);
+    const tagged = block(taggedBytes);
+    host.driver.memsetD8(tagged, 0, taggedBytes);
     const eps = new DataView(new ArrayBuffer(8));
     eps.setFloat64(0, s.eps, true);
     const scale = new DataView(new ArrayBuffer(4));
@@ -149,7 +155,7 @@ export class CudaDecodeSteps {
       cos: BigInt(a(s.cos)), sin: BigInt(a(s.sin)), pos: BigInt(a(s.pos)), ids: BigInt(a(s.ids)),
       produced: s.produced === null ? 0n : BigInt(a(s.produced)), next: BigInt(a(s.next)), logits: s.logits === null ? 0n : BigInt(a(s.logits)),
       h: BigInt(block(2 * D)), qkv: BigInt(block(2 * (QD + 2 * KV * HD))), attn: BigInt(block(2 * QD)), act: BigInt(block(2 * I)),
-      part: BigInt(block(4 * H * splits * (HD + 2))), ctl: BigInt(ctl),
+      part: BigInt(block(4 * H * splits * (HD + 2))), ctl: BigInt(ctl), tagged: BigInt(tagged),
       splits: BigInt(splits), chunk_max: BigInt(chunkMax), scale: BigInt(scale.getInt32(0, true)),
       stage: BigInt(plan.stage), slots: BigInt(plan.slots), vec_off: BigInt(plan.vecOff), attn_off: BigInt(plan.attnOff), timing: BigInt(timing),
     };

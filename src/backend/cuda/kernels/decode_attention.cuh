@@ -27,18 +27,25 @@ MOPT_DEV void rope_qkv_shared(const XVec& qkv, int g, int H, int KV, int HD, con
                               typename T::S* kd, typename T::S* vd, typename T::S* knew, float* vnew) {
   typedef typename T::S S;
   const int half = HD / 2, G = H / KV, nq = G * half;
+  ll_waiting(qkv);
   for (int e = threadIdx.x; e < nq + (kd != nullptr || knew != nullptr ? half : 0); e += DS_THREADS) {
     if (e < nq) {
       const int h = e / half, j = e % half;
       const i64_t x = (i64_t)(g * G + h) * HD;
       S o0, o1;
-      rope_pair<T>(qkv.get(x + j), qkv.get(x + j + half), cosr, sinr, j, o0, o1);
+      const i64_t at[2] = {x + j, x + j + half};
+      u32_t w[2] = {qkv.fetch(at[0]), qkv.fetch(at[1])};
+      qkv.ready_all(w, at);
+      rope_pair<T>((u16_t)(w[0] & 0xffffu), (u16_t)(w[1] & 0xffffu), cosr, sinr, j, o0, o1);
       qs[h * HD + j] = T::load(o0);
       qs[h * HD + j + half] = T::load(o1);
     } else {
       const int j = e - nq;
       const i64_t kx = (i64_t)H * HD + g * HD, vx = (i64_t)(H + KV) * HD + g * HD;
-      const u16_t k0 = qkv.get(kx + j), k1 = qkv.get(kx + j + half), v0 = qkv.get(vx + j), v1 = qkv.get(vx + j + half);
+      const i64_t at[4] = {kx + j, kx + j + half, vx + j, vx + j + half};
+      u32_t w[4] = {qkv.fetch(at[0]), qkv.fetch(at[1]), qkv.fetch(at[2]), qkv.fetch(at[3])};
+      qkv.ready_all(w, at);
+      const u16_t k0 = (u16_t)(w[0] & 0xffffu), k1 = (u16_t)(w[1] & 0xffffu), v0 = (u16_t)(w[2] & 0xffffu), v1 = (u16_t)(w[3] & 0xffffu);
       S o0, o1;
       rope_pair<T>(k0, k1, cosr, sinr, j, o0, o1);
       if (kd != nullptr) kd[j] = o0, kd[j + half] = o1, vd[j] = v0, vd[j + half] = v1;
@@ -100,6 +107,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
     rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, has_pos ? kc + (i64_t)(g * cap + pos) * HD : nullptr,
                        vc + (i64_t)(g * cap + pos) * HD, nullptr, nullptr);
     csync();
+    ll_waited(qkv);
     // scores: one warp per key, lanes over the head dim; a warp's next DS_KEYS keys are loaded before any is
     // used (each load is an L2 round trip of ~1 us while the weight stream runs)
     for (int tb = t0 + warp; tb < t1; tb += DS_WARPS * DS_KEYS) {
@@ -253,6 +261,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
   }
   rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, kc + (i64_t)pos * HD, vc + (i64_t)pos * HD, knew, vnew);
   csync();
+  ll_waited(qkv);
   // scores (the lane holding key pos takes it from knew: it was not in the cache when the loads were issued)
   float* sc = wide;
   if (kt == pos) {

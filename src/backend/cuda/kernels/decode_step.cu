@@ -2,8 +2,10 @@
 //
 // Why: a decode step reads every weight once (2.5 GB for Llama-3.2-1B), so its floor is the HBM stream time,
 // but as ~160 separate kernels it also pays each launch's ramp-up and drain (a few microseconds apiece, 30-40%
-// of the step on an H200). Here one CTA per SM runs the step's phases in order, separated by grid-wide
-// barriers (~2 us each).
+// of the step on an H200). Here one CTA per SM runs the step's phases in order; each phase's output vector
+// carries its phase's tag in every word, and the next phase's readers poll it until the tags are current
+// (DS_LL, decode_step.cuh: the data's arrival is the barrier), or, with DS_LL=0 or shapes it does not fit,
+// grid-wide barriers separate the phases (~2 us each).
 //
 // The weights do not depend on the activations, so they need not wait for the barriers: one producer thread
 // per CTA streams this CTA's slice of every weight matrix of the whole step, in the order the phases use
@@ -11,20 +13,21 @@
 // run the phases: each waits for a stage, dots it with the activation vector (in shared memory) and frees it.
 // The stream stalls only when the ring is full, so a barrier, the attention phase or an RMSNorm costs HBM
 // time only beyond the ring's depth (~200 KB per SM, ~6.5 us of this SM's HBM share). On the H200 with
-// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): 855-861 us a step = 1,165 tok/s, a layer 45 us
-// against ~29 us of HBM time. Latency, not bandwidth, is what is left: every dependent L2 round trip (barrier
-// arrival and poll, the next phase's input vector) queues behind the grid's weight stream, so the producer
+// Llama-3.2-1B (bench/decode-phases.ts, docs/benchmarks.md): ~790 us a step = 1,265 tok/s, a layer 40 us
+// against ~28 us of HBM time. Latency, not bandwidth, is what is left: every dependent L2 round trip (the
+// next phase's input vector, a barrier's arrival and poll) queues behind the grid's weight stream, so the producer
 // keeps a single copy in flight while its CTA waits at a barrier. Lessons kept in the code: the step's code
 // must stay small (one call site per kind of dot, no unrolled per-head loops: it was 408 KB), nothing on a
 // phase's path may divide 64-bit integers (the slices are planned once per launch), and no dot may be one
 // long FMA chain (a one-row stage is split four ways).
-// Tried and slower (docs/benchmarks.md): L2 prefetch ahead of the ring or during attention, tagged
-// low-latency vectors instead of grid barriers, hoisting the attention's cache loads above q's, pipelined
-// barrier polls, ring stages dotted on tensor cores (mma.sync, ~5x fewer instructions: 887 against 872 us, the
-// SM clock fell to ~1,830 MHz), o_proj folded into the attention phase (every CTA attending for its KV head
-// group, o_proj's partial sums added as gate/up loads h: one barrier fewer, but 986 us).
+// Tried and slower (docs/benchmarks.md): L2 prefetch ahead of the ring or during attention, hoisting the
+// attention's cache loads above q's, pipelined barrier polls, all of a vector's loads issued before its stores
+// to shared memory (856 against 843 us), ring stages dotted on tensor cores (mma.sync, ~5x fewer instructions:
+// 887 against 872 us, the SM clock fell to ~1,830 MHz), o_proj folded into the attention phase (every CTA
+// attending for its KV head group, o_proj's partial sums added as gate/up loads h: one barrier fewer, but 986
+// us).
 //
-// Per layer (grid barrier after each phase):
+// Per layer (an exchange or a grid barrier after each phase):
 //   A  x = rmsnorm(h) * input_norm (every CTA forms it in shared memory); q|k|v = x @ [Wq; Wk; Wv]^T -> qkv
 //   B  attention (decode_attention.cuh): while the context is short, one CTA per KV head with every key and
 //      value in registers; else one work item per (KV head, split of the keys 0..pos), partial softmax states
@@ -60,11 +63,65 @@
 #include "decode_dots.cuh"
 #include "decode_stream.cuh"
 
-/** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory. */
+/** DS_LL: whether all 8 words of a chunk carry the tag. */
+MOPT_DEV bool chunk_ready(const U4& a, const U4& b, u32_t tag) {
+  bool ok = true;
+#pragma unroll
+  for (int i = 0; i < 4; i++) ok = ok && (a.w[i] >> 16) == tag && (b.w[i] >> 16) == tag;
+  return ok;
+}
+/**
+ * DS_LL: n elements of a tagged vector into shared memory as they arrive. A thread keeps two chunks (8
+ * elements each) in flight: each is polled, stored once its tags are current and its registers take the
+ * thread's next chunk, so no chunk waits for another's round trip (the SwiGLU output is 2-3 chunks a thread).
+ */
+MOPT_DEV void load_tagged(u16_t* dst, const u32_t* words, u32_t tag, i64_t n) {
+  const i64_t chunks = n / 8;
+  i64_t v[2] = {(i64_t)threadIdx.x, (i64_t)threadIdx.x + DS_THREADS};
+  U4 a[2], b[2];
+#pragma unroll
+  for (int s = 0; s < 2; s++)
+    if (v[s] < chunks) a[s] = ld_relaxed16(words + 8 * v[s]), b[s] = ld_relaxed16(words + 8 * v[s] + 4);
+  const long long t0 = clock64();
+  while (v[0] < chunks || v[1] < chunks) {
+    bool stored = false;
+#pragma unroll
+    for (int s = 0; s < 2; s++) {
+      if (v[s] >= chunks || !chunk_ready(a[s], b[s], tag)) continue;
+      U4 c;
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        c.w[i] = (a[s].w[2 * i] & 0xffffu) | (a[s].w[2 * i + 1] << 16);
+        c.w[2 + i] = (b[s].w[2 * i] & 0xffffu) | (b[s].w[2 * i + 1] << 16);
+      }
+      reinterpret_cast<U4*>(dst)[v[s]] = c;
+      v[s] += 2 * DS_THREADS;
+      if (v[s] < chunks) a[s] = ld_relaxed16(words + 8 * v[s]), b[s] = ld_relaxed16(words + 8 * v[s] + 4);
+      stored = true;
+    }
+    if (stored) continue;
+    // nothing current yet: back off, then reload the chunks still waiting
+    __nanosleep(DS_LL_SLEEP);
+    ll_timeout(t0);
+#pragma unroll
+    for (int s = 0; s < 2; s++)
+      if (v[s] < chunks) a[s] = ld_relaxed16(words + 8 * v[s]), b[s] = ld_relaxed16(words + 8 * v[s] + 4);
+  }
+}
+
+/** n elements (a multiple of 8) of a vector other CTAs wrote, into shared memory (DS_LL: as they arrive). */
 template <class S>
 MOPT_DEV void load_shared(S* dst, const XVec& src, i64_t n) {
-  for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(reinterpret_cast<const U4*>(src.plain) + v);
+  if (!DS_LL || src.tagged == nullptr) {
+    const U4* from = reinterpret_cast<const U4*>(src.plain);
+    for (i64_t v = threadIdx.x; v < n / 8; v += DS_THREADS) reinterpret_cast<U4*>(dst)[v] = ld_cg16(from + v);
+    csync();
+    return;
+  }
+  ll_waiting(src);
+  load_tagged(reinterpret_cast<u16_t*>(dst), src.tagged, src.tag, n);
   csync();
+  ll_waited(src);
 }
 
 /** xs = rmsnorm(xs) * w in place (D elements in shared memory), bit for bit as rmsnorm.cu. */
@@ -146,7 +203,7 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       if (lane == 0) trace_stage(A, st, 1);
       if (NW == 1 && n == 1) {
         const u32_t pre = has_early ? early : lane == 0 ? (u32_t)before(r) : 0u;
-        float a[NW] = {warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), chunks, lane))};
+        float a[NW] = {DS_ABLATE_DOT ? 0.f : warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), (u32_t)chunks, lane))};
         out(r, a, __shfl_sync(MOPT_FULL_MASK, pre, 0));
       } else {
         for (int i = 0; i < n; i += RW) {
@@ -157,7 +214,7 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
 #pragma unroll
             for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
           const u32_t w0 = smem_addr(w) + (u32_t)(i * s.K * 2);
-          dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
+          if (!DS_ABLATE_DOT) dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
 #pragma unroll
           for (int q = 0; q < RW; q++) {
             float a[NW];
@@ -212,12 +269,28 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
   const int lane = threadIdx.x & 31;
   stamp(A, 0);
 
-  // the vectors the phases exchange (h is the residual stream throughout)
-  auto vec = [](i64_t p) { return XVec{reinterpret_cast<u16_t*>(p)}; };
-  const XVec h = vec(A.h), qkv = vec(A.qkv), attn = vec(A.attn), act = vec(A.act);
+  // the vectors the phases exchange (h is the residual stream). DS_LL: phase k's output carries tag(k), and h
+  // alternates between two buffers (the layer's input in 0, o_proj's output in 1). LL needs every CTA to write
+  // part of each exchanged vector (rows of q, o_proj, gate/up and down), so that a reader holding a whole vector
+  // knows every CTA is past reading the buffer that reader overwrites next; else the grid barriers run.
+  // (not with the attention ablated: nothing would write the attention output's tags)
+  const bool ll = DS_LL && !DS_ABLATE_ATTN && A.D >= gridDim.x && A.I >= gridDim.x && QD >= gridDim.x;
+  // this launch's tag base, < 65535 (the previous launch's last CTA advanced it by the phase count); the host
+  // keeps the phase count below 65535, so a word left from the previous launch never carries a current tag
+  const u32_t base = DS_LL ? ld_cg_u32(ctl + 1) : 0u;
+  auto tag = [=](i64_t k) { return 1u + (base + (u32_t)k) % 65535u; };
+  u32_t* tw = reinterpret_cast<u32_t*>(A.tagged);
+  auto xvec = [=](i64_t plain, i64_t words, i64_t k) { return XVec{reinterpret_cast<u16_t*>(plain), ll ? tw + words : nullptr, tag(k)}; };
+  // word offsets of the tagged vectors: h (two buffers), q|k|v, the attention output, the SwiGLU output
+  const i64_t t_h1 = D, t_qkv = 2 * D, t_attn = t_qkv + QD + 2 * KVD, t_act = t_attn + QD;
   u32_t passed = 0;  // grid_sync's arrival target
   auto end_phase = [&](int k) {
-    grid_sync(ctl, A, k, passed);
+    if (ll) {
+      csync();  // the next phase overwrites the shared vector
+      if (threadIdx.x == 0) cta_done(A, k);
+    } else {
+      grid_sync(ctl, A, k, passed);
+    }
     stamp(A, k);
   };
   // lambdas capture by value: a by-reference capture would force the captured locals into local memory
@@ -236,17 +309,28 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
 
   // h = embed[id]
   {
+    const XVec h0 = xvec(A.h, 0, 1);
     const U4* src = reinterpret_cast<const U4*>(reinterpret_cast<const S*>(A.embed) + id * D);
-    for (i64_t v = (i64_t)blockIdx.x * DS_THREADS + threadIdx.x; v < D / 8; v += (i64_t)gridDim.x * DS_THREADS) reinterpret_cast<U4*>(h.plain)[v] = src[v];
+    for (i64_t v = (i64_t)blockIdx.x * DS_THREADS + threadIdx.x; v < D / 8; v += (i64_t)gridDim.x * DS_THREADS) {
+      const U4 c = src[v];
+      if (!ll) {
+        reinterpret_cast<U4*>(h0.plain)[v] = c;
+      } else {
+#pragma unroll
+        for (int i = 0; i < 8; i++) h0.put(8 * v + i, (u16_t)(c.w[i / 2] >> (16 * (i % 2))));
+      }
+    }
   }
   end_phase(1);
 
   DsCursor cur{0, 0, 0};  // advanced exactly as produce_step advances its stage counter
   for (i64_t l = 0; l < A.nlayers; l++) {
     const DsLayer& Ly = layers[l];
-    const int k0 = 2 + 5 * (int)l;  // phase A's index
+    const int k0 = 2 + 5 * (int)l;  // phase A's index; the layer's input h is phase k0 - 1's output
+    const XVec h_in = xvec(A.h, 0, k0 - 1), qkv = xvec(A.qkv, t_qkv, k0), attn = xvec(A.attn, t_attn, k0 + 1);
+    const XVec h_mid = xvec(A.h, t_h1, k0 + 2), act = xvec(A.act, t_act, k0 + 3), h_out = xvec(A.h, 0, k0 + 4);
     // A: q | k | v of rmsnorm(h)
-    if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.in_norm), A, red);
+    if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h_in, reinterpret_cast<const S*>(Ly.in_norm), A, red);
 #pragma unroll 1
     for (int k = 0; k < 3; k++) consume_seg<T, 1>(A, layer_seg(A, Ly, k), slices[k], cur, R, xs, no_pre, store_at(qkv, k == 0 ? 0 : k == 1 ? QD : QD + KVD));
     end_phase(k0);
@@ -259,7 +343,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     for (int m = 0; m < 2; m++) {
       if (m == 1) {
         // x = rmsnorm(h)
-        if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(Ly.post_norm), A, red);
+        if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h_mid, reinterpret_cast<const S*>(Ly.post_norm), A, red);
         consume_seg<T, 2>(A, layer_seg(A, Ly, 4), slices[4], cur, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
           if (lane == 0) act.put(r, T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))));
         });
@@ -267,15 +351,16 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
       }
       // the residual of this warp's first row goes out before the input vector's load: the two L2 round trips
       // overlap instead of following each other (H200: 872 -> 866 us a step, within the spread)
-      const u32_t early = early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(h));
-      load_shared(xs, m == 0 ? attn : act, m == 0 ? QD : A.I);
-      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(h), add_residual(h), early, true);
+      const XVec res = pick(m == 0, h_in, h_mid);
+      const u32_t early = early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(res));
+      load_shared(xs, pick(m == 0, attn, act), m == 0 ? QD : A.I);
+      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(res), add_residual(pick(m == 0, h_mid, h_out)), early, true);
       end_phase(k0 + 2 + 2 * m);
     }
   }
 
   // LM head of rmsnorm(h), argmax folded in
-  load_norm_shared<T>(xs, h, reinterpret_cast<const S*>(A.final_norm), A, red);
+  load_norm_shared<T>(xs, xvec(A.h, 0, 1 + 5 * A.nlayers), reinterpret_cast<const S*>(A.final_norm), A, red);
   float* logits = reinterpret_cast<float*>(A.logits);
   u64_t best = 0;
   consume_seg<T, 1>(A, lm_seg(A), slices[DS_SEGS - 1], cur, R, xs, no_pre, [=, &best](i64_t r, float (&acc)[1], u32_t) {
@@ -301,6 +386,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     const u64_t key = atomicExch(reinterpret_cast<unsigned long long*>(ctl + DS_CTL_ARGMAX), 0ull);
     const int tok = (int)(0xffffffffu - (u32_t)(key & 0xffffffffu));
     ctl[0] = 0;  // every CTA is past its last grid barrier and attention phase (it has reached the LM head's end)
+    if (DS_LL) ctl[1] = (base + (u32_t)stamps_of(A)) % 65535u;
     ctl[2] = 0;
     for (i64_t kv = 0; kv < A.KV; kv++) ctl[DS_CTL_ATTN + kv] = 0;
     reinterpret_cast<int*>(A.ids)[0] = tok;

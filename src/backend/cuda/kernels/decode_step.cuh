@@ -19,6 +19,9 @@ struct DsArgs {
   i64_t embed, final_norm, lm_head, eps, norm_threads;  // eps: float64 bits; norm_threads: rmsnorm.cu's block size
   i64_t cos, sin, pos, ids, produced, next, logits;      // produced, logits: 0 for none
   i64_t h, qkv, attn, act, part, ctl;                   // device scratch (decode-step.ts sizes them)
+  // DS_LL's tagged copies of the exchanged vectors, zeroed by the host: u32 words [2][D] h, [H*HD + 2*KV*HD]
+  // q|k|v, [H*HD] the attention output, [I] the SwiGLU output
+  i64_t tagged;
   i64_t splits, chunk_max, scale;                       // scale: float32 bits
   // dynamic shared memory (bytes): the weight ring (slots stages of `stage` bytes) at 0, the activation
   // vector at vec_off, the attention's scratch at attn_off
@@ -38,8 +41,11 @@ struct DsArgs {
 #ifndef DS_ABLATE_NORM
 #define DS_ABLATE_NORM 0
 #endif
-// ctl words: [0] grid barrier arrivals this launch, [2] CTAs done with the LM head, [4..5] argmax key
-// (u64), [8 + g] attention splits done for KV head g.
+#ifndef DS_ABLATE_DOT  // consumers free each stage without dotting it: how much the dots' time sets the pace
+#define DS_ABLATE_DOT 0
+#endif
+// ctl words: [0] grid barrier arrivals this launch, [1] launches so far (DS_LL's tags), [2] CTAs done with the
+// LM head, [4..5] argmax key (u64), [8 + g] attention splits done for KV head g.
 #define DS_CTL_ARGMAX 4
 #define DS_CTL_ATTN 8
 
@@ -125,9 +131,99 @@ MOPT_DEV void grid_sync(u32_t* ctl, const DsArgs& A, int k, u32_t& passed) {
   csync();
 }
 
-/** A vector one phase writes and the next reads (behind a grid barrier): 16-bit values in global memory. */
+// Low-latency exchange (the default; 0 = grid barriers): the vectors one phase writes and the next reads (h,
+// q|k|v, the attention output, the SwiGLU output) travel as 32-bit words holding the 16-bit value and a 16-bit
+// tag of the phase that wrote it, as in NCCL's LL protocol (a 32-bit store is seen whole or not at all):
+// readers poll the data until every tag is current, so the data's arrival is the barrier. A grid barrier costs
+// a release fence (the CTA's stores acknowledged), the arrival, a poll and then the load of the data, ~4 L2
+// round trips behind the weight stream; here a store and a poll. Readers back off DS_LL_SLEEP ns between polls
+// and throttle their CTA's weight stream while they wait (set_at_barrier), as at a grid barrier. H200,
+// Llama-3.2-1B, 2026-11-29: 790.2 / 791.0 / 790.7 us a step against 843.4 with grid barriers (DS_LL_SLEEP 32:
+// 800; 512: 805). (Tried once before the throttle existed, every thread spinning without backoff: slower,
+// 1,219 against 1,178 us.)
+#ifndef DS_LL
+#define DS_LL 1
+#endif
+#ifndef DS_LL_SLEEP
+#define DS_LL_SLEEP 128
+#endif
+/** ~10 s of polling without the writer's data: fail, not hang. */
+MOPT_DEV void ll_timeout(long long t0) {
+  if (clock64() - t0 > (1ll << 34)) __trap();
+}
+// the tagged words are written and polled by different CTAs at once: relaxed (gpu scope) or volatile accesses
+MOPT_DEV void st_relaxed_u32(u32_t* p, u32_t v) { asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory"); }
+MOPT_DEV u32_t ld_relaxed_u32(const u32_t* p) {
+  u32_t v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+MOPT_DEV U4 ld_relaxed16(const void* p) {
+  U4 c;
+  asm volatile("ld.relaxed.gpu.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(c.w[0]), "=r"(c.w[1]), "=r"(c.w[2]), "=r"(c.w[3]) : "l"(p) : "memory");
+  return c;
+}
+
+/** A vector one phase writes and the next reads: 16-bit values (behind a grid barrier) or (DS_LL) tagged words. */
 struct XVec {
   u16_t* plain;
-  __device__ __forceinline__ void put(i64_t i, u16_t v) const { plain[i] = v; }
-  __device__ __forceinline__ u16_t get(i64_t i) const { return ld_cg_u16(plain + i); }
+  u32_t* tagged;  // DS_LL: the tagged words (nullptr on the barrier path)
+  u32_t tag;      // DS_LL: the writing phase's tag (never 0: the host zeroes the words)
+  __device__ __forceinline__ void put(i64_t i, u16_t v) const {
+    if (DS_LL && tagged != nullptr)
+      st_relaxed_u32(tagged + i, (u32_t)v | (tag << 16));
+    else
+      plain[i] = v;
+  }
+  /** Element i's raw word, load issued (finish it with ready(); loads of several elements overlap). */
+  __device__ __forceinline__ u32_t fetch(i64_t i) const { return DS_LL && tagged != nullptr ? ld_relaxed_u32(tagged + i) : (u32_t)ld_cg_u16(plain + i); }
+  /** The value of element i from fetch()'s word w, polling until its writer's tag is there. */
+  __device__ __forceinline__ u16_t ready(u32_t w, i64_t i) const {
+    if (DS_LL && tagged != nullptr && (w >> 16) != tag) {
+      const long long t0 = clock64();
+      do {
+        __nanosleep(DS_LL_SLEEP);
+        w = ld_relaxed_u32(tagged + i);
+        ll_timeout(t0);
+      } while ((w >> 16) != tag);
+    }
+    return (u16_t)(w & 0xffffu);
+  }
+  __device__ __forceinline__ u16_t get(i64_t i) const { return ready(fetch(i), i); }
+  /**
+   * ready() for N words fetched together: polls until all are current, reloading only the stale ones (one at
+   * a time would pay a round trip per word after the last write).
+   */
+  template <int N>
+  __device__ __forceinline__ void ready_all(u32_t (&w)[N], const i64_t (&idx)[N]) const {
+    if (!DS_LL || tagged == nullptr) return;
+    const long long t0 = clock64();
+    for (;;) {
+      bool ok = true;
+#pragma unroll
+      for (int j = 0; j < N; j++) ok = ok && (w[j] >> 16) == tag;
+      if (ok) return;
+      __nanosleep(DS_LL_SLEEP);
+      ll_timeout(t0);
+#pragma unroll
+      for (int j = 0; j < N; j++)
+        if ((w[j] >> 16) != tag) w[j] = ld_relaxed_u32(tagged + idx[j]);
+    }
+  }
 };
+// Whether a CTA's weight stream throttles (one copy in flight) while its threads poll for a tagged input
+// vector, as at a grid barrier (1, the default; 0 = the stream runs on at DS_INFLIGHT: H200, 2026-11-29,
+// 815.2 / 816.1 against 790.0 / 790.0 us a step: the polls' round trips queue behind the copies).
+#ifndef DS_LL_THROTTLE
+#define DS_LL_THROTTLE 1
+#endif
+/** DS_LL: the CTA's weight stream throttles while its threads poll for the tagged vector v... */
+MOPT_DEV void ll_waiting(const XVec& v) {
+  if (DS_LL && DS_LL_THROTTLE && v.tagged != nullptr && threadIdx.x == 0) set_at_barrier(1u);
+}
+/** ...and runs again once they are past it (after the CTA barrier that follows). */
+MOPT_DEV void ll_waited(const XVec& v) {
+  if (DS_LL && DS_LL_THROTTLE && v.tagged != nullptr && threadIdx.x == 0) set_at_barrier(0u);
+}
+/** c ? a : b, field by field (a whole-struct select put both in local memory). */
+MOPT_DEV XVec pick(bool c, const XVec& a, const XVec& b) { return XVec{c ? a.plain : b.plain, c ? a.tagged : b.tagged, c ? a.tag : b.tag}; }

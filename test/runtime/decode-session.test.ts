@@ -1,0 +1,57 @@
+// A DecodeSession keeps the cache, the step decoder and the recorded prefills between generate() calls: the
+// tokens must be those of generate() without one (greedy: first run at a length eager, second recorded,
+// later replayed, including with other prompt ids; a longer request grows the cache; sampling), and
+// dispose() must free everything the session made. float32 decodes through the recorded multi-kernel step,
+// bfloat16 through the whole-step kernel where the backend has one (CUDA); elsewhere every step is eager.
+
+import assert from 'node:assert/strict';
+import { parseDecoderConfig } from '../../src/models/config.js';
+import { initModel } from '../../src/models/load.js';
+import { generate } from '../../src/runtime/generate.js';
+import { DecodeSession } from '../../src/runtime/decode-session.js';
+import { canCaptureGraphs, type Backend } from '../../src/backend/backend.js';
+import { forEachBackend } from '../helpers/backends.js';
+
+function allocatedBytes(b: Backend): number | null {
+  const a = (b as { allocator?: { stats?: () => { allocatedBytes: number } } }).allocator;
+  return typeof a?.stats === 'function' ? a.stats().allocatedBytes : null;
+}
+
+forEachBackend('generate() with a DecodeSession gives the tokens of generate() without one, and dispose() frees it all', ({ name, backend }) => {
+  const config = parseDecoderConfig(
+    {
+      model_type: 'llama', vocab_size: 96, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
+      num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 600,
+    },
+    'test config',
+  );
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    const model = initModel(config, 5, { device: name, dtype });
+    const other = initModel(config, 6, { device: name, dtype });
+    const a = [3, 14, 15, 92, 65];
+    const b = [2, 71, 82, 81, 8];
+    const c = [1, 4, 1, 42, 13, 56, 23, 7, 9];
+    // [prompt, new tokens, sampling]: a three times (eager, recorded, replayed), b at a's length (replayed
+    // with other ids), c (another length), then more positions than the first cache holds, then sampling
+    const calls: [number[], number, boolean][] = [[a, 12, true], [a, 12, true], [a, 12, true], [b, 12, true], [c, 7, true], [b, 300, true], [a, 10, false], [a, 12, true]];
+    const want = calls.map(([p, n, greedy]) => generate(model, p, { maxNewTokens: n, greedy, seed: 7 }));
+    const live = backend.liveStorages();
+    const bytes = allocatedBytes(backend);
+    const session = new DecodeSession(model);
+    try {
+      calls.forEach(([p, n, greedy], i) => {
+        const got = generate(model, p, { maxNewTokens: n, greedy, seed: 7, session });
+        assert.deepEqual(got, want[i], `${dtype}: call ${i} (prompt of ${p.length}, ${n} new, ${greedy ? 'greedy' : 'sampled'})`);
+        // after a, a, a, b: length 5 recorded where the backend records graphs
+        if (i === 3) assert.equal(session.recordedPrefills, canCaptureGraphs(backend) ? 1 : 0, `${dtype}: recorded prefills`);
+      });
+      assert.throws(() => generate(other, a, { maxNewTokens: 2, session }), /session was made for another model/);
+    } finally {
+      session.dispose();
+    }
+    assert.equal(backend.liveStorages(), live, `${dtype}: the disposed session left storages behind`);
+    assert.equal(allocatedBytes(backend), bytes, `${dtype}: the disposed session left device memory allocated`);
+    assert.throws(() => generate(model, a, { maxNewTokens: 2, session }), /used after dispose/);
+    for (const p of [...model.parameters(), ...other.parameters()]) p.dispose();
+  }
+});
