@@ -92,3 +92,15 @@ export function forEachBackend(title: string, fn: (b: BackendUnderTest, t: TestC
     });
   }
 }
+
+/** The device allocator's bytes in use, for backends that have one (CUDA); null elsewhere. */
+export function allocatedBytes(b: Backend): number | null {
+  const a = (b as { allocator?: { stats?: () => { allocatedBytes: number } } }).allocator;
+  return typeof a?.stats === 'function' ? a.stats().allocatedBytes : null;
+}
+
+/** A two-layer Llama config.json small enough for any backend (GQA: 4 query heads, 2 KV heads); spread and override. */
+export const TINY_LLAMA = {
+  model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+  num_attention_heads: 4, num_key_value_heads: 2,
+} as const;

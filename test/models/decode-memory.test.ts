@@ -8,24 +8,11 @@ import assert from 'node:assert/strict';
 import { parseDecoderConfig } from '../../src/models/config.js';
 import { initModel } from '../../src/models/load.js';
 import { generate } from '../../src/runtime/generate.js';
-import type { Backend } from '../../src/backend/backend.js';
-import { forEachBackend } from '../helpers/backends.js';
-
-/** The device allocator's bytes in use, for backends that have one (CUDA). */
-function allocatedBytes(b: Backend): number | null {
-  const a = (b as { allocator?: { stats?: () => { allocatedBytes: number } } }).allocator;
-  return typeof a?.stats === 'function' ? a.stats().allocatedBytes : null;
-}
+import { TINY_LLAMA, allocatedBytes, forEachBackend } from '../helpers/backends.js';
 
 forEachBackend('no memory growth over 1,000 greedy decode steps', ({ name, backend }) => {
   const live = (): number => backend.liveStorages();
-  const config = parseDecoderConfig(
-    {
-      model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
-      num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 1100,
-    },
-    'test config',
-  );
+  const config = parseDecoderConfig({ ...TINY_LLAMA, max_position_embeddings: 1100 }, 'test config');
   for (const dtype of ['float32', 'bfloat16'] as const) {
     const model = initModel(config, 3, { device: name, dtype });
     const before = live();

@@ -9,22 +9,11 @@ import { parseDecoderConfig } from '../../src/models/config.js';
 import { initModel } from '../../src/models/load.js';
 import { generate } from '../../src/runtime/generate.js';
 import { DecodeSession } from '../../src/runtime/decode-session.js';
-import { canCaptureGraphs, type Backend } from '../../src/backend/backend.js';
-import { forEachBackend } from '../helpers/backends.js';
-
-function allocatedBytes(b: Backend): number | null {
-  const a = (b as { allocator?: { stats?: () => { allocatedBytes: number } } }).allocator;
-  return typeof a?.stats === 'function' ? a.stats().allocatedBytes : null;
-}
+import { canCaptureGraphs } from '../../src/backend/backend.js';
+import { TINY_LLAMA, allocatedBytes, forEachBackend } from '../helpers/backends.js';
 
 forEachBackend('generate() with a DecodeSession gives the tokens of generate() without one, and dispose() frees it all', ({ name, backend }) => {
-  const config = parseDecoderConfig(
-    {
-      model_type: 'llama', vocab_size: 96, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
-      num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 600,
-    },
-    'test config',
-  );
+  const config = parseDecoderConfig({ ...TINY_LLAMA, vocab_size: 96, hidden_size: 64, intermediate_size: 128, max_position_embeddings: 600 }, 'test config');
   for (const dtype of ['float32', 'bfloat16'] as const) {
     const model = initModel(config, 5, { device: name, dtype });
     const other = initModel(config, 6, { device: name, dtype });
