@@ -8,6 +8,8 @@
 // buffer, the argmax taken on the device), and every later one is a replay and a 4-byte read-back; the cache
 // and the step decoder are made once. A session holds its device memory until dispose() (generate() alone
 // frees everything it made when it returns). On a backend without graphs the session still reuses the cache.
+// The step kernel and the recordings read the weights where they were: in-place updates (a training step) are
+// seen, and a parameter replaced by another tensor (or a hook set) makes the next call rebuild them.
 //
 //   const session = new DecodeSession(model);
 //   try { for (const p of prompts) generate(model, p, { maxNewTokens: 256, greedy: true, session }); }
@@ -15,7 +17,7 @@
 
 import type { DecoderLM } from '../models/decoder.js';
 import type { KVCache } from '../models/kv-cache.js';
-import { canCaptureGraphs, type RecordedGraph } from '../backend/backend.js';
+import { canCaptureGraphs, type RecordedGraph, type Storage } from '../backend/backend.js';
 import { Tensor, argmax, keep, reshape, tensor, tidy, zeros } from '../tensor/index.js';
 import { GraphDecoder } from './decode-graph.js';
 
@@ -51,6 +53,8 @@ export class DecodeSession {
   private greedy = true;
   /** per prompt length: null once run eagerly (kernels compiled, GEMMs planned), then the recording */
   private readonly prefills = new Map<number, PrefillGraph | null>();
+  /** the parameters' storages when the decoder and recordings were made (they hold those addresses) */
+  private weights: (Storage | null)[] = [];
   private disposed = false;
 
   constructor(readonly model: DecoderLM) {}
@@ -63,8 +67,11 @@ export class DecodeSession {
   begin(positions: number, greedy: boolean, graphs: boolean): { cache: KVCache; decoder: GraphDecoder | null } {
     if (this.disposed) throw new RangeError('DecodeSession: used after dispose()');
     const canRecord = graphs && GraphDecoder.supports(this.model);
-    if (this.cache === null || this.cache.capacity < positions || greedy !== this.greedy || canRecord !== (this.decoder !== null)) {
+    const weights = this.model.parameters().map((p) => (p.isDisposed ? null : p.storage));
+    const moved = weights.length !== this.weights.length || weights.some((w, i) => w !== this.weights[i]);
+    if (this.cache === null || this.cache.capacity < positions || greedy !== this.greedy || canRecord !== (this.decoder !== null) || moved) {
       this.release();
+      this.weights = weights;
       const max = this.model.config.maxPositionEmbeddings;
       const capacity = Math.max(positions, Math.min(Math.ceil(positions / CAPACITY_STEP) * CAPACITY_STEP, max));
       this.cache = this.model.newCache(1, capacity);

@@ -11,6 +11,7 @@ import { generate } from '../../src/runtime/generate.js';
 import { DecodeSession } from '../../src/runtime/decode-session.js';
 import { canCaptureGraphs } from '../../src/backend/backend.js';
 import { TINY_LLAMA, allocatedBytes, forEachBackend } from '../helpers/backends.js';
+import { keep, tidy } from '../../src/tensor/index.js';
 
 forEachBackend('generate() with a DecodeSession gives the tokens of generate() without one, and dispose() frees it all', ({ name, backend }) => {
   const config = parseDecoderConfig({ ...TINY_LLAMA, vocab_size: 96, hidden_size: 64, intermediate_size: 128, max_position_embeddings: 600 }, 'test config');
@@ -42,5 +43,29 @@ forEachBackend('generate() with a DecodeSession gives the tokens of generate() w
     assert.equal(allocatedBytes(backend), bytes, `${dtype}: the disposed session left device memory allocated`);
     assert.throws(() => generate(model, a, { maxNewTokens: 2, session }), /used after dispose/);
     for (const p of [...model.parameters(), ...other.parameters()]) p.dispose();
+  }
+});
+
+forEachBackend('a DecodeSession rebuilds its step decoder and recordings when a parameter is replaced (as PTQ does)', ({ name }) => {
+  const config = parseDecoderConfig({ ...TINY_LLAMA, vocab_size: 96, hidden_size: 64, intermediate_size: 128, max_position_embeddings: 600 }, 'test config');
+  for (const dtype of ['float32', 'bfloat16'] as const) {
+    const model = initModel(config, 8, { device: name, dtype });
+    const prompt = [5, 17, 33, 2, 71];
+    const session = new DecodeSession(model);
+    try {
+      const before = generate(model, prompt, { maxNewTokens: 12, session });
+      assert.deepEqual(generate(model, prompt, { maxNewTokens: 12, session }), before, `${dtype}: recorded prefill`);
+      const key = 'model.layers.1.mlp.down_proj.weight';
+      const old = model.params.get(key)!;
+      model.params.set(key, keep(tidy(() => old.mul(-4))));
+      old.dispose(); // what the session's kernel and recordings pointed at is gone
+      const want = generate(model, prompt, { maxNewTokens: 12 });
+      assert.notDeepEqual(want, before, `${dtype}: the replaced weight must change the tokens for this test to mean anything`);
+      assert.deepEqual(generate(model, prompt, { maxNewTokens: 12, session }), want, `${dtype}: the session after the replacement`);
+      assert.deepEqual(generate(model, prompt, { maxNewTokens: 12, session }), want, `${dtype}: recorded again`);
+    } finally {
+      session.dispose();
+      for (const p of model.parameters()) p.dispose();
+    }
   }
 });
