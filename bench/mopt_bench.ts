@@ -9,8 +9,9 @@
 //   decode  generate() of 256 greedy tokens at batch 1 from a 16-token prompt (no EOS stop); tokens/s =
 //           256 / wall time between two synchronizations. The calls share a DecodeSession, as a serving loop's
 //           would (src/runtime/decode-session.ts: the KV cache, the step kernel and the prompt length's
-//           prefill, recorded as a graph on its second run, are kept across calls); one more call without a
-//           session is timed after them and reported beside (without_session).
+//           prefill, recorded as a graph on its second run, are kept across calls: the first timed call pays
+//           the recording, about an eager prefill, which the median of the default 5 runs leaves out); one more
+//           call without a session is timed after them and reported beside (without_session).
 //   train   forward + crossEntropy (next-token targets, last position ignored: the same mean as transformers'
 //           labels=input_ids) + backward + AdamW.update() (lr 1e-5, wd 0.01; moments in the parameters' dtype,
 //           bf16, like torch.optim.AdamW on bf16 parameters) + zeroGrad(), batch 4 x seq 2048.

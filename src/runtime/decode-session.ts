@@ -47,25 +47,48 @@ export function greedyPrefill(model: DecoderLM, cache: KVCache, prompt: readonly
   return tidy(() => forwardArgmax(model, cache, tensor(prompt, [1, prompt.length], { dtype: 'int32', device: model.backend })).toArray()[0]);
 }
 
+/** Prompt lengths whose recorded prefill a session keeps (least recently used first out): each holds a pool. */
+const MAX_RECORDED = 8;
+
+/** Runs every step, even after one throws; rethrows the first error. */
+function runAll(steps: (() => void)[]): void {
+  let first: unknown = null;
+  for (const step of steps) {
+    try {
+      step();
+    } catch (e) {
+      first ??= e;
+    }
+  }
+  if (first !== null) throw first;
+}
+
 export class DecodeSession {
   private cache: KVCache | null = null;
   private decoder: GraphDecoder | null = null;
   private greedy = true;
-  /** per prompt length: null once run eagerly (kernels compiled, GEMMs planned), then the recording */
-  private readonly prefills = new Map<number, PrefillGraph | null>();
+  /**
+   * per prompt length, in least-recently-used order: 'seen' once run eagerly (kernels compiled, GEMMs
+   * planned), then the recording; 'eager' where recording failed (that length stays eager)
+   */
+  private readonly prefills = new Map<number, PrefillGraph | 'seen' | 'eager'>();
   /** the parameters' storages when the decoder and recordings were made (they hold those addresses) */
   private weights: (Storage | null)[] = [];
+  /** a generate() call is between begin() and end() */
+  private active = false;
   private disposed = false;
 
   constructor(readonly model: DecoderLM) {}
 
   /**
    * The session's cache, emptied, with room for `positions`, and its step decoder (null where steps
-   * cannot be recorded: generate() then runs them eagerly). A larger need or another sampling kind
-   * replaces both (and the prefill recordings, which write into the cache).
+   * cannot be recorded: generate() then runs them eagerly). A larger need, another sampling kind or a
+   * replaced parameter replaces both (and the prefill recordings, which write into the cache). One call at a
+   * time: end() closes it.
    */
   begin(positions: number, greedy: boolean, graphs: boolean): { cache: KVCache; decoder: GraphDecoder | null } {
     if (this.disposed) throw new RangeError('DecodeSession: used after dispose()');
+    if (this.active) throw new RangeError('DecodeSession: already in use by a generate() call (a session serves one call at a time)');
     const canRecord = graphs && GraphDecoder.supports(this.model);
     const weights = this.model.parameters().map((p) => (p.isDisposed ? null : p.storage));
     const moved = weights.length !== this.weights.length || weights.some((w, i) => w !== this.weights[i]);
@@ -79,7 +102,13 @@ export class DecodeSession {
       this.decoder = canRecord ? new GraphDecoder(this.model, this.cache, greedy) : null;
     }
     this.cache.truncate(0);
+    this.active = true;
     return { cache: this.cache, decoder: this.decoder };
+  }
+
+  /** Closes the call begin() opened (generate() does, also when it throws). */
+  end(): void {
+    this.active = false;
   }
 
   /**
@@ -88,40 +117,22 @@ export class DecodeSession {
    */
   prefillGreedy(prompt: readonly number[]): number {
     const cache = this.cache;
-    if (cache === null || cache.length !== 0 || !this.greedy) throw new RangeError('DecodeSession.prefillGreedy: call begin() with greedy decoding first');
-    const model = this.model;
+    if (cache === null || cache.length !== 0 || !this.greedy || !this.active) throw new RangeError('DecodeSession.prefillGreedy: call begin() with greedy decoding first');
     const T = prompt.length;
-    const seen = this.prefills.get(T);
-    if (seen === undefined || !canCaptureGraphs(model.backend) || this.decoder === null) {
-      // eager: compiles the kernels and plans the GEMMs a recording needs
-      if (this.decoder !== null) this.prefills.set(T, null);
-      return greedyPrefill(model, cache, prompt);
-    }
-    let p = seen;
+    const known = this.prefills.get(T);
+    if (known !== undefined) this.prefills.delete(T); // re-inserted below: most recently used last
+    let p: PrefillGraph | null = null;
+    if (known === 'seen' && this.decoder !== null && canCaptureGraphs(this.model.backend)) p = this.record(T, cache);
+    else if (known !== undefined && known !== 'seen' && known !== 'eager') p = known;
     if (p === null) {
-      const ids = keep(zeros([1, T], { dtype: 'int32', device: model.backend }));
-      const rope = tidy(() => {
-        const r = model.ropeRows(0, T);
-        return { cos: keep(r.cos), sin: keep(r.sin) };
-      });
-      const out: { next: Tensor | null } = { next: null };
-      try {
-        const graph = model.backend.captureGraph(() => {
-          out.next = tidy(() => keep(forwardArgmax(model, cache, ids, rope)));
-        });
-        if (out.next === null) throw new Error('DecodeSession: the prefill recording produced no token');
-        p = { ids, rope, next: out.next, graph };
-      } catch (e) {
-        out.next?.dispose();
-        ids.dispose();
-        rope.cos.dispose();
-        rope.sin.dispose();
-        throw e;
-      }
-      this.prefills.set(T, p);
-      cache.truncate(0); // recording ran the forward's host side (which advanced the cache), not its kernels
+      // eager: the first time compiles the kernels and plans the GEMMs a recording needs
+      const next = greedyPrefill(this.model, cache, prompt);
+      if (this.decoder !== null) this.remember(T, known === undefined ? 'seen' : 'eager');
+      return next;
     }
-    tidy(() => model.backend.copy(tensor(prompt, [1, T], { dtype: 'int32', device: model.backend }), p.ids));
+    this.remember(T, p);
+    const backend = this.model.backend;
+    tidy(() => backend.copy(tensor(prompt, [1, T], { dtype: 'int32', device: backend }), p.ids));
     p.graph.launch();
     cache.advance(T);
     return p.next.toArray()[0];
@@ -130,32 +141,71 @@ export class DecodeSession {
   /** How many prompt lengths have a recorded prefill. */
   get recordedPrefills(): number {
     let n = 0;
-    for (const p of this.prefills.values()) if (p !== null) n++;
+    for (const p of this.prefills.values()) if (typeof p !== 'string') n++;
     return n;
   }
 
   /** Frees the cache, the step decoder and the recordings; the session cannot be used afterwards. */
   dispose(): void {
+    if (this.active) throw new RangeError('DecodeSession: dispose() during a generate() call on it');
     this.disposed = true;
     this.release();
   }
 
-  private release(): void {
+  /**
+   * The prefill at length T recorded (the cache's contents are not touched: recording runs no kernel), or
+   * null where recording failed. Every tensor the recording makes is freed inside it, so a failed recording's
+   * memory pool goes back whole.
+   */
+  private record(T: number, cache: KVCache): PrefillGraph | null {
+    const model = this.model;
+    const backend = model.backend;
+    if (!canCaptureGraphs(backend)) return null;
+    const made: Tensor[] = [];
+    const hold = (t: Tensor): Tensor => (made.push(t), t);
     try {
-      for (const p of this.prefills.values()) {
-        if (p === null) continue;
-        p.next.dispose();
-        p.graph.dispose();
-        p.ids.dispose();
-        p.rope.cos.dispose();
-        p.rope.sin.dispose();
-      }
-      this.prefills.clear();
-      this.decoder?.dispose();
+      const ids = hold(keep(zeros([1, T], { dtype: 'int32', device: backend })));
+      const next = hold(keep(zeros([1], { dtype: 'int32', device: backend })));
+      const rope = tidy(() => {
+        const r = model.ropeRows(0, T);
+        return { cos: hold(keep(r.cos)), sin: hold(keep(r.sin)) };
+      });
+      const graph = backend.captureGraph(() => tidy(() => backend.copy(forwardArgmax(model, cache, ids, rope), next)));
+      return { ids, rope, next, graph };
+    } catch {
+      // this length stays eager (prefillGreedy); a fault that is not the recording's resurfaces there
+      runAll(made.map((t) => () => t.dispose()));
+      return null;
     } finally {
-      this.decoder = null;
-      this.cache?.dispose();
-      this.cache = null;
+      cache.truncate(0); // recording ran the forward's host side (which advanced the cache), not its kernels
     }
   }
+
+  /** Notes what is known of length T as the most recently used; past MAX_RECORDED recordings, frees the oldest. */
+  private remember(T: number, p: PrefillGraph | 'seen' | 'eager'): void {
+    this.prefills.set(T, p);
+    if (this.recordedPrefills <= MAX_RECORDED) return;
+    for (const [len, q] of this.prefills) {
+      if (typeof q === 'string') continue;
+      this.prefills.delete(len);
+      this.prefills.set(len, 'seen'); // recorded again on its next use
+      freeRecording(q);
+      return;
+    }
+  }
+
+  private release(): void {
+    const recordings = [...this.prefills.values()].filter((p): p is PrefillGraph => typeof p !== 'string');
+    this.prefills.clear();
+    const decoder = this.decoder;
+    const cache = this.cache;
+    this.decoder = null;
+    this.cache = null;
+    runAll([...recordings.map((p) => () => freeRecording(p)), () => decoder?.dispose(), () => cache?.dispose()]);
+  }
+}
+
+/** A recording's graph (which waits for its replays) and the tensors it reads and writes. */
+function freeRecording(p: PrefillGraph): void {
+  runAll([() => p.graph.dispose(), () => p.next.dispose(), () => p.ids.dispose(), () => p.rope.cos.dispose(), () => p.rope.sin.dispose()]);
 }

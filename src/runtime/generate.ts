@@ -85,6 +85,7 @@ export function generate(model: DecoderLM, prompt: readonly number[], o: Generat
       }
     });
   } finally {
+    session?.end();
     if (session === undefined) {
       try {
         graph?.dispose();

@@ -9,10 +9,12 @@ export interface SamplingOptions {
   topP: number;
 }
 
+/** The index of the largest logit: the first on ties, and the first NaN if there is one (as torch.argmax and the device argmax). */
 export function argmaxRow(logits: ArrayLike<number>): number {
   let best = -Infinity;
   let bi = 0;
   for (let i = 0; i < logits.length; i++) {
+    if (Number.isNaN(logits[i])) return i;
     if (logits[i] > best) {
       best = logits[i];
       bi = i;

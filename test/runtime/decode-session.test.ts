@@ -69,3 +69,26 @@ forEachBackend('a DecodeSession rebuilds its step decoder and recordings when a 
     }
   }
 });
+
+forEachBackend('a DecodeSession serves one generate() at a time and keeps at most 8 recorded prefills', ({ name, backend }) => {
+  const config = parseDecoderConfig({ ...TINY_LLAMA, max_position_embeddings: 600 }, 'test config');
+  const model = initModel(config, 9, { device: name, dtype: 'bfloat16' });
+  const session = new DecodeSession(model);
+  try {
+    // a nested call on the same session (from the token callback) would rewrite the outer call's cache
+    assert.throws(() => generate(model, [1, 2, 3], { maxNewTokens: 3, session, onToken: () => void generate(model, [4], { maxNewTokens: 2, session }) }), /already in use/);
+    assert.throws(() => generate(model, [1, 2, 3], { maxNewTokens: 3, session, onToken: () => session.dispose() }), /dispose\(\) during a generate\(\) call/);
+    // ten prompt lengths, each twice (eager, then recorded): the least recently used two are dropped, and
+    // recorded again when used again
+    const prompts = Array.from({ length: 10 }, (_, i) => Array.from({ length: i + 1 }, (_, j) => (7 * i + 3 * j + 1) % 64));
+    const want = prompts.map((p) => generate(model, p, { maxNewTokens: 6 }));
+    for (let round = 0; round < 2; round++) prompts.forEach((p, i) => assert.deepEqual(generate(model, p, { maxNewTokens: 6, session }), want[i], `length ${p.length}, round ${round}`));
+    const records = canCaptureGraphs(backend) ? 8 : 0;
+    assert.equal(session.recordedPrefills, records);
+    assert.deepEqual(generate(model, prompts[0], { maxNewTokens: 6, session }), want[0], 'length 1 after its recording was dropped');
+    assert.equal(session.recordedPrefills, records);
+  } finally {
+    session.dispose();
+    for (const p of model.parameters()) p.dispose();
+  }
+});
