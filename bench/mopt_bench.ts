@@ -237,7 +237,9 @@ function workloadDecode({ model, clock, a }: Ctx): JsonObject {
   const prompt = lehmerIds(a.promptLen, vocab, SEED_PROMPT);
   const session = new DecodeSession(model);
   try {
-    return decodeRuns(model, prompt, session, clock, a);
+    const r = decodeRuns(model, prompt, session, clock, a);
+    const why = session.recordingError;
+    return { ...r, recorded_prefills: session.recordedPrefills, recording_error: why === null ? null : String(why) };
   } finally {
     session.dispose();
   }

@@ -207,7 +207,8 @@ def main() -> None:
         notes.append(f"mopt decode calls share a `DecodeSession` (cache, step kernel and recorded prefill kept across calls, "
                      f"as in a serving loop); first token {md.get('first_token_ms', 0):.1f} ms. One call without a session "
                      f"after them: {lone.get('tokens_per_s', 0):,.0f} tok/s, first token {lone.get('first_token_ms', 0):.1f} ms"
-                     + (f" ({lone['tokens_per_s'] / workload(pt, 'decode')['tokens_per_s']:.2f}x PyTorch)." if workload(pt, "decode").get("tokens_per_s") else "."))
+                     + (f" ({lone['tokens_per_s'] / workload(pt, 'decode')['tokens_per_s']:.2f}x PyTorch)." if workload(pt, "decode").get("tokens_per_s") else ".")
+                     + (f" **The prefill was not recorded** (it ran eagerly): {md['recording_error']}" if md.get("recording_error") else ""))
     for label, d in (("PyTorch", pt), ("mopt", mo)):
         for name, _, _, _ in ROWS:
             w = workload(d, name)

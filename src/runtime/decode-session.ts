@@ -74,6 +74,8 @@ export class DecodeSession {
   private readonly prefills = new Map<number, PrefillGraph | 'seen' | 'eager'>();
   /** the parameters' storages when the decoder and recordings were made (they hold those addresses) */
   private weights: (Storage | null)[] = [];
+  /** why the last recording that failed did (that length then stays eager); null if none failed */
+  recordingError: unknown = null;
   /** a generate() call is between begin() and end() */
   private active = false;
   private disposed = false;
@@ -172,8 +174,9 @@ export class DecodeSession {
       });
       const graph = backend.captureGraph(() => tidy(() => backend.copy(forwardArgmax(model, cache, ids, rope), next)));
       return { ids, rope, next, graph };
-    } catch {
+    } catch (e) {
       // this length stays eager (prefillGreedy); a fault that is not the recording's resurfaces there
+      this.recordingError = e;
       runAll(made.map((t) => () => t.dispose()));
       return null;
     } finally {
