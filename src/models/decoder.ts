@@ -187,7 +187,12 @@ export class DecoderLM {
     if (opts.cache && opts.cache.batch !== batch) throw new RangeError(`forward: cache batch ${opts.cache.batch} != ${batch}`);
     // positions past .. past + seq - 1, on the device when the position is
     const positions = pos ? (seq === 1 ? pos.at : add(pos.at, arange(0, seq, 1, { dtype: 'int32', device: this.backend }))) : null;
-    if (opts.rope && opts.rope.cos.shape[0] !== seq) throw new RangeError(`forward: ${opts.rope.cos.shape[0]} RoPE rows given for ${seq} positions`);
+    const half = this.rope.invFreq.length;
+    for (const t of opts.rope ? [opts.rope.cos, opts.rope.sin] : []) {
+      if (t.ndim !== 2 || t.shape[0] !== seq || t.shape[1] !== half) {
+        throw new RangeError(`forward: RoPE rows of shape ${shapeStr(t.shape)} given for ${seq} positions; make them with ropeRows(cache length, ${seq}) ([${seq}, ${half}])`);
+      }
+    }
     const { cos, sin } = pos && positions ? { cos: embedding(pos.cos, positions), sin: embedding(pos.sin, positions) } : (opts.rope ?? this.ropeRows(past, seq));
     const at: Placement = positions && pos ? { past: 0, pastAt: pos.at, positions } : { past, pastAt: null, positions: null };
     let h = this.embed(ids);

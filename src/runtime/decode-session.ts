@@ -2,8 +2,9 @@
 // (with its whole-step kernel or recorded step) and, per prompt length, the recorded prefill.
 //
 // Why: a generate() of its own allocates a cache, builds the step kernel's tables and runs the prompt's
-// prefill eagerly: ~300 kernels and GEMMs queued one by one from JavaScript, 6-20 ms of host time for a
-// 16-token prompt of Llama-3.2-1B on the H200 (the device needs ~2 ms of it), ~8% of a 256-token generation.
+// prefill eagerly: ~300 kernels and GEMMs queued one by one from JavaScript, a first token after 7-24 ms for a
+// 16-token prompt of Llama-3.2-1B on the H200 (bench/first-token.ts, bench/mopt_bench.ts), ~10% of a 256-token
+// generation; with a session the first token came after 1.8 ms (docs/benchmarks.md, 2026-11-29 16:38).
 // With a session, the second prefill at a length is recorded as a CUDA graph (prompt ids read from a device
 // buffer, the argmax taken on the device), and every later one is a replay and a 4-byte read-back; the cache
 // and the step decoder are made once. A session holds its device memory until dispose() (generate() alone

@@ -1,17 +1,22 @@
 // A DecodeSession keeps the cache, the step decoder and the recorded prefills between generate() calls: the
 // tokens must be those of generate() without one (greedy: first run at a length eager, second recorded,
 // later replayed, including with other prompt ids; a longer request grows the cache; sampling), and
-// dispose() must free everything the session made. float32 decodes through the recorded multi-kernel step,
-// bfloat16 through the whole-step kernel where the backend has one (CUDA); elsewhere every step is eager.
+// dispose() must free everything the session made, and the trained stories260K must still give llama2.c's
+// golden text. float32 decodes through the recorded multi-kernel step, bfloat16 through the whole-step kernel
+// where the backend has one (CUDA); elsewhere every step is eager and only the cache's reuse is exercised.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseDecoderConfig } from '../../src/models/config.js';
-import { initModel } from '../../src/models/load.js';
+import { initModel, loadModel } from '../../src/models/load.js';
+import { Tokenizer } from '../../src/io/tokenizer.js';
+import { DATA_SKIP, SHARED_DATA, STORIES_HF } from '../helpers/paths.js';
 import { generate } from '../../src/runtime/generate.js';
 import { DecodeSession } from '../../src/runtime/decode-session.js';
 import { canCaptureGraphs } from '../../src/backend/backend.js';
 import { TINY_LLAMA, allocatedBytes, forEachBackend } from '../helpers/backends.js';
-import { keep, tidy } from '../../src/tensor/index.js';
+import { keep, noGrad, tensor, tidy } from '../../src/tensor/index.js';
 
 forEachBackend('generate() with a DecodeSession gives the tokens of generate() without one, and dispose() frees it all', ({ name, backend }) => {
   const config = parseDecoderConfig({ ...TINY_LLAMA, vocab_size: 96, hidden_size: 64, intermediate_size: 128, max_position_embeddings: 600 }, 'test config');
@@ -91,4 +96,38 @@ forEachBackend('a DecodeSession serves one generate() at a time and keeps at mos
     session.dispose();
     for (const p of model.parameters()) p.dispose();
   }
+});
+
+forEachBackend('stories260K greedy text through a DecodeSession (eager, recorded and replayed prefill) is llama2.c golden text', ({ name, backend }, t) => {
+  if (DATA_SKIP) return t.skip(DATA_SKIP);
+  const model = loadModel(STORIES_HF, { device: name });
+  const tok = Tokenizer.fromModelDir(STORIES_HF);
+  const expected = readFileSync(join(SHARED_DATA, 'models', 'stories260K', 'expected_greedy_200.txt'), 'utf8').trimEnd();
+  const golden = tok.encode(expected, { addSpecialTokens: false });
+  const session = new DecodeSession(model);
+  try {
+    for (const call of ['eager prefill', 'recorded prefill', 'replayed prefill']) {
+      assert.deepEqual(generate(model, [1], { maxNewTokens: 200, greedy: true, session }), golden, call);
+    }
+    assert.equal(session.recordedPrefills, canCaptureGraphs(backend) ? 1 : 0);
+  } finally {
+    session.dispose();
+    for (const p of model.parameters()) p.dispose();
+  }
+});
+
+forEachBackend('forward refuses RoPE rows made for another length, naming the call that makes them', ({ name }) => {
+  const model = initModel(parseDecoderConfig({ ...TINY_LLAMA }, 'test config'), 2, { device: name });
+  noGrad(() => {
+    const cache = model.newCache(1, 8);
+    try {
+      const rope = model.ropeRows(0, 3);
+      const ids = tensor([1, 2, 3, 4], [1, 4], { dtype: 'int32', device: name });
+      assert.throws(() => model.forward(ids, { cache, rope }), /RoPE rows of shape \[3, 4\] given for 4 positions; make them with ropeRows\(cache length, 4\)/);
+      assert.equal(cache.length, 0, 'a refused forward leaves the cache as it was');
+    } finally {
+      cache.dispose();
+      for (const p of model.parameters()) p.dispose();
+    }
+  });
 });
