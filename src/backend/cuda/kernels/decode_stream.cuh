@@ -41,10 +41,19 @@ struct DsSlice {
  */
 // Most rows per stage of q, k, v and o_proj (0 = as many as a stage holds): their stages are in the ring before
 // their phase starts, so a phase takes as long as one warp needs for its stages (4 rows of 2,048 in
-// Llama-3.2-1B, ~2 us a stage); with 2 rows per stage more warps share the phase, at the cost of ring bytes held
-// through the attention phase (H200: 886 -> 879 us a step; 1 row per stage: slower).
+// Llama-3.2-1B, ~2 us a stage); with fewer rows per stage more warps share the phase, at the cost of ring bytes
+// held through the attention phase. H200: 4 -> 2 rows 886 -> 879 us a step (1 row: slower); since the streamed
+// weights leave L2 first (weight_ring.cuh WR_EVICT_FIRST), 2 -> 3 rows 751.2 / 750.3 -> 740.5 / 741.4 us
+// (2026-11-29, q/k/v 6.0 -> 5.3 us a layer).
 #ifndef DS_QKVO_ROWS
-#define DS_QKVO_ROWS 2
+#define DS_QKVO_ROWS 3
+#endif
+// o_proj's own limit: o_proj's stages wait in the ring through the attention phase, so more rows per stage leave
+// more of the ring to the gate|up stages behind them, fewer rows let more warps share o_proj's dots. H200,
+// 2026-11-29: with q/k/v at 2, o_proj 2 -> 4 rows 750.8 -> 757.2 us a step; with q/k/v at 3, o_proj 3 -> 2 rows
+// 739.3 / 739.8 -> 737.0 / 736.0 us; q/k/v 4 and o_proj 3: 743.7 / 743.1.
+#ifndef DS_O_ROWS
+#define DS_O_ROWS 2
 #endif
 
 MOPT_DEV void plan_slices(const DsArgs& A, const WRing& R, DsSlice* out) {
@@ -53,7 +62,8 @@ MOPT_DEV void plan_slices(const DsArgs& A, const WRing& R, DsSlice* out) {
   const DsSeg s = k < DS_LAYER_SEGS ? layer_seg(A, DsLayer{}, k) : lm_seg(A);
   const i64_t r0 = s.rows * blockIdx.x / gridDim.x, r1 = s.rows * (blockIdx.x + 1) / gridDim.x;
   i64_t per = (i64_t)R.stage / (s.nw * s.K * 2);
-  if (DS_QKVO_ROWS > 0 && k < 4 && per > DS_QKVO_ROWS) per = DS_QKVO_ROWS;
+  const i64_t most = k < 3 ? DS_QKVO_ROWS : k == 3 ? DS_O_ROWS : 0;  // 0: as many as a stage holds
+  if (most > 0 && per > most) per = most;
   const i64_t stages = (r1 - r0 + per - 1) / per;
   out[k] = DsSlice{(u32_t)r0, (u32_t)r1, (u32_t)per, (u32_t)stages, (u32_t)(stages % R.slots)};
 }
