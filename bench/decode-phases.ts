@@ -6,7 +6,10 @@
 // --prompt sets the context the steps start at (the attention's cost grows with it; bench/run.sh's decode runs
 // from 16 to 272).
 // --trace writes the last timed step's phase ends and CTA 0's weight-stream events (issued / landed / freed
-// per ring stage, ns from the step's start) as JSON.
+// per ring stage, ns from the step's start) as JSON. Built with MOPT_NVRTC_DEFINES=decode_step:DS_MARK=1
+// (bench/decode-step-variants.sh "DS_MARK=1"), the kernel also records CTA 0's points inside the phases (the
+// attention's only on its register path), and the last step's phases are split at them: the wait for the
+// input, then the rest.
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { DecodeStepKernel } from '../src/backend/backend.js';
@@ -81,3 +84,36 @@ names.forEach((n, j) => {
   console.log(`${n.padEnd(10)} median ${(median(xs) / 1000).toFixed(2)} us  (min ${(Math.min(...xs) / 1000).toFixed(2)}, max ${(Math.max(...xs) / 1000).toFixed(2)})`);
 });
 console.log(`one layer: ${(layerSum / 1000).toFixed(2)} us; LM head (CTA 0 done): ${(median(phases.map((p) => dur(p, 1 + 5 * L))) / 1000).toFixed(2)} us; timed step total ${(median(phases.map((p) => p[p.length - 1])) / 1000).toFixed(1)} us`);
+
+// the last step's phases split at CTA 0's marks (kernels/decode_step.cuh DS_MARKS), medians over layers
+if (trace !== null) {
+  const p = phases[phases.length - 1];
+  const parts: [string, number, number, number][] = [
+    // [label, phase j whose end bounds the segment, start point, end point]; points: m >= 0 a mark, -1 the
+    // previous phase's end, -2 this phase's end
+    ['q/k/v: input arrived, normed', 0, -1, 0],
+    ['q/k/v: dots, outputs stored', 0, 0, -2],
+    ['attention: q/k/v arrived (KV head 0)', 1, -1, 1],
+    ['attention: scores', 1, 1, 2],
+    ['attention: softmax', 1, 2, 3],
+    ['attention: values, output stored', 1, 3, 4],
+    ['attention: to the phase end', 1, 4, -2],
+    ['o_proj: input arrived', 2, -1, 5],
+    ['o_proj: dots, outputs stored', 2, 5, -2],
+    ['gate/up: input arrived, normed', 3, -1, 6],
+    ['gate/up: dots, outputs stored', 3, 6, -2],
+    ['down: input arrived', 4, -1, 7],
+    ['down: dots, outputs stored', 4, 7, -2],
+  ];
+  for (const [label, j, from, to] of parts) {
+    const xs: number[] = [];
+    for (let l = 0; l < L; l++) {
+      const lo = p[5 * l + j], hi = p[1 + 5 * l + j]; // phase j of layer l: from the previous phase's end to its own
+      const at = (m: number): number | null => (m === -1 ? lo : m === -2 ? hi : trace.marks[l][m]);
+      const a = at(from), b = at(to);
+      if (a === null || b === null || a < lo || b > hi || b < a) continue; // a point this step did not pass
+      xs.push(b - a);
+    }
+    if (xs.length > 0) console.log(`  ${label.padEnd(40)} median ${(median(xs) / 1000).toFixed(2)} us over ${xs.length} layers`);
+  }
+}

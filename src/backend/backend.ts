@@ -165,9 +165,11 @@ export interface DecodeStepKernel {
   /**
    * With spec.timing, for the last launch (ns from its start; a diagnostic for bench/decode-phases.ts): when
    * CTA 0's weight stream issued, received and freed each stage, and when each CTA finished each phase
-   * (ctaDone[phase][cta], phases as phaseNs), and CTA 0's SM clock over the step. null without timing.
+   * (ctaDone[phase][cta], phases as phaseNs), CTA 0's points inside each layer's phases (marks[layer][point],
+   * kernels/decode_step.cuh DS_MARKS; null where never recorded, and a point the last launch did not pass keeps an
+   * earlier launch's time) and CTA 0's SM clock over the step. null without timing.
    */
-  traceNs(): { stages: [number, number, number][]; ctaDone: number[][]; smMHz: number } | null;
+  traceNs(): { stages: [number, number, number][]; ctaDone: number[][]; marks: (number | null)[][]; smMHz: number } | null;
 }
 
 /** Backends that run a whole decode step as one kernel (CUDA: src/backend/cuda/decode-step.ts). */

@@ -32,6 +32,8 @@ const STAGE_MIN = 16 * 1024;
 const CTL_ATTN = 8;
 /** decode_step.cu DS_TRACE_STAGES: ring stages whose issue / land / free times CTA 0 records with timing */
 const TRACE_STAGES = 4096;
+/** decode_step.cuh DS_MARKS: points inside each layer's phases that CTA 0 records with timing */
+const MARKS = 8;
 /** shared memory the attention phase may take for its score rows (bytes): what is left is the weight ring */
 const ATTN_SHARED_MAX = 16 * 1024;
 
@@ -146,7 +148,8 @@ export class CudaDecodeSteps {
     const scale = new DataView(new ArrayBuffer(4));
     scale.setFloat32(0, 1 / Math.sqrt(HD), true);
     const stamps = 3 + 5 * s.layers.length;
-    const timingWords = stamps + 3 * TRACE_STAGES + stamps * grid + 2;
+    const clocks = stamps + 3 * TRACE_STAGES + stamps * grid;
+    const timingWords = clocks + 2 + MARKS * s.layers.length;
     const timing = s.timing === true ? block(8 * timingWords) : 0;
     if (timing !== 0) host.driver.memsetD8(timing, 0, 8 * timingWords);
     const values: Record<Field, bigint> = {
@@ -194,8 +197,12 @@ export class CudaDecodeSteps {
         }
         const at = stamps + 3 * TRACE_STAGES;
         const ctaDone = Array.from({ length: stamps - 1 }, (_, k) => Array.from(t.subarray(at + (k + 1) * grid, at + (k + 2) * grid), (v) => Number(v - t[0])));
-        const [c0, c1] = [t[timingWords - 2], t[timingWords - 1]];
-        return { stages, ctaDone, smMHz: (Number(c1 - c0) * 1e3) / Number(t[stamps - 1] - t[0]) };
+        const [c0, c1] = [t[clocks], t[clocks + 1]];
+        // a point this launch did not pass keeps an earlier launch's time (or 0): the reader checks it lies in its phase
+        const marks = Array.from({ length: s.layers.length }, (_, l) =>
+          Array.from(t.subarray(clocks + 2 + MARKS * l, clocks + 2 + MARKS * (l + 1)), (v) => (v === 0n ? null : Number(v - t[0]))),
+        );
+        return { stages, ctaDone, marks, smMHz: (Number(c1 - c0) * 1e3) / Number(t[stamps - 1] - t[0]) };
       },
       dispose: () => {
         if (!live) return;

@@ -229,7 +229,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
  * (and attention.cu); the softmax takes the exact maximum.
  */
 template <class T, int W>
-MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int g, float* smem, float* wide, const XVec& qkv, const XVec& out) {
+MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, int pos, int g, float* smem, float* wide, const XVec& qkv, const XVec& out) {
   typedef typename T::S S;
   constexpr int HD = 64 * W, half = HD / 2, KPW = DS_ATTN_KEYS / W, GM = 4 / W;  // GM: most query heads per KV head
   static_assert(32 / W >= KPW, "the scoring lanes cover every key the values cover");
@@ -262,6 +262,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
   rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, kc + (i64_t)pos * HD, vc + (i64_t)pos * HD, knew, vnew);
   csync();
   ll_waited(qkv);
+  mark(A, layer, 1);
   // scores (the lane holding key pos takes it from knew: it was not in the cache when the loads were issued)
   float* sc = wide;
   if (kt == pos) {
@@ -293,6 +294,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
     if (lane % W == 0 && kt < ctx) sc[h * ctx + kt] = d[h] * scale;
   }
   csync();
+  mark(A, layer, 2);
   // the two values of word w of key k (t == pos: the new value)
   auto pair = [=](const u32_t (&words)[KPW][W], const float* fresh, int k, int w, int t, float& a, float& b) {
     const int c = 2 * (lane + 32 * w);
@@ -304,6 +306,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
   };
   softmax_rows<T>(sc, ctx, ctx, G, m_s, l_s);
   csync();
+  mark(A, layer, 3);
   // weighted values: each warp over its keys, into registers
   float o[GM][2 * W];
 #pragma unroll
@@ -347,6 +350,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int pos, int 
     out.put((g * G + h) * HD + c, T::store(l_s[h] > 0.f ? sum / l_s[h] : 0.f));
   }
   csync();  // the shared buffers are reused by the next KV head
+  mark(A, layer, 4);
 }
 
 /**
@@ -372,9 +376,9 @@ MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int layer, int
     // one call site per head dim (the step's code must stay small)
     for (int g = (int)blockIdx.x; g < (int)A.KV; g += (int)gridDim.x) {
       if (w == 1)
-        attention_single<T, 1>(A, Ly, pos, g, smem, wide, qkv, out);
+        attention_single<T, 1>(A, Ly, layer, pos, g, smem, wide, qkv, out);
       else
-        attention_single<T, 2>(A, Ly, pos, g, smem, wide, qkv, out);
+        attention_single<T, 2>(A, Ly, layer, pos, g, smem, wide, qkv, out);
     }
     return;
   }

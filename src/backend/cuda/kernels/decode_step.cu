@@ -331,6 +331,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     const XVec h_mid = xvec(A.h, t_h1, k0 + 2), act = xvec(A.act, t_act, k0 + 3), h_out = xvec(A.h, 0, k0 + 4);
     // A: q | k | v of rmsnorm(h)
     if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h_in, reinterpret_cast<const S*>(Ly.in_norm), A, red);
+    mark(A, l, 0);
 #pragma unroll 1
     for (int k = 0; k < 3; k++) consume_seg<T, 1>(A, layer_seg(A, Ly, k), slices[k], cur, R, xs, no_pre, store_at(qkv, k == 0 ? 0 : k == 1 ? QD : QD + KVD));
     end_phase(k0);
@@ -344,6 +345,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
       if (m == 1) {
         // x = rmsnorm(h)
         if (!DS_ABLATE_NORM) load_norm_shared<T>(xs, h_mid, reinterpret_cast<const S*>(Ly.post_norm), A, red);
+        mark(A, l, 6);
         consume_seg<T, 2>(A, layer_seg(A, Ly, 4), slices[4], cur, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
           if (lane == 0) act.put(r, T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))));
         });
@@ -354,6 +356,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
       const XVec res = pick(m == 0, h_in, h_mid);
       const u32_t early = early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(res));
       load_shared(xs, pick(m == 0, attn, act), m == 0 ? QD : A.I);
+      mark(A, l, m == 0 ? 5 : 7);
       consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(res), add_residual(pick(m == 0, h_mid, h_out)), early, true);
       end_phase(k0 + 2 + 2 * m);
     }

@@ -26,10 +26,11 @@ struct DsArgs {
   // dynamic shared memory (bytes): the weight ring (slots stages of `stage` bytes) at 0, the activation
   // vector at vec_off, the attention's scratch at attn_off
   i64_t stage, slots, vec_off, attn_off;
-  // 0, or u64 [S + 3 * DS_TRACE_STAGES + S * grid], S = 2 + 5 * nlayers + 1: %globaltimer (ns) of CTA 0 at
-  // the start and after each phase, then of each of CTA 0's first DS_TRACE_STAGES ring stages when it was
-  // issued, landed and freed, then of each CTA when it finished each phase (before the barrier), then CTA 0's
-  // clock64 at the start and the end (the SM clock rate)
+  // 0, or u64 [S + 3 * DS_TRACE_STAGES + S * grid + 2 + DS_MARKS * nlayers], S = 2 + 5 * nlayers + 1:
+  // %globaltimer (ns) of CTA 0 at the start and after each phase, then of each of CTA 0's first DS_TRACE_STAGES
+  // ring stages when it was issued, landed and freed, then of each CTA when it finished each phase (before the
+  // barrier), then CTA 0's clock64 at the start and the end (the SM clock rate), then CTA 0's points inside
+  // each layer's phases (mark())
   i64_t timing;
 };
 #define DS_TRACE_STAGES 4096
@@ -104,6 +105,22 @@ MOPT_DEV u64_t global_ns() {
   return t;
 }
 MOPT_DEV i64_t stamps_of(const DsArgs& A) { return 3 + 5 * A.nlayers; }
+// Points inside a layer's phases CTA 0 records with timing: 0 q/k/v's input normed; the attention of KV head 0 on
+// the register path: 1 q/k/v arrived, 2 scores, 3 softmax, 4 output stored; 5 o_proj's input arrived; 6
+// gate/up's input normed; 7 down's input arrived.
+// They are compiled in only with DS_MARK=1 (bench/decode-step-variants.sh "DS_MARK=1"): the step's code must stay
+// small, and the default build is the one timed.
+#define DS_MARKS 8
+#ifndef DS_MARK
+#define DS_MARK 0
+#endif
+/** With timing, CTA 0's thread 0 records point m of layer l (after a CTA barrier: the whole CTA is there). */
+MOPT_DEV void mark(const DsArgs& A, i64_t l, int m) {
+  if (DS_MARK && A.timing != 0 && blockIdx.x == 0 && threadIdx.x == 0) {
+    const i64_t S = stamps_of(A);
+    reinterpret_cast<u64_t*>(A.timing)[S + 3 * DS_TRACE_STAGES + S * gridDim.x + 2 + DS_MARKS * l + m] = global_ns();
+  }
+}
 /** With timing, records when this CTA finished phase k (thread 0, after the CTA's own barrier). */
 MOPT_DEV void cta_done(const DsArgs& A, int k) {
   if (A.timing != 0) reinterpret_cast<u64_t*>(A.timing)[stamps_of(A) + 3 * DS_TRACE_STAGES + (i64_t)k * gridDim.x + blockIdx.x] = global_ns();
