@@ -6,6 +6,13 @@
 #include "decode_step.cuh"
 #include "weight_ring.cuh"
 
+// Query heads per item of the register path (an experiment; 0 = all of a KV head's, one CTA per KV head): 1 spreads
+// a layer's attention over H CTAs instead of KV (Llama-3.2-1B: 32 instead of 8), each with a quarter of the
+// scores and weighted values, each loading its KV head's keys and values (from L2 after the first).
+#ifndef DS_ATTN_HEADS
+#define DS_ATTN_HEADS 0
+#endif
+
 /** The rotated pair (j, j + half) of x at table row p, as pointwise.cu rope_append_body: float64, one rounding. */
 template <class T>
 MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S* cos, const typename T::S* sin, i64_t j,
@@ -17,21 +24,23 @@ MOPT_DEV void rope_pair(typename T::S x0, typename T::S x1, const typename T::S*
 }
 
 /**
- * The G query heads of KV head g, rotated at table rows cos / sin, into shared memory as float ([G][HD]); with
+ * Query heads h0 .. h0 + hn - 1 of KV head g's G, rotated at table rows cos / sin, into shared memory as float ([hn][HD]); with
  * kd != nullptr also the head's new key (rotated) and value into the cache rows kd / vd, and with knew !=
  * nullptr into shared memory (the key as stored, the value as float). One loop, every thread's loads issued before its math, so the phase
  * pays one L2 round trip for q, k and v (as two loops it paid two).
  */
 template <class T>
-MOPT_DEV void rope_qkv_shared(const XVec& qkv, int g, int H, int KV, int HD, const typename T::S* cosr, const typename T::S* sinr, float* qs,
+MOPT_DEV void rope_qkv_shared(const XVec& qkv, int g, int h0, int hn, int H, int KV, int HD, const typename T::S* cosr, const typename T::S* sinr, float* qs,
                               typename T::S* kd, typename T::S* vd, typename T::S* knew, float* vnew) {
   typedef typename T::S S;
-  const int half = HD / 2, G = H / KV, nq = G * half;
+  const int half = HD / 2, G = H / KV;
+  if (DS_ATTN_HEADS == 0) h0 = 0, hn = G;  // (the default build's code stays the all-heads code)
+  const int nq = hn * half;
   ll_waiting(qkv);
   for (int e = threadIdx.x; e < nq + (kd != nullptr || knew != nullptr ? half : 0); e += DS_THREADS) {
     if (e < nq) {
       const int h = e / half, j = e % half;
-      const i64_t x = (i64_t)(g * G + h) * HD;
+      const i64_t x = (i64_t)(g * G + h0 + h) * HD;
       S o0, o1;
       const i64_t at[2] = {x + j, x + j + half};
       u32_t w[2] = {qkv.fetch(at[0]), qkv.fetch(at[1])};
@@ -104,7 +113,7 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
     const int t0 = s * chunk, t1 = t0 + chunk < ctx ? t0 + chunk : ctx;
     // the new key (rotated) and value of this KV head go into the cache at pos by the item holding pos
     const bool has_pos = t0 <= pos && pos < t1;
-    rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, has_pos ? kc + (i64_t)(g * cap + pos) * HD : nullptr,
+    rope_qkv_shared<T>(qkv, g, 0, G, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, has_pos ? kc + (i64_t)(g * cap + pos) * HD : nullptr,
                        vc + (i64_t)(g * cap + pos) * HD, nullptr, nullptr);
     csync();
     ll_waited(qkv);
@@ -219,22 +228,25 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
 #endif
 
 /**
- * Phase B for KV head g in one CTA, every key and value in registers. Scores: W lanes per key, lane l of
+ * Phase B for KV head g's query heads h0 .. h0 + hn - 1 in one CTA, every key and value in registers. Scores: W lanes per key, lane l of
  * warp w holding key w + DS_WARPS * (l / W) whole (its head dims 64 (l % W) .. + 63), so a score is one lane's
  * FMA chain (plus one shuffle at W = 2), not a warp reduction per key and head: those ran one after another,
  * ~180 cycles each, 4 heads x 16 keys a warp at 240 keys. Weighted values: warp w takes keys w, w + DS_WARPS,
- * ... (KPW at most), lane l the head dims 2 (l + 32 i) and + 1 of them (W words). smem: [G][HD] rotated q,
- * then the new value (float) and key (as stored) at pos ([HD] each); wide: [G][ctx] scores, then
- * [DS_WARPS][G][HD] each warp's weighted values. Scores and values sum in another order than the split path
+ * ... (KPW at most), lane l the head dims 2 (l + 32 i) and + 1 of them (W words). The item's query heads are
+ * h0 .. h0 + hn - 1 of the KV head's G (DS_ATTN_HEADS; else all G). smem: [hn][HD] rotated q, then the new
+ * value (float) and key (as stored) at pos ([HD] each); wide: [hn][ctx] scores, then [DS_WARPS][hn][HD] each
+ * warp's weighted values. Scores and values sum in another order than the split path
  * (and attention.cu); the softmax takes the exact maximum.
  */
 template <class T, int W>
-MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, int pos, int g, float* smem, float* wide, const XVec& qkv, const XVec& out) {
+MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, int pos, int g, int h0, int hn, float* smem, float* wide, const XVec& qkv,
+                                const XVec& out) {
   typedef typename T::S S;
   constexpr int HD = 64 * W, half = HD / 2, KPW = DS_ATTN_KEYS / W, GM = 4 / W;  // GM: most query heads per KV head
   static_assert(32 / W >= KPW, "the scoring lanes cover every key the values cover");
   __shared__ float m_s[DS_WARPS], l_s[DS_WARPS];
   const int G = (int)A.H / (int)A.KV, ctx = pos + 1, cap = (int)A.cap;
+  if (DS_ATTN_HEADS == 0) h0 = 0, hn = G;  // (so the default build's code is the one-item-per-KV-head code)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float scale = __int_as_float((int)A.scale);
   const S* cosr = reinterpret_cast<const S*>(A.cos) + pos * half;
@@ -242,7 +254,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, in
   S* kc = reinterpret_cast<S*>(Ly.kc) + (i64_t)g * cap * HD;
   S* vc = reinterpret_cast<S*>(Ly.vc) + (i64_t)g * cap * HD;
   float* qs = smem;
-  float* vnew = smem + G * HD;
+  float* vnew = smem + hn * HD;
   S* knew = reinterpret_cast<S*>(vnew + HD);
   // every load of the phase before any use: this lane's cached key and this warp's values, then q and the new
   // key / value
@@ -259,7 +271,8 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, in
 #pragma unroll
     for (int w = 0; w < W; w++) vw[k][w] = t < pos ? ld_cg_u32(vc + (i64_t)t * HD + 2 * (lane + 32 * w)) : 0u;
   }
-  rope_qkv_shared<T>(qkv, g, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, kc + (i64_t)pos * HD, vc + (i64_t)pos * HD, knew, vnew);
+  // the new key and value go into the cache from the item holding the KV head's first query head
+  rope_qkv_shared<T>(qkv, g, h0, hn, (int)A.H, (int)A.KV, HD, cosr, sinr, qs, h0 == 0 ? kc + (i64_t)pos * HD : nullptr, vc + (i64_t)pos * HD, knew, vnew);
   csync();
   ll_waited(qkv);
   mark(A, layer, 1);
@@ -278,7 +291,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, in
     widen8<T>(kr[i], kf);
 #pragma unroll
     for (int h = 0; h < GM; h++) {
-      if (h >= G) break;
+      if (h >= hn) break;
       const u32_t qa = smem_addr(qs + h * HD + kd0 + 8 * i);
       const U4 q0 = lds16(qa), q1 = lds16(qa + 16);
 #pragma unroll
@@ -289,7 +302,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, in
   }
 #pragma unroll
   for (int h = 0; h < GM; h++) {
-    if (h >= G) break;
+    if (h >= hn) break;
     if (W == 2) d[h] += __shfl_xor_sync(MOPT_FULL_MASK, d[h], 1);
     if (lane % W == 0 && kt < ctx) sc[h * ctx + kt] = d[h] * scale;
   }
@@ -304,7 +317,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, in
       a = T::load((u16_t)(words[k][w] & 0xffffu)), b = T::load((u16_t)(words[k][w] >> 16));
     }
   };
-  softmax_rows<T>(sc, ctx, ctx, G, m_s, l_s);
+  softmax_rows<T>(sc, ctx, ctx, hn, m_s, l_s);
   csync();
   mark(A, layer, 3);
   // weighted values: each warp over its keys, into registers
@@ -323,7 +336,7 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, in
       pair(vw, vnew, k, w, t, a, b);
 #pragma unroll
       for (int h = 0; h < GM; h++) {
-        if (h >= G) break;
+        if (h >= hn) break;
         const float p = sc[h * ctx + t];
         o[h][2 * w] = fmaf(p, a, o[h][2 * w]);
         o[h][2 * w + 1] = fmaf(p, b, o[h][2 * w + 1]);
@@ -334,20 +347,20 @@ MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, in
   float* opart = wide;
 #pragma unroll
   for (int h = 0; h < GM; h++) {
-    if (h >= G) break;
+    if (h >= hn) break;
 #pragma unroll
     for (int w = 0; w < W; w++) {
       const int c = 2 * (lane + 32 * w);
-      opart[(warp * G + h) * HD + c] = o[h][2 * w];
-      opart[(warp * G + h) * HD + c + 1] = o[h][2 * w + 1];
+      opart[(warp * hn + h) * HD + c] = o[h][2 * w];
+      opart[(warp * hn + h) * HD + c + 1] = o[h][2 * w + 1];
     }
   }
   csync();
-  for (int e = threadIdx.x; e < G * HD; e += DS_THREADS) {
+  for (int e = threadIdx.x; e < hn * HD; e += DS_THREADS) {
     const int h = e / HD, c = e % HD;
     float sum = 0.f;
-    for (int w = 0; w < DS_WARPS; w++) sum += opart[(w * G + h) * HD + c];
-    out.put((g * G + h) * HD + c, T::store(l_s[h] > 0.f ? sum / l_s[h] : 0.f));
+    for (int w = 0; w < DS_WARPS; w++) sum += opart[(w * hn + h) * HD + c];
+    out.put((g * G + h0 + h) * HD + c, T::store(l_s[h] > 0.f ? sum / l_s[h] : 0.f));
   }
   csync();  // the shared buffers are reused by the next KV head
   mark(A, layer, 4);
@@ -373,12 +386,15 @@ MOPT_DEV void attention_layer(const DsArgs& A, const DsLayer& Ly, int layer, int
                               const XVec& qkv, const XVec& out) {
   const int w = single_path_w(A, pos, wide_bytes);
   if (w != 0) {
-    // one call site per head dim (the step's code must stay small)
-    for (int g = (int)blockIdx.x; g < (int)A.KV; g += (int)gridDim.x) {
+    // one call site per head dim (the step's code must stay small); items: (KV head, its query heads h0 .. + hn)
+    const int G = (int)A.H / (int)A.KV, hn = DS_ATTN_HEADS > 0 && G % DS_ATTN_HEADS == 0 ? DS_ATTN_HEADS : G;
+    const int per = DS_ATTN_HEADS == 0 ? 1 : G / hn;  // items per KV head
+    for (int it = (int)blockIdx.x; it < (int)A.KV * per; it += (int)gridDim.x) {
+      const int g = it / per, h0 = it % per * hn;
       if (w == 1)
-        attention_single<T, 1>(A, Ly, layer, pos, g, smem, wide, qkv, out);
+        attention_single<T, 1>(A, Ly, layer, pos, g, h0, hn, smem, wide, qkv, out);
       else
-        attention_single<T, 2>(A, Ly, layer, pos, g, smem, wide, qkv, out);
+        attention_single<T, 2>(A, Ly, layer, pos, g, h0, hn, smem, wide, qkv, out);
     }
     return;
   }
