@@ -8,8 +8,9 @@
 // --trace writes the last timed step's phase ends and CTA 0's weight-stream events (issued / landed / freed
 // per ring stage, ns from the step's start) as JSON. Built with MOPT_NVRTC_DEFINES=decode_step:DS_MARK=1
 // (bench/decode-step-variants.sh "DS_MARK=1"), the kernel also records CTA 0's points inside the phases (the
-// attention's only on its register path), and the last step's phases are split at them: the wait for the
-// input, then the rest.
+// attention's only on its register path, contexts up to 240 at head dim 64: `--steps 64` as
+// bench/decode-step-variants.sh runs), and the last step's phases are split at them: the wait for the input,
+// then the rest.
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { DecodeStepKernel } from '../src/backend/backend.js';
