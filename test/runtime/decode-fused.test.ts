@@ -83,6 +83,8 @@ const SHAPES = [
   { what: 'wider, 4 layers, 8K vocab', hidden: 512, heads: 8, kv: 2, headDim: 64, tie: false, inter: 2048, vocab: 8192, layers: 4 },
   // a short context and an intermediate size wide enough for the kernel's register attention path (attention_single)
   { what: 'short context, wide MLP', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: true, inter: 8192, prompt: 40 },
+  // past the register path's 240 keys with shared memory for it: the split path takes over mid-generation
+  { what: 'long context, wide MLP', hidden: 256, heads: 8, kv: 2, headDim: 64, tie: true, inter: 8192, prompt: 300 },
   // the same path at head dim 128 (two words per lane, 8 keys per warp)
   { what: 'short context, wide MLP, head dim 128', hidden: 256, heads: 4, kv: 2, headDim: 128, tie: false, inter: 8192, prompt: 40 },
   // one query head per KV head, 8 KV heads: a grid of 132 CTAs is not a multiple of the KV heads

@@ -6,11 +6,12 @@
 #include "decode_step.cuh"
 #include "weight_ring.cuh"
 
-// Query heads per item of the register path (an experiment; 0 = all of a KV head's, one CTA per KV head): 1 spreads
-// a layer's attention over H CTAs instead of KV (Llama-3.2-1B: 32 instead of 8), each with a quarter of the
-// scores and weighted values, each loading its KV head's keys and values (from L2 after the first).
+// Query heads per item of the register path (0 = all of a KV head's, one CTA per KV head): 1 spreads a layer's
+// attention over H CTAs instead of KV (Llama-3.2-1B: 32 instead of 8), each with a quarter of the scores and
+// weighted values, each loading its KV head's keys and values (from L2 after the first). H200, 2026-11-29:
+// 736-738 -> 714-715 us a step at 16 tokens of context (attention 5.2 -> 3.5 us a layer), 783 -> 747 at 200.
 #ifndef DS_ATTN_HEADS
-#define DS_ATTN_HEADS 0
+#define DS_ATTN_HEADS 1
 #endif
 
 /** The rotated pair (j, j + half) of x at table row p, as pointwise.cu rope_append_body: float64, one rounding. */
@@ -222,7 +223,9 @@ MOPT_DEV void attention_phase(const DsArgs& A, const DsLayer& Ly, int layer, int
 
 // Keys (and values) a warp of attention_single holds in registers at head dim 64 (half at 128): the path
 // covers contexts up to DS_WARPS times this (16: 240 keys). 32 covers 480 keys, past the 272 that
-// bench/run.sh's decode reaches, but made a short-context step slower on the H200 (980 against 966 us).
+// bench/run.sh's decode reaches, but made a short-context step slower on the H200 (980 against 966 us; with
+// one-head items 750 against 720, and as a second instantiation for 241-480 keys only, its spills cost every
+// step 65 us while it saved 5 at 240-272 keys).
 #ifndef DS_ATTN_KEYS
 #define DS_ATTN_KEYS 16
 #endif
@@ -242,7 +245,8 @@ template <class T, int W>
 MOPT_DEV void attention_single(const DsArgs& A, const DsLayer& Ly, int layer, int pos, int g, int h0, int hn, float* smem, float* wide, const XVec& qkv,
                                 const XVec& out) {
   typedef typename T::S S;
-  constexpr int HD = 64 * W, half = HD / 2, KPW = DS_ATTN_KEYS / W, GM = 4 / W;  // GM: most query heads per KV head
+  // GM: most query heads an item holds (one-head items need registers for one)
+  constexpr int HD = 64 * W, half = HD / 2, KPW = DS_ATTN_KEYS / W, GM = DS_ATTN_HEADS == 1 ? 1 : 4 / W;
   static_assert(32 / W >= KPW, "the scoring lanes cover every key the values cover");
   __shared__ float m_s[DS_WARPS], l_s[DS_WARPS];
   const int G = (int)A.H / (int)A.KV, ctx = pos + 1, cap = (int)A.cap;
