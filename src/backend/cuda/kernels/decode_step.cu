@@ -177,44 +177,22 @@ MOPT_DEV u32_t early_pre(const DsSlice& sl, const DsCursor& cur, const WRing& R,
   return lane < DS_ROWS && lane < n ? (u32_t)before(r + lane) : 0u;
 }
 
-// Helpers at a bandwidth-bound slice's end (an experiment; 0 = none): its stages land at HBM pace and one warp
-// dots each in ~1.6 us (H200 trace), so the phase ends ~1.6 us after its last stage lands. The consumer warps
-// without a ring slot (DS_WARPS - slots of them, at most 2) then take the second half of the chunks of the last
-// stages (helper h: stage stages - 1 - h) alongside their owners, the two warps meeting at named barrier 2 + h.
-// The rows' sums then add the halves (within float32 rounding of one warp's order). 1: down_proj's slices; 2:
-// also gate|up's and the LM head's (compiled, bf16 spills 20 bytes).
-#ifndef DS_TAIL_HELP
-#define DS_TAIL_HELP 0
-#endif
-/** Named barrier 2 + h for helper h and the owner of the stage it helps with (64 threads). */
-MOPT_DEV void pair_sync(u32_t h) {
-  if (h == 0)
-    asm volatile("bar.sync 2, 64;" ::: "memory");
-  else
-    asm volatile("bar.sync 3, 64;" ::: "memory");
-}
-
 /**
  * Consumers: out(r, acc, pre) for each row r of this CTA's slice sl of x @ W^T (x in shared memory, K
  * elements; acc[j] is row r of matrix j, complete on every lane). Warp w takes the slice's stages of slot w
  * (stage g uses slot g % slots), its uses of the slot in order, so the parity to wait for is its use count's;
  * pre = before(r), issued by lane i for the i-th row of a group before the dots, so a load it makes (the
  * residual) is in flight with them; with has_early, the first stage's first group takes `early` instead
- * (early_pre's, issued before). With tail (and DS_TAIL_HELP), the warps without a slot help with the last
- * stages. Advances the cursor past the slice's stages.
+ * (early_pre's, issued before). Advances the cursor past the slice's stages.
  */
 template <class T, int NW, class B, class F>
 MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, DsCursor& cur, const WRing& R, const typename T::S* xs, B&& before, F&& out,
-                          u32_t early = 0u, bool has_early = false, bool tail = false) {
+                          u32_t early = 0u, bool has_early = false) {
   typedef typename T::S S;
   constexpr int RW = NW == 2 ? 2 : DS_ROWS;  // rows of each matrix at once (registers: RW * NW accumulators)
   const int lane = threadIdx.x & 31;
   const u32_t warp = threadIdx.x >> 5, slots = R.slots;
   const i64_t chunks = s.K / 8;
-  // helped stages: the last `helpers` of the slice, when a stage is one group of rows
-  __shared__ float tail_s[2][NW][RW];  // the helpers' half sums
-  const u32_t spare = DS_WARPS > slots ? DS_WARPS - slots : 0u, half = (u32_t)chunks / 2;
-  const u32_t helpers = DS_TAIL_HELP && tail && sl.per <= (u32_t)RW ? (spare < 2u ? spare : 2u) : 0u;
   if (warp < slots) {
     for (u32_t j = first_stage(sl, cur, R); j < sl.stages; j += slots, has_early = false) {
       const u32_t st = cur.g + j;
@@ -223,14 +201,9 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       const S* w = reinterpret_cast<const S*>(wring_acquire_slot(R, warp, cur.uses & 1));
       cur.uses++;
       if (lane == 0) trace_stage(A, st, 1);
-      const u32_t back = sl.stages - 1 - j;  // helper `back` takes this stage's second half when back < helpers
-      const bool helped = DS_TAIL_HELP && back < helpers;
-      if (helped) pair_sync(back);  // the stage is here: the helper may read it
-      const i64_t own = helped ? (i64_t)half : chunks;
       if (NW == 1 && n == 1) {
         const u32_t pre = has_early ? early : lane == 0 ? (u32_t)before(r) : 0u;
-        float a[NW] = {DS_ABLATE_DOT ? 0.f : warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), (u32_t)own, lane))};
-        if (helped) pair_sync(back), a[0] += tail_s[back][0][0];  // the helper's half
+        float a[NW] = {DS_ABLATE_DOT ? 0.f : warp_sum(dot_one_split<T>(smem_addr(w), smem_addr(xs), (u32_t)chunks, lane))};
         out(r, a, __shfl_sync(MOPT_FULL_MASK, pre, 0));
       } else {
         for (int i = 0; i < n; i += RW) {
@@ -241,16 +214,12 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
 #pragma unroll
             for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
           const u32_t w0 = smem_addr(w) + (u32_t)(i * s.K * 2);
-          if (!DS_ABLATE_DOT) dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, own, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
-          if (helped) pair_sync(back);  // the helper's half sums are in tail_s
+          if (!DS_ABLATE_DOT) dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
 #pragma unroll
           for (int q = 0; q < RW; q++) {
             float a[NW];
 #pragma unroll
-            for (int jj = 0; jj < NW; jj++) {
-              a[jj] = warp_sum(acc[jj][q]);
-              if (helped) a[jj] += tail_s[back][jj][q];
-            }
+            for (int jj = 0; jj < NW; jj++) a[jj] = warp_sum(acc[jj][q]);
             const u32_t p = __shfl_sync(MOPT_FULL_MASK, pre, q);
             if (i + q < n) out(r + i + q, a, p);
           }
@@ -259,35 +228,6 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
       __syncwarp();
       if (lane == 0) wring_release_slot(R, warp), trace_stage(A, st, 2);
     }
-  } else if (DS_TAIL_HELP && warp - slots < helpers && warp - slots < sl.stages) {
-    // helper h: the second half of stage stages - 1 - h, once its owner has it (the first pair_sync)
-    const u32_t h = warp - slots, j = sl.stages - 1 - h, st = cur.g + j;
-    const i64_t r = (i64_t)sl.r0 + (i64_t)j * sl.per;
-    const int n = (int)(sl.r1 - r < sl.per ? sl.r1 - r : (i64_t)sl.per);
-    const u32_t w0 = smem_addr(R.base) + (st % slots) * R.stage + 16u * half, x0 = smem_addr(xs) + 16u * half;
-    pair_sync(h);
-    float acc[NW][RW];
-#pragma unroll
-    for (int jj = 0; jj < NW; jj++)
-#pragma unroll
-      for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
-    if (DS_ABLATE_DOT) {
-    } else if (NW == 1 && n == 1) {
-      acc[0][0] = dot_one_split<T>(w0, x0, (u32_t)chunks - half, lane);
-    } else {
-      dot_rows<T, NW, RW, 2>(acc, w0, x0, n, chunks - half, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
-    }
-#pragma unroll
-    for (int jj = 0; jj < NW; jj++)
-#pragma unroll
-      for (int q = 0; q < RW; q++) acc[jj][q] = warp_sum(acc[jj][q]);
-    if (lane == 0) {
-#pragma unroll
-      for (int jj = 0; jj < NW; jj++)
-#pragma unroll
-        for (int q = 0; q < RW; q++) tail_s[h][jj][q] = acc[jj][q];
-    }
-    pair_sync(h);
   }
   cur.g += sl.stages;
   cur.gmod += sl.smod;
@@ -408,7 +348,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
         mark(A, l, 6);
         consume_seg<T, 2>(A, layer_seg(A, Ly, 4), slices[4], cur, R, xs, no_pre, [=](i64_t r, float (&acc)[2], u32_t) {
           if (lane == 0) act.put(r, T::store(swiglu_one<T>(T::store(acc[0]), T::store(acc[1]))));
-        }, 0u, false, DS_TAIL_HELP >= 2);
+        });
         end_phase(k0 + 3);
       }
       // the residual of this warp's first row goes out before the input vector's load: the two L2 round trips
@@ -417,7 +357,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
       const u32_t early = early_pre(slices[m == 0 ? 3 : 5], cur, R, residual(res));
       load_shared(xs, pick(m == 0, attn, act), m == 0 ? QD : A.I);
       mark(A, l, m == 0 ? 5 : 7);
-      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(res), add_residual(pick(m == 0, h_mid, h_out)), early, true, m == 1);
+      consume_seg<T, 1>(A, layer_seg(A, Ly, m == 0 ? 3 : 5), slices[m == 0 ? 3 : 5], cur, R, xs, residual(res), add_residual(pick(m == 0, h_mid, h_out)), early, true);
       end_phase(k0 + 2 + 2 * m);
     }
   }
@@ -431,7 +371,7 @@ MOPT_DEV void consume_step(const DsArgs& A, const WRing& R, const DsSlice* slice
     const u64_t key = argmax_key(v, r);
     best = key > best ? key : best;
     if (logits != nullptr && lane == 0) logits[r] = v;
-  }, 0u, false, DS_TAIL_HELP >= 2);
+  });
   if (lane == 0) best_s[threadIdx.x >> 5] = best;
   csync();
   stamp(A, 2 + 5 * (int)A.nlayers);
