@@ -10,7 +10,8 @@
 // (bench/decode-step-variants.sh "DS_MARK=1"), the kernel also records CTA 0's points inside the phases (the
 // attention's only on its register path, contexts up to 240 at head dim 64: `--steps 64` as
 // bench/decode-step-variants.sh runs), and the last step's phases are split at them: the wait for the input,
-// then the rest.
+// then the rest. It also prints how far apart the CTAs finish each phase of the last step (every CTA stamps its
+// ends) and, with the marks, how long after the last of them CTA 0 has the next phase's input.
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { DecodeStepKernel } from '../src/backend/backend.js';
@@ -117,4 +118,25 @@ if (trace !== null) {
     }
     if (xs.length > 0) console.log(`  ${label.padEnd(40)} median ${(median(xs) / 1000).toFixed(2)} us over ${xs.length} layers`);
   }
+  // every CTA's end of each phase (trace.ctaDone[i] is phase p[i]'s): how far apart the CTAs finish, and how long
+  // after the last one CTA 0 has the next phase's input (its mark; only with DS_MARK): the exchange's own latency
+  const inputMark = [1, 5, 6, 7, 0]; // the mark where phase j's output has arrived at CTA 0 (0: the next layer's)
+  names.forEach((n, j) => {
+    const spread: number[] = [];
+    const early: number[] = [];
+    const latency: number[] = [];
+    for (let l = 0; l < L; l++) {
+      const done = trace.ctaDone[1 + 5 * l + j];
+      if (done === undefined || done.some((v) => v < 0)) continue;
+      const last = Math.max(...done);
+      spread.push(last - Math.min(...done));
+      early.push(last - done[0]);
+      const ml = j === 4 ? l + 1 : l;
+      const mark = ml < L ? trace.marks[ml][inputMark[j]] : null;
+      if (mark !== null && mark >= last && mark - last < 50_000) latency.push(mark - last);
+    }
+    if (spread.length === 0) return;
+    const us = (xs: number[]): string => (median(xs) / 1000).toFixed(2);
+    console.log(`  ${n.padEnd(10)} CTAs' ends: spread ${us(spread)} us, CTA 0 ${us(early)} us before the last` + (latency.length > 0 ? `; last end -> next input at CTA 0 ${us(latency)} us` : ''));
+  });
 }
