@@ -79,3 +79,39 @@ MOPT_DEV float dot_one_split(u32_t w0, u32_t x0, u32_t chunks, int lane) {
     if (c0 + 32u * u < chunks) dot_one_chunk<T>(a[u], lds16(x0 + 16u * (c0 + 32u * u)), lds16(w0 + 16u * (c0 + 32u * u)));
   return (a[0] + a[1]) + (a[2] + a[3]);
 }
+
+// How consume_seg sums a stage group's NW x RW per-lane partial dots over the warp (an experiment; 0 = one
+// warp_sum per value, the default). The sums follow each other (a bound check per row sits between them): 4
+// values cost 20 dependent shuffles, ~0.3 us a stage group (H200 SASS, 2026-11-29). 1: with 4 values, a
+// butterfly that halves the values a lane carries at the first two steps (xor 16, xor 8) sums all four in 5
+// dependent shuffles plus one for the halving, then broadcasts them. Every value's additions are warp_sum's
+// (own + partner's at xor 16, 8, 4, 2, 1), so the sums are the same bits.
+#ifndef DS_SUM4
+#define DS_SUM4 0
+#endif
+/** acc[j][q] summed over the warp, complete on every lane (bit for bit warp_sum's). */
+template <int NW, int RW>
+MOPT_DEV void warp_sum_rows(float (&acc)[NW][RW]) {
+  if (DS_SUM4 && NW * RW == 4) {
+    const int lane = threadIdx.x & 31;
+    const bool hi16 = (lane & 16) != 0, hi8 = (lane & 8) != 0;
+    float v[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) v[i] = acc[i / RW][i % RW];
+    // xor 16: lanes below 16 keep values 0, 1 and hand over 2, 3; the others the reverse
+    const float s0 = hi16 ? v[0] : v[2], s1 = hi16 ? v[1] : v[3];
+    const float r0 = __shfl_xor_sync(MOPT_FULL_MASK, s0, 16), r1 = __shfl_xor_sync(MOPT_FULL_MASK, s1, 16);
+    const float w0 = (hi16 ? v[2] : v[0]) + r0, w1 = (hi16 ? v[3] : v[1]) + r1;
+    // xor 8: keep one of the two; lane l now carries value l >> 3
+    float u = (hi8 ? w1 : w0) + __shfl_xor_sync(MOPT_FULL_MASK, hi8 ? w0 : w1, 8);
+#pragma unroll
+    for (int o = 4; o > 0; o >>= 1) u += __shfl_xor_sync(MOPT_FULL_MASK, u, o);
+#pragma unroll
+    for (int i = 0; i < 4; i++) acc[i / RW][i % RW] = __shfl_sync(MOPT_FULL_MASK, u, 8 * i);
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < NW; j++)
+#pragma unroll
+    for (int q = 0; q < RW; q++) acc[j][q] = warp_sum(acc[j][q]);
+}

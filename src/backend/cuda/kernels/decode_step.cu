@@ -215,11 +215,12 @@ MOPT_DEV void consume_seg(const DsArgs& A, const DsSeg& s, const DsSlice& sl, Ds
             for (int q = 0; q < RW; q++) acc[jj][q] = 0.f;
           const u32_t w0 = smem_addr(w) + (u32_t)(i * s.K * 2);
           if (!DS_ABLATE_DOT) dot_rows<T, NW, RW, 2>(acc, w0, smem_addr(xs), n - i, chunks, (u32_t)(s.K * 2), (u32_t)R.stage / 2, lane);
+          if (DS_SUM4) warp_sum_rows<NW, RW>(acc);  // all the group's sums before the first row's out()
 #pragma unroll
           for (int q = 0; q < RW; q++) {
             float a[NW];
 #pragma unroll
-            for (int jj = 0; jj < NW; jj++) a[jj] = warp_sum(acc[jj][q]);
+            for (int jj = 0; jj < NW; jj++) a[jj] = DS_SUM4 ? acc[jj][q] : warp_sum(acc[jj][q]);
             const u32_t p = __shfl_sync(MOPT_FULL_MASK, pre, q);
             if (i + q < n) out(r + i + q, a, p);
           }
