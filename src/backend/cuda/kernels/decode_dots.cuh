@@ -80,12 +80,13 @@ MOPT_DEV float dot_one_split(u32_t w0, u32_t x0, u32_t chunks, int lane) {
   return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
-// How consume_seg sums a stage group's NW x RW per-lane partial dots over the warp (an experiment; 0 = one
-// warp_sum per value, the default). The sums follow each other (a bound check per row sits between them): 4
-// values cost 20 dependent shuffles, ~0.3 us a stage group (H200 SASS, 2026-11-29). 1: with 4 values, a
-// butterfly that halves the values a lane carries at the first two steps (xor 16, xor 8) sums all four in 5
-// dependent shuffles plus one for the halving, then broadcasts them. Every value's additions are warp_sum's
-// (own + partner's at xor 16, 8, 4, 2, 1), so the sums are the same bits.
+// How consume_seg sums a stage group's NW x RW per-lane partial dots over the warp (an experiment, not yet timed
+// on a GPU; 0 = one warp_sum per value, the default). In the default build's SASS (Nsight Compute, H200,
+// 2026-11-29) the sums follow each other, a row's out() between them: 4 values are 20 dependent shuffles, ~0.3 us
+// a stage group at ~30 cycles each (an estimate). 1: with 4 values, a butterfly that halves the values a lane
+// carries at the first two steps (xor 16, xor 8) sums all four in 6 dependent shuffles, then broadcasts them.
+// Every value's additions are warp_sum's (own + partner's at xor 16, 8, 4, 2, 1), so the sums are the same bits.
+// Every call site has NW * RW == 4 (NW 1 x DS_ROWS 4, NW 2 x 2); other shapes take the per-value sums.
 #ifndef DS_SUM4
 #define DS_SUM4 0
 #endif
