@@ -80,15 +80,15 @@ MOPT_DEV float dot_one_split(u32_t w0, u32_t x0, u32_t chunks, int lane) {
   return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
-// How consume_seg sums a stage group's NW x RW per-lane partial dots over the warp (an experiment, not yet timed
-// on a GPU; 0 = one warp_sum per value, the default). In the default build's SASS (Nsight Compute, H200,
-// 2026-11-29) the sums follow each other, a row's out() between them: 4 values are 20 dependent shuffles, ~0.3 us
-// a stage group at ~30 cycles each (an estimate). 1: with 4 values, a butterfly that halves the values a lane
-// carries at the first two steps (xor 16, xor 8) sums all four in 6 dependent shuffles, then broadcasts them.
-// Every value's additions are warp_sum's (own + partner's at xor 16, 8, 4, 2, 1), so the sums are the same bits.
-// Every call site has NW * RW == 4 (NW 1 x DS_ROWS 4, NW 2 x 2); other shapes take the per-value sums.
+// How consume_seg sums a stage group's NW x RW per-lane partial dots over the warp. 0 = one warp_sum per value
+// (the sums follow each other, a row's out() between them: 4 values are 20 dependent shuffles). 1 (the default):
+// with 4 values, a butterfly that halves the values a lane carries at the first two steps (xor 16, xor 8) sums
+// all four in 6 dependent shuffles, then broadcasts them. Every value's additions are warp_sum's (own +
+// partner's at xor 16, 8, 4, 2, 1), so the sums are the same bits. Every call site has NW * RW == 4 (NW 1 x
+// DS_ROWS 4, NW 2 x 2); other shapes take the per-value sums. Measured (H200, 2026-11-29, 64 steps after a
+// 16-token prompt, 3 interleaved rounds): 711.0 / 711.2 / 711.0 us a step against 720.5 / 719.9 / 719.3 with 0.
 #ifndef DS_SUM4
-#define DS_SUM4 0
+#define DS_SUM4 1
 #endif
 /** acc[j][q] summed over the warp, complete on every lane (bit for bit warp_sum's). */
 template <int NW, int RW>
