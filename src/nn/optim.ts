@@ -91,6 +91,14 @@ export class AdamW {
     }
   }
 
+  /** Frees the moments and master copies (the parameters stay); a later update() starts them afresh. */
+  dispose(): void {
+    for (const map of [this.m, this.v, this.master]) {
+      for (const t of map.values()) t.dispose();
+      map.clear();
+    }
+  }
+
   /** Optimizer state for checkpoints: moments (and float32 master weights) by parameter index. */
   state(): { step: number; m: (Tensor | null)[]; v: (Tensor | null)[]; master: (Tensor | null)[] } {
     return {

@@ -90,42 +90,47 @@ export function train(
   }
   const tokensPerStep = o.batch * o.accum * settings.seqLen;
   let ran = 0;
-  for (let step = state.step; step < o.steps; step++) {
-    const t0 = performance.now();
-    opt.lr = warmupCosineLr(step, { peak: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, minLr: o.minLr });
-    let loss = 0;
-    for (let micro = 0; micro < o.accum; micro++) {
-      const rows = sampler.rows(step, micro, o.accum, o.batch).map((r) => data.train[r]!);
-      loss += tidy(() => {
-        const l = lossOf(model, rows);
-        mul(l, 1 / o.accum).backward();
-        return l.item();
-      });
+  // the optimizer's state and the gradients are freed however the loop ends (a library caller may train again)
+  try {
+    for (let step = state.step; step < o.steps; step++) {
+      const t0 = performance.now();
+      opt.lr = warmupCosineLr(step, { peak: o.lr, warmupSteps: o.warmup, totalSteps: o.steps, minLr: o.minLr });
+      let loss = 0;
+      for (let micro = 0; micro < o.accum; micro++) {
+        const rows = sampler.rows(step, micro, o.accum, o.batch).map((r) => data.train[r]!);
+        loss += tidy(() => {
+          const l = lossOf(model, rows);
+          mul(l, 1 / o.accum).backward();
+          return l.item();
+        });
+      }
+      if (o.clip > 0) clipGradNorm(params, o.clip);
+      opt.update();
+      opt.zeroGrad();
+      const point: LossPoint = { step: step + 1, loss: loss / o.accum, lr: opt.lr, tokensPerS: tokensPerStep / ((performance.now() - t0) / 1e3) };
+      if (!Number.isFinite(point.loss)) throw new UserError(`training diverged: loss ${point.loss} at step ${step + 1}; lower --lr or raise --warmup`);
+      state.train.push(point);
+      hooks.onStep?.(point);
+      const last = step + 1 === o.steps;
+      if (data.val.length > 0 && ((step + 1) % o.evalEvery === 0 || last)) {
+        const v = { step: step + 1, loss: meanLoss(model, data.val, o.batch) };
+        state.val.push(v);
+        hooks.onEval?.(v);
+      }
+      state.step = step + 1;
+      if ((step + 1) % o.saveEvery === 0 || last) {
+        saveCheckpoint(join(root, `checkpoint-${step + 1}`), model, config, tokenizerDir, opt, state);
+        prune(root);
+      }
+      if (hooks.stopAfter !== undefined && ++ran >= hooks.stopAfter) break;
     }
-    if (o.clip > 0) clipGradNorm(params, o.clip);
-    opt.update();
-    opt.zeroGrad();
-    const point: LossPoint = { step: step + 1, loss: loss / o.accum, lr: opt.lr, tokensPerS: tokensPerStep / ((performance.now() - t0) / 1e3) };
-    if (!Number.isFinite(point.loss)) throw new UserError(`training diverged: loss ${point.loss} at step ${step + 1}; lower --lr or raise --warmup`);
-    state.train.push(point);
-    hooks.onStep?.(point);
-    const last = step + 1 === o.steps;
-    if (data.val.length > 0 && ((step + 1) % o.evalEvery === 0 || last)) {
-      const v = { step: step + 1, loss: meanLoss(model, data.val, o.batch) };
-      state.val.push(v);
-      hooks.onEval?.(v);
+  } finally {
+    for (const p of params) {
+      p.grad?.dispose();
+      p.grad = null;
+      p.requireGrad(false);
     }
-    state.step = step + 1;
-    if ((step + 1) % o.saveEvery === 0 || last) {
-      saveCheckpoint(join(root, `checkpoint-${step + 1}`), model, config, tokenizerDir, opt, state);
-      prune(root);
-    }
-    if (hooks.stopAfter !== undefined && ++ran >= hooks.stopAfter) break;
-  }
-  for (const p of params) {
-    p.grad?.dispose();
-    p.grad = null;
-    p.requireGrad(false);
+    opt.dispose();
   }
   return state;
 }
