@@ -101,7 +101,7 @@ test('user mistakes give one line on stderr and exit 1', () => {
   assert.ok(!existsSync('/tmp/x.npy'));
 });
 
-test('--device cuda gives the CPU results (generate, eval ppl)', { skip: process.env.MOPT_TEST_CUDA === '1' ? false : 'set MOPT_TEST_CUDA=1 on a GPU machine' }, () => {
+test('--device cuda gives the CPU results (generate, eval ppl, forward, train)', { skip: process.env.MOPT_TEST_CUDA === '1' ? false : 'set MOPT_TEST_CUDA=1 on a GPU machine' }, () => {
   const gen = (device: string): { ids: number[] } =>
     JSON.parse(mopt('generate', '--model', STORIES_HF, '--prompt', 'Lily and Ben', '--max-new-tokens', '40', '--device', device, '--json').stdout) as { ids: number[] };
   assert.deepEqual(gen('cuda').ids, gen('cpu').ids);
@@ -111,6 +111,42 @@ test('--device cuda gives the CPU results (generate, eval ppl)', { skip: process
   assert.ok(Math.abs(c - g) < 1e-4 * c, `cpu ${c} vs cuda ${g}`);
   const bf = JSON.parse(mopt('eval', 'ppl', '--model', STORIES_HF, '--data', join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'), '--max-tokens', '1024', '--seq-len', '256', '--device', 'cuda', '--dtype', 'bfloat16', '--json').stdout) as { ppl: number };
   assert.ok(Math.abs(bf.ppl - c) < 0.02 * c, `bfloat16 on cuda ${bf.ppl} vs float32 ${c}`);
+  const dir = mkdtempSync(join(tmpdir(), 'mopt-cli-cuda-'));
+  try {
+    const ids = join(dir, 'ids.json');
+    writeFileSync(ids, JSON.stringify([[1, 403, 407, 261], [1, 346, 306, 414]]));
+    const logits = (device: string): Float32Array => {
+      const r = mopt('forward', '--model', STORIES_HF, '--ids-file', ids, '--out', join(dir, `${device}.npy`), '--device', device, '--json');
+      assert.equal(r.code, 0, r.stderr);
+      const t = readNpy(join(dir, `${device}.npy`));
+      assert.equal(t.dtype, 'float32');
+      return t.data as Float32Array;
+    };
+    const [lc, lg] = [logits('cpu'), logits('cuda')];
+    assert.equal(lg.length, 2 * 4 * 512);
+    const err = Math.sqrt(lc.reduce((s, v, i) => s + (v - lg[i]!) ** 2, 0) / lc.reduce((s, v) => s + v * v, 0));
+    assert.ok(err < 1e-4, `forward logits cpu vs cuda: relative error ${err}`);
+    // four float32 training steps from the same config and seed: the same losses within float32 reordering
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({
+      model_type: 'llama', architectures: ['LlamaForCausalLM'], hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+      num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, tie_word_embeddings: true,
+    }));
+    const text = join(dir, 'text.txt');
+    writeFileSync(text, readFileSync(join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'), 'utf8').slice(0, 20_000));
+    let runs = 0;
+    const trained = (device: string): { steps: number; valLoss: number } => {
+      const r = mopt('train', '--config', config, '--tokenizer', STORIES_HF, '--data', text, '--out', join(dir, `train-${runs++}`), '--batch-size', '2',
+        '--seq-len', '32', '--warmup', '2', '--eval-every', '2', '--save-every', '4', '--val-rows', '4', '--steps', '4', '--device', device, '--json');
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as { steps: number; valLoss: number };
+    };
+    const [tc, tg] = [trained('cpu'), trained('cuda')];
+    assert.equal(tg.steps, 4);
+    assert.ok(Math.abs(tc.valLoss - tg.valLoss) < 1e-3 * tc.valLoss, `validation loss after 4 steps: cpu ${tc.valLoss}, cuda ${tg.valLoss}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('--device cuda without a CUDA driver fails with one sentence saying what to install', { skip: process.env.MOPT_TEST_CUDA === '1' ? 'this machine has CUDA' : false }, () => {
