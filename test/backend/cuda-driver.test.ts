@@ -5,6 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CudaDriver, KernelArgs } from '../../src/backend/cuda/driver.js';
 import { Nvrtc } from '../../src/backend/cuda/nvrtc.js';
+import { spawnSync } from 'node:child_process';
+import { CLI } from '../helpers/cli.js';
+import { DATA_SKIP, STORIES_HF } from '../helpers/paths.js';
 
 const enabled = process.env.MOPT_TEST_CUDA === '1';
 
@@ -129,4 +132,40 @@ test('cuBLASLt GEMM: row-major, transposed and batched operands match a float64 
       for (const p of [pa, pb, po]) d.memFree(p);
     }
   }
+});
+
+test('float32 matmul precision: TF32 tensor cores only when asked (high), float32 arithmetic by default and after', { skip: enabled ? false : 'set MOPT_TEST_CUDA=1 on a GPU machine' }, async () => {
+  const { getCudaBackend } = await import('../../src/backend/cuda/index.js');
+  const T = await import('../../src/tensor/index.js');
+  const cuda = getCudaBackend();
+  assert.equal(cuda.float32MatmulPrecision(), 'highest');
+  const a = T.randn([128, 512], 1);
+  const b = T.randn([512, 96], 2);
+  const ref = T.matmul(a, b).toArray() as number[];
+  const [ga, gb] = [a, b].map((t) => T.tensor(t.toArray() as number[], t.shape, { device: 'cuda' }));
+  const relErr = (): number => {
+    const got = T.matmul(ga!, gb!).toArray() as number[];
+    let num = 0;
+    let den = 0;
+    got.forEach((g, i) => ((num += (g - ref[i]!) ** 2), (den += ref[i]! ** 2)));
+    return Math.sqrt(num / den);
+  };
+  const strict = relErr();
+  cuda.setFloat32MatmulPrecision('high');
+  const tf32 = relErr();
+  cuda.setFloat32MatmulPrecision('highest');
+  const again = relErr();
+  // float32 sums over 512 products: ~1e-7; TF32 rounds each input to a 10-bit mantissa: ~1e-4..1e-3
+  assert.ok(strict < 1e-6, `float32: ${strict}`);
+  assert.ok(tf32 > 2e-5 && tf32 < 5e-3, `TF32: ${tf32}`);
+  assert.ok(again < 1e-6, `float32 again: ${again}`);
+});
+
+test('MOPT_FLOAT32_MATMUL_PRECISION with an unknown value is one clear error', { skip: enabled ? DATA_SKIP : 'set MOPT_TEST_CUDA=1 on a GPU machine' }, () => {
+  const r = spawnSync(process.execPath, [CLI, 'generate', '--model', STORIES_HF, '--prompt-ids', '1', '--max-new-tokens', '2', '--device', 'cuda', '--json'], {
+    encoding: 'utf8', env: { ...process.env, MOPT_FLOAT32_MATMUL_PRECISION: 'medium' }, timeout: 120_000,
+  });
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /MOPT_FLOAT32_MATMUL_PRECISION=medium: expected highest or high/);
 });

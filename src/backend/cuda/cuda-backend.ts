@@ -16,7 +16,7 @@ import { MATMUL, REDUCE, ROW, STRIDED, matmulPlan, reducePlan, rowPlan, stridedL
 import { CudaFused } from './fused.js';
 import { captureGraph, type CapturedGraph } from './graph.js';
 
-import type { Gemm } from './cublaslt.js';
+import type { Float32MatmulPrecision, Gemm } from './cublaslt.js';
 import { UserError } from '../../util/errors.js';
 export type { Gemm };
 
@@ -275,6 +275,19 @@ export class CudaBackend implements Backend, FusedKernels, GroupedLinear, FusedD
   /** A whole batch-1 decode step as one kernel (decode-step.ts); null when the model does not fit it. */
   decodeStep(spec: DecodeStepSpec): DecodeStepKernel | null {
     return this.fused.decodeSteps.prepare(spec);
+  }
+
+  /**
+   * float32 matmuls on TF32 tensor cores ('high') or in float32 ('highest', the default), as
+   * torch.set_float32_matmul_precision; applies to cuBLASLt GEMMs only (the decode GEMVs, attention and the
+   * fallback matmul kernel stay float32). MOPT_FLOAT32_MATMUL_PRECISION sets it for a whole process.
+   */
+  setFloat32MatmulPrecision(p: Float32MatmulPrecision): void {
+    if (this.gemmImpl !== null) this.gemmImpl.float32Precision = p;
+  }
+
+  float32MatmulPrecision(): Float32MatmulPrecision {
+    return this.gemmImpl?.float32Precision ?? 'highest';
   }
 
   /** The injected GEMM (cuBLASLt); false when there is none or it declines the case. */

@@ -6,13 +6,14 @@
 import { UserError } from '../../util/errors.js';
 import type { View } from '../backend.js';
 import { CachingAllocator } from './allocator.js';
-import { CublasLt, viewAddress } from './cublaslt.js';
+import { CublasLt, FLOAT32_MATMUL_PRECISIONS, viewAddress, type Float32MatmulPrecision } from './cublaslt.js';
 import { CudaBackend, CudaStorage, type Gemm } from './cuda-backend.js';
 import { CudaDriver, CudaError } from './driver.js';
 import { Nvrtc, NvrtcError } from './nvrtc.js';
 
 export { CudaBackend, CudaStorage, type Gemm } from './cuda-backend.js';
 export { CachingAllocator, type AllocatorStats } from './allocator.js';
+export type { Float32MatmulPrecision } from './cublaslt.js';
 
 /** cuBLASLt workspace: 32 MiB, NVIDIA's recommendation for Hopper */
 const GEMM_WORKSPACE = 32 << 20;
@@ -27,7 +28,9 @@ export function getCudaBackend(): CudaBackend {
     const driver = CudaDriver.open();
     const nvrtc = new Nvrtc();
     const allocator = new CachingAllocator(driver);
-    backend = new CudaBackend(driver, nvrtc, allocator, makeGemm(driver, allocator));
+    const b = new CudaBackend(driver, nvrtc, allocator, makeGemm(driver, allocator));
+    b.setFloat32MatmulPrecision(precisionFromEnv());
+    backend = b;
     return backend;
   } catch (e) {
     failure =
@@ -38,6 +41,17 @@ export function getCudaBackend(): CudaBackend {
           : new Error(String(e));
     throw failure;
   }
+}
+
+/** MOPT_FLOAT32_MATMUL_PRECISION: highest (float32 arithmetic, the default) or high (TF32 tensor cores). */
+function precisionFromEnv(): Float32MatmulPrecision {
+  const v = process.env.MOPT_FLOAT32_MATMUL_PRECISION;
+  if (v === undefined || v === '') return 'highest';
+  const p = FLOAT32_MATMUL_PRECISIONS.find((x) => x === v);
+  if (p === undefined) {
+    throw new UserError(`MOPT_FLOAT32_MATMUL_PRECISION=${v}: expected ${FLOAT32_MATMUL_PRECISIONS.join(' or ')} (high: float32 matmuls on TF32 tensor cores)`);
+  }
+  return p;
 }
 
 /** cuBLASLt when its library is present; otherwise matmuls run on the (slow) matmul.cu fallback. */
