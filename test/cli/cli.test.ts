@@ -11,6 +11,18 @@ import { runMopt } from '../helpers/cli.js';
 
 const mopt = (...args: string[]) => runMopt(args);
 
+/** A tiny Llama config.json and 20 KB of TinyStories in dir, for `mopt train --config ... --data ...`. */
+function writeTrainInputs(dir: string): { config: string; text: string } {
+  const config = join(dir, 'config.json');
+  writeFileSync(config, JSON.stringify({
+    model_type: 'llama', architectures: ['LlamaForCausalLM'], hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+    num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, tie_word_embeddings: true,
+  }));
+  const text = join(dir, 'text.txt');
+  writeFileSync(text, readFileSync(join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'), 'utf8').slice(0, 20_000));
+  return { config, text };
+}
+
 test('--help explains every command', () => {
   const top = mopt('--help');
   assert.equal(top.code, 0);
@@ -127,13 +139,7 @@ test('--device cuda gives the CPU results (generate, eval ppl, forward, train)',
     const err = Math.sqrt(lc.reduce((s, v, i) => s + (v - lg[i]!) ** 2, 0) / lc.reduce((s, v) => s + v * v, 0));
     assert.ok(err < 1e-4, `forward logits cpu vs cuda: relative error ${err}`);
     // four float32 training steps from the same config and seed: the same losses within float32 reordering
-    const config = join(dir, 'config.json');
-    writeFileSync(config, JSON.stringify({
-      model_type: 'llama', architectures: ['LlamaForCausalLM'], hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
-      num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, tie_word_embeddings: true,
-    }));
-    const text = join(dir, 'text.txt');
-    writeFileSync(text, readFileSync(join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'), 'utf8').slice(0, 20_000));
+    const { config, text } = writeTrainInputs(dir);
     let runs = 0;
     const trained = (device: string): { steps: number; valLoss: number } => {
       const r = mopt('train', '--config', config, '--tokenizer', STORIES_HF, '--data', text, '--out', join(dir, `train-${runs++}`), '--batch-size', '2',
@@ -238,13 +244,7 @@ test('quantize writes a report and a state that eval accepts as --model', () => 
 test('train from a config, resume from the newest checkpoint, and the result generates', () => {
   const out = mkdtempSync(join(tmpdir(), 'mopt-train-cli-'));
   try {
-    const config = join(out, 'config.json');
-    writeFileSync(config, JSON.stringify({
-      model_type: 'llama', architectures: ['LlamaForCausalLM'], hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
-      num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, tie_word_embeddings: true,
-    }));
-    const text = join(out, 'text.txt');
-    writeFileSync(text, readFileSync(join(SHARED_DATA, 'corpora', 'tinystories_val_subset.txt'), 'utf8').slice(0, 20_000));
+    const { config, text } = writeTrainInputs(out);
     const args = ['train', '--config', config, '--tokenizer', STORIES_HF, '--data', text, '--out', join(out, 'run'), '--batch-size', '2',
       '--seq-len', '32', '--warmup', '2', '--eval-every', '2', '--save-every', '2', '--val-rows', '4', '--json'];
     const first = mopt(...args, '--steps', '4');
