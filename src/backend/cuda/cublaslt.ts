@@ -35,7 +35,8 @@ const TYPES: Partial<Record<DType, { data: number; compute: number; scale: 'f32'
 /**
  * How float32 GEMMs compute, named as torch.set_float32_matmul_precision names them: 'highest' (the default)
  * multiplies in float32 (CUBLAS_COMPUTE_32F), 'high' lets cuBLASLt round the inputs to TF32 (10-bit mantissa)
- * and use tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32), several times faster at ~1e-3 relative error.
+ * and use tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32) at ~1e-4..1e-3 relative error (its speed is not measured
+ * in docs/benchmarks.md).
  */
 export type Float32MatmulPrecision = 'highest' | 'high';
 export const FLOAT32_MATMUL_PRECISIONS: readonly Float32MatmulPrecision[] = ['highest', 'high'];
