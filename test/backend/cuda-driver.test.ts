@@ -152,8 +152,12 @@ test('float32 matmul precision: TF32 tensor cores only when asked (high), float3
   };
   const strict = relErr();
   cuda.setFloat32MatmulPrecision('high');
-  const tf32 = relErr();
-  cuda.setFloat32MatmulPrecision('highest');
+  let tf32: number;
+  try {
+    tf32 = relErr();
+  } finally {
+    cuda.setFloat32MatmulPrecision('highest'); // the backend is the process's: later tests expect float32 matmuls
+  }
   const again = relErr();
   // float32 sums over 512 products: ~1e-7; TF32 rounds each input to a 10-bit mantissa: ~1e-4..1e-3
   assert.ok(strict < 1e-6, `float32: ${strict}`);
